@@ -1,0 +1,161 @@
+/* store.h: the one interface every EDR store implements.
+ *
+ * A store maps the four key fields of a connection (schemas/edr_key.h) to
+ * one entry: the EDR as compact JSON object text plus its transfer process
+ * id. Backends: memory (mem_store.c), file (file_store.c), PostgreSQL
+ * (pg_store.c). Each is a struct whose first member is `struct store`, and
+ * `ops` points at the backend's table of functions, as hiredis swaps
+ * transports with redisContextFuncs.
+ *
+ * Threads: one writer thread calls apply(); any number of other threads
+ * may call the read functions (get, get_transfer_id, count, list) at the
+ * same time. clear_party counts as a write. close() only after every
+ * other thread has stopped using the store.
+ *
+ * Errors: every function returns a status below and, when it is negative,
+ * fills the caller's struct store_err. Every write is all-or-nothing: on
+ * any error the store is exactly as before the call. */
+#ifndef EDR_STORES_STORE_H
+#define EDR_STORES_STORE_H
+
+#include "schemas/edr_key.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_status {
+    STORE_OK = 0,
+    STORE_NOT_FOUND = 1,  /* lookup or delete found nothing at that key */
+    STORE_INVALID = -1,   /* input rejected, state unchanged: don't retry */
+    STORE_TRANSIENT = -2, /* server gone, disk full: back off and retry */
+    STORE_FATAL = -3,     /* store unusable (corrupt, misconfigured) */
+};
+
+struct store_err {
+    int status;     /* the negative status returned with it */
+    char msg[256];  /* human-readable, never contains entry contents */
+};
+
+enum store_op_kind {
+    STORE_OP_PUT,    /* insert or replace the entry at key */
+    STORE_OP_DELETE, /* remove the entry at key (see transfer_id) */
+};
+
+/* One write. Strings are borrowed for the duration of apply(). */
+struct store_op {
+    enum store_op_kind kind;
+    struct edr_key key;
+    /* PUT: the entry's transferProcessId, required and non-empty.
+     * DELETE: NULL deletes unconditionally; otherwise the entry is deleted
+     * only if its stored transfer id equals this (a late expiry never
+     * removes a newer EDR, CONTRACT.md §1). */
+    const char *transfer_id;
+    /* PUT only: the entry, a JSON object as compact text, stored as given
+     * (removing @type/@context/providerId is the handler's job). */
+    const char *entry_json;
+    size_t entry_len;
+};
+
+/* Kafka progress: the next offset to consume in one partition. */
+struct store_offset {
+    int32_t partition;
+    int64_t next_offset;
+};
+
+/* A batch of writes applied together with the offsets they came from. */
+struct store_batch {
+    const struct store_op *ops;
+    size_t n_ops;
+    const char *topic; /* may be NULL when n_offsets == 0 */
+    const struct store_offset *offsets;
+    size_t n_offsets;
+    size_t changed; /* out: how many ops changed the state */
+};
+
+/* A copy of one stored entry, owned by the caller: free with
+ * store_record_clear(). In list results entry_json is NULL. */
+struct store_record {
+    char *counter_party_id;
+    char *counter_party_address;
+    char *query_checksum;
+    char *policy_checksum;
+    char *transfer_id;
+    char *entry_json;
+    size_t entry_len;
+};
+
+/* One page of list results, owned by the caller: store_list_clear(). */
+struct store_list {
+    struct store_record *items;
+    size_t n_items;
+    /* The connection key of the last item when more may follow, else NULL.
+     * Every store orders by connection key, so a cursor from one worker is
+     * valid on any other. */
+    char *next_cursor;
+};
+
+struct store;
+
+struct store_ops {
+    const char *name; /* "memory", "file" or "postgres" */
+
+    /* Applies every op of b and records its offsets, all or nothing. */
+    int (*apply)(struct store *st, struct store_batch *b,
+                 struct store_err *err);
+    /* Copies the entry at k into *out; STORE_NOT_FOUND when absent. */
+    int (*get)(struct store *st, const struct edr_key *k,
+               struct store_record *out, struct store_err *err);
+    /* *out = malloc'd copy of the entry's transfer id, or NOT_FOUND. */
+    int (*get_transfer_id)(struct store *st, const struct edr_key *k,
+                           char **out, struct store_err *err);
+    /* Exact number of entries whose counter_party_id contains substring
+     * (NULL or "" counts all). */
+    int (*count)(struct store *st, const char *substring, uint64_t *out,
+                 struct store_err *err);
+    /* Up to limit entries with connection key > cursor (NULL: from the
+     * start) whose counter_party_id contains substring, ascending by
+     * connection key. limit is 1..1000. */
+    int (*list)(struct store *st, const char *substring, const char *cursor,
+                size_t limit, struct store_list *out, struct store_err *err);
+    /* Removes every entry whose counter_party_id contains substring
+     * (non-empty); *removed = how many entries went. */
+    int (*clear_party)(struct store *st, const char *substring,
+                       uint64_t *removed, struct store_err *err);
+    /* *out = malloc'd array of the offsets last applied for topic (n = 0
+     * when none); the worker resumes from them. */
+    int (*load_offsets)(struct store *st, const char *topic,
+                        struct store_offset **out, size_t *n,
+                        struct store_err *err);
+    /* Persists what must be persisted and frees everything. NULL is ok. */
+    void (*close)(struct store *st);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+/* Backends. Each returns NULL and fills err on failure. */
+struct store *mem_store_open(struct store_err *err);
+/* path: the store file; its folder is created (0700) if absent. */
+struct store *file_store_open(const char *path, struct store_err *err);
+/* table: validated as an SQL identifier; tables created if absent. */
+struct store *pg_store_open(const char *dsn, const char *table,
+                            struct store_err *err);
+
+/* Convenience wrappers (store.c): one-op batches without offsets. */
+int store_put(struct store *st, const struct edr_key *k,
+              const char *transfer_id, const char *entry_json,
+              size_t entry_len, struct store_err *err);
+/* STORE_OK when an entry was removed, STORE_NOT_FOUND when none was. */
+int store_delete(struct store *st, const struct edr_key *k,
+                 const char *if_transfer_id, struct store_err *err);
+void store_close(struct store *st);
+
+void store_record_clear(struct store_record *r);
+void store_list_clear(struct store_list *l);
+
+/* Fills err and returns status; for backends. */
+int store_fail(struct store_err *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

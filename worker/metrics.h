@@ -1,0 +1,43 @@
+/* metrics.h: the worker's counters, gauges and histograms, exported in
+ * Prometheus text format by worker/http.c (/metrics).
+ *
+ * Every function is cheap (atomics or a short mutex) and callable from any
+ * thread; before metrics_init() they still count. */
+#ifndef EDR_WORKER_METRICS_H
+#define EDR_WORKER_METRICS_H
+
+#include "schemas/event.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* store_name: "memory", "file" or "postgres"; worker_id for build info. */
+void metrics_init(const char *store_name, const char *worker_id);
+
+/* n events of type t applied to the store. */
+void metrics_events_applied(enum event_type t, uint64_t n);
+/* One event set aside to the dead-letter topic, by reason class. */
+void metrics_event_dead_lettered(enum event_error reason);
+/* One store batch of n events applied in `seconds`. */
+void metrics_batch_applied(size_t n_events, double seconds);
+/* One lookup answered: op ("get_connection", ... or "invalid"), status
+ * ("ok", "not_found", "error"), round time inside the worker. */
+void metrics_lookup(const char *op, const char *status, double seconds);
+/* Consumer lag of one partition (high watermark - next offset). */
+void metrics_consumer_lag(int32_t partition, int64_t lag);
+/* Entries in the store now. */
+void metrics_store_entries(uint64_t n);
+/* component: "store", "kafka", "redis". An outage began / a retry. */
+void metrics_outage(const char *component);
+void metrics_retry(const char *component);
+
+/* Readiness inputs, read by /readyz. */
+void metrics_set_store_ok(int ok);
+void metrics_set_kafka_assigned(int assigned);
+void metrics_set_redis_connected(int connected);
+
+/* Appends the Prometheus text exposition to a malloc'd string (*out,
+ * *len). Returns 0, -1 on allocation failure. */
+int metrics_render(char **out, size_t *len);
+
+#endif
