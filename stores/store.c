@@ -6,8 +6,8 @@
 #include <stdlib.h>
 
 int store_put(struct store *st, const struct edr_key *k,
-              const char *transfer_id, const char *entry_json,
-              size_t entry_len, struct store_err *err)
+              const char *transfer_id, const char *entry_json, size_t entry_len,
+              struct store_err *err)
 {
     struct store_op op = {.kind = STORE_OP_PUT,
                           .key = *k,

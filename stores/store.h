@@ -32,8 +32,8 @@ enum store_status {
 };
 
 struct store_err {
-    int status;     /* the negative status returned with it */
-    char msg[256];  /* human-readable, never contains entry contents */
+    int status;    /* the negative status returned with it */
+    char msg[256]; /* human-readable, never contains entry contents */
 };
 
 enum store_op_kind {
@@ -144,8 +144,8 @@ struct store *pg_store_open(const char *dsn, const char *table,
 
 /* Convenience wrappers (store.c): one-op batches without offsets. */
 int store_put(struct store *st, const struct edr_key *k,
-              const char *transfer_id, const char *entry_json,
-              size_t entry_len, struct store_err *err);
+              const char *transfer_id, const char *entry_json, size_t entry_len,
+              struct store_err *err);
 /* STORE_OK when an entry was removed, STORE_NOT_FOUND when none was. */
 int store_delete(struct store *st, const struct edr_key *k,
                  const char *if_transfer_id, struct store_err *err);

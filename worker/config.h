@@ -9,22 +9,22 @@
 #include <stddef.h>
 
 struct config {
-    char *brokers;     /* EDR_KAFKA_BROKERS --brokers */
-    char *topic;       /* EDR_TOPIC --topic */
-    char *dlq_topic;   /* EDR_DLQ_TOPIC --dlq-topic */
-    char *group_id;    /* EDR_GROUP_ID --group-id */
-    char *store;       /* EDR_STORE --store: memory|file|postgres */
-    char *file_path;   /* EDR_FILE_PATH --file-path */
-    char *pg_dsn;      /* EDR_PG_DSN --pg-dsn */
-    char *pg_table;    /* EDR_PG_TABLE --pg-table */
-    char *redis_url;   /* EDR_REDIS_URL --redis-url */
-    char *rpc_prefix;  /* EDR_RPC_PREFIX --rpc-prefix */
-    char *worker_id;   /* EDR_WORKER_ID --worker-id */
-    char *log_level;   /* EDR_LOG_LEVEL --log-level: debug|info|warn|error */
-    char *log_format;  /* EDR_LOG_FORMAT --log-format: text|json */
-    char *http_addr;   /* EDR_HTTP_ADDR --http-addr: host:port or "off" */
-    int rpc_threads;   /* EDR_RPC_THREADS --rpc-threads */
-    int timeout_ms;    /* EDR_TIMEOUT_MS --timeout-ms (edrctl) */
+    char *brokers;      /* EDR_KAFKA_BROKERS --brokers */
+    char *topic;        /* EDR_TOPIC --topic */
+    char *dlq_topic;    /* EDR_DLQ_TOPIC --dlq-topic */
+    char *group_id;     /* EDR_GROUP_ID --group-id */
+    char *store;        /* EDR_STORE --store: memory|file|postgres */
+    char *file_path;    /* EDR_FILE_PATH --file-path */
+    char *pg_dsn;       /* EDR_PG_DSN --pg-dsn */
+    char *pg_table;     /* EDR_PG_TABLE --pg-table */
+    char *redis_url;    /* EDR_REDIS_URL --redis-url */
+    char *rpc_prefix;   /* EDR_RPC_PREFIX --rpc-prefix */
+    char *worker_id;    /* EDR_WORKER_ID --worker-id */
+    char *log_level;    /* EDR_LOG_LEVEL --log-level: debug|info|warn|error */
+    char *log_format;   /* EDR_LOG_FORMAT --log-format: text|json */
+    char *http_addr;    /* EDR_HTTP_ADDR --http-addr: host:port or "off" */
+    int rpc_threads;    /* EDR_RPC_THREADS --rpc-threads */
+    int timeout_ms;     /* EDR_TIMEOUT_MS --timeout-ms (edrctl) */
     long ready_max_lag; /* EDR_READY_MAX_LAG --ready-max-lag */
     /* -X name=value, repeatable: librdkafka properties, in order. */
     char **kafka_props; /* "name=value" strings */

@@ -1,8 +1,221 @@
-/* main.c: placeholder until the worker issue lands its daemon. */
-#include <stdio.h>
+/* main.c: edr-worker, the daemon. Reads the settings (worker/config.c),
+ * opens the store, starts the lookup responder (worker/rpc.c) and the
+ * HTTP endpoints (worker/http.c), runs the Kafka loop (worker/ingest.c)
+ * on this thread until SIGTERM or SIGINT, then stops in order.
+ * Exit codes: 0 clean stop, 2 invalid setting, 3 runtime failure. */
+#include "stores/store.h"
+#include "worker/backoff.h"
+#include "worker/config_parse.h"
+#include "worker/fault_env.h"
+#include "worker/http.h"
+#include "worker/ingest.h"
+#include "worker/log.h"
+#include "worker/metrics.h"
+#include "worker/rpc.h"
 
-int main(void)
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define EXIT_CONFIG 2
+#define EXIT_RUNTIME 3
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
 {
-    fprintf(stderr, "edr-worker: not built yet\n");
-    return 3;
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    /* A peer closing a socket must be an error return, not a death. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void print_help(FILE *out)
+{
+    fprintf(out, "Usage: edr-worker [flags]\n"
+                 "\n"
+                 "Consumes EDR lifecycle events (CloudEvents on Kafka) into a "
+                 "store and\nanswers lookups over Redis. Every setting is an "
+                 "environment variable and\na flag; the flag wins.\n\n");
+    config_print_settings(out);
+    fprintf(out,
+            "\nOther flags:\n"
+            "  --help                 this text\n"
+            "  --version              print the version\n"
+            "  --exit-when-caught-up  testing and benchmark aid: stop once "
+            "every partition\n"
+            "                         is applied up to its end at start; "
+            "prints\n"
+            "                         {\"applied\": n, \"seconds\": s, "
+            "\"events_per_s\": r}\n"
+            "\nStore modes: memory replays the topic from its start at "
+            "every start;\nfile resumes from the offsets saved with its "
+            "state; postgres shares the\nconsumer group EDR_GROUP_ID and "
+            "resumes from <EDR_PG_TABLE>_offsets.\n"
+            "\nExit codes: 0 clean stop (SIGTERM, SIGINT), 2 invalid "
+            "setting, 3 runtime failure.\n");
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Opens the configured store, waiting out transient failures (a database
+ * that is not up yet). Returns NULL with *code set on a real failure or
+ * when stopped meanwhile (*code 0). */
+static struct store *open_store(const struct config *cfg, int *code)
+{
+    struct backoff b;
+    backoff_init(&b, 100, 5000);
+    for (;;) {
+        struct store_err err = {0};
+        struct store *st;
+        if (strcmp(cfg->store, "memory") == 0)
+            st = mem_store_open(&err);
+        else if (strcmp(cfg->store, "file") == 0)
+            st = file_store_open(cfg->file_path, &err);
+        else
+            st = pg_store_open(cfg->pg_dsn, cfg->pg_table, &err);
+        if (st) {
+            if (b.attempts)
+                log_info("store: opened after %u retries", b.attempts);
+            return st;
+        }
+        if (err.status == STORE_INVALID) {
+            log_error("store: invalid setting (EDR_STORE=%s, %s): %s",
+                      cfg->store,
+                      strcmp(cfg->store, "file") == 0 ? "EDR_FILE_PATH"
+                      : strcmp(cfg->store, "postgres") == 0
+                          ? "EDR_PG_DSN/EDR_PG_TABLE"
+                          : "EDR_STORE",
+                      err.msg);
+            *code = EXIT_CONFIG;
+            return NULL;
+        }
+        if (err.status != STORE_TRANSIENT) {
+            log_error("store: cannot open the %s store: %s", cfg->store,
+                      err.msg);
+            *code = EXIT_RUNTIME;
+            return NULL;
+        }
+        if (b.attempts == 0) {
+            log_warn("store: %s store unavailable (%s); retrying", cfg->store,
+                     err.msg);
+            metrics_outage("store");
+            metrics_set_store_ok(0);
+        }
+        metrics_retry("store");
+        unsigned ms = backoff_next(&b);
+        for (unsigned waited = 0; waited < ms && !stop_requested; waited += 50)
+            sleep_ms(50);
+        if (stop_requested) {
+            *code = 0;
+            return NULL;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct ingest_opts opts = {.start_time = ingest_now()};
+    struct config cfg;
+    struct config_rest rest = {0};
+    struct store *st = NULL;
+    struct rpc_server *rpc = NULL;
+    struct http_server *http = NULL;
+    char errstr[512];
+    int code = 0;
+
+    int rc = config_load(&cfg, CONFIG_WORKER, argc, argv, &rest, errstr,
+                         sizeof(errstr));
+    if (rc == CONFIG_HELP) {
+        print_help(stdout);
+        goto out;
+    }
+    if (rc == CONFIG_VERSION) {
+        printf("edr-worker %s (librdkafka %s)\n", EDR_VERSION,
+               rd_kafka_version_str());
+        goto out;
+    }
+    if (rc == CONFIG_INVALID) {
+        fprintf(stderr, "edr-worker: %s (see --help)\n", errstr);
+        code = EXIT_CONFIG;
+        goto out;
+    }
+    for (int i = 1; i < rest.argc; i++) {
+        if (strcmp(rest.argv[i], "--exit-when-caught-up") == 0) {
+            opts.exit_when_caught_up = 1;
+        } else {
+            fprintf(stderr,
+                    "edr-worker: unknown argument \"%s\" (see "
+                    "--help)\n",
+                    rest.argv[i]);
+            code = EXIT_CONFIG;
+            goto out;
+        }
+    }
+
+    log_init(cfg.worker_id, (enum log_level)log_level_parse(cfg.log_level),
+             strcmp(cfg.log_format, "json") == 0);
+    install_signals();
+    if (fault_env_init(errstr, sizeof(errstr)) != 0) { /* tests/fault/ */
+        log_error("%s", errstr);
+        code = EXIT_CONFIG;
+        goto out;
+    }
+    metrics_init(cfg.store, cfg.worker_id);
+    log_info("edr-worker %s starting: store %s, topic %s, dead-letter "
+             "topic %s, brokers %s",
+             EDR_VERSION, cfg.store, cfg.topic, cfg.dlq_topic, cfg.brokers);
+
+    if (!(st = open_store(&cfg, &code)))
+        goto out;
+    metrics_set_store_ok(1);
+
+    if (strcmp(cfg.http_addr, "off") != 0) {
+        http = http_server_start(cfg.http_addr, cfg.ready_max_lag, errstr,
+                                 sizeof(errstr));
+        if (!http) {
+            log_error("invalid setting EDR_HTTP_ADDR (--http-addr): %s",
+                      errstr);
+            code = EXIT_CONFIG;
+            goto out;
+        }
+    }
+    rpc = rpc_server_start(&cfg, st, errstr, sizeof(errstr));
+    if (!rpc) {
+        log_error("lookups: %s", errstr);
+        code = EXIT_CONFIG;
+        goto out;
+    }
+
+    code = ingest_run(&cfg, st, &stop_requested, &opts);
+    log_info("stopping (%s)", code == 0 ? "clean" : "after a failure");
+
+out:
+    rpc_server_stop(rpc);
+    if (http)
+        http_server_stop(http);
+    if (st) {
+        store_close(st);
+        log_info("store closed; exit %d", code);
+    }
+    config_rest_free(&rest);
+    config_clear(&cfg);
+    return code;
 }

@@ -23,7 +23,8 @@ void metrics_batch_applied(size_t n_events, double seconds);
 /* One lookup answered: op ("get_connection", ... or "invalid"), status
  * ("ok", "not_found", "error"), round time inside the worker. */
 void metrics_lookup(const char *op, const char *status, double seconds);
-/* Consumer lag of one partition (high watermark - next offset). */
+/* Consumer lag of one partition (high watermark - next offset). A
+ * negative lag forgets the partition (revoked, or lag unknown). */
 void metrics_consumer_lag(int32_t partition, int64_t lag);
 /* Entries in the store now. */
 void metrics_store_entries(uint64_t n);
@@ -31,10 +32,22 @@ void metrics_store_entries(uint64_t n);
 void metrics_outage(const char *component);
 void metrics_retry(const char *component);
 
-/* Readiness inputs, read by /readyz. */
+/* Readiness inputs, read by /readyz. set_kafka_assigned(0) also forgets
+ * every partition's lag (the assignment is gone). */
 void metrics_set_store_ok(int ok);
 void metrics_set_kafka_assigned(int assigned);
 void metrics_set_redis_connected(int connected);
+
+/* Snapshot of the readiness inputs, for /readyz. lag_sum sums the lag of
+ * every partition currently reported (n_partitions of them). */
+struct metrics_readiness {
+    int store_ok;
+    int kafka_assigned;
+    int redis_connected;
+    int64_t lag_sum;
+    size_t n_partitions;
+};
+void metrics_get_readiness(struct metrics_readiness *r);
 
 /* Appends the Prometheus text exposition to a malloc'd string (*out,
  * *len). Returns 0, -1 on allocation failure. */

@@ -16,9 +16,8 @@ struct rpc_server;
 
 /* Starts the responder threads. cfg and st are borrowed and must outlive
  * the server. NULL with errstr on a setting error (bad URL). */
-struct rpc_server *rpc_server_start(const struct config *cfg,
-                                    struct store *st, char *errstr,
-                                    size_t errstr_size);
+struct rpc_server *rpc_server_start(const struct config *cfg, struct store *st,
+                                    char *errstr, size_t errstr_size);
 
 /* 1 while at least one responder thread is connected to Redis. */
 int rpc_server_connected(const struct rpc_server *srv);

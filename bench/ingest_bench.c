@@ -1,0 +1,315 @@
+/* ingest_bench.c: end-to-end ingest throughput of edr-worker (issue 5).
+ *
+ * Pre-fills a fresh topic (6 partitions) with N events of about 600 bytes
+ * (default 1,000,000, over N/4 connections: negotiations, renewals and
+ * expiries), then, for each store, starts one edr-worker with
+ * --exit-when-caught-up and reports how long it took from process start
+ * until every event was applied, and the rate. The memory run is also the
+ * time to rebuild a memory store from the whole topic.
+ *
+ * usage: ingest_bench [--events N] [--stores memory,file,postgres]
+ *                     [--topic T (reuse, no pre-fill)] [--worker PATH]
+ * env:   EDR_KAFKA_BROKERS, EDR_PG_DSN (postgres run)
+ * Prints one JSON line per store on stdout. */
+#include "schemas/edr_key.h"
+#include "schemas/event.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int create_topic(const char *brokers, const char *topic, int parts)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        fprintf(stderr, "create topic: %s\n", errstr);
+        return -1;
+    }
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, parts, 1, errstr, sizeof(errstr));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    int rc = -1;
+    if (ev) {
+        const rd_kafka_CreateTopics_result_t *res =
+            rd_kafka_event_CreateTopics_result(ev);
+        size_t n;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        if (tr && n == 1 && !rd_kafka_topic_result_error(tr[0]))
+            rc = 0;
+        else
+            fprintf(stderr, "create topic: %s\n",
+                    tr && n ? rd_kafka_topic_result_error_string(tr[0])
+                            : rd_kafka_event_error_string(ev));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    sleep(2); /* let every partition get its leader */
+    return rc;
+}
+
+/* Event i of the stream: connection i % keys; the first round
+ * negotiates, later rounds renew, every 8th event expires. */
+static size_t make_event(long i, long keys, char *buf, size_t cap,
+                         char ckey[EDR_CONNECTION_KEY_LEN + 1])
+{
+    long c = i % keys, round = i / keys;
+    char party[32], addr[96], query[80], policy[80], tp[48];
+    snprintf(party, sizeof(party), "BPNL%012ld", c % 5000);
+    snprintf(addr, sizeof(addr), "https://provider-%ld.example.com/api/v1/dsp",
+             c % 5000);
+    snprintf(query, sizeof(query), "%064lx", c * 2654435761UL);
+    snprintf(policy, sizeof(policy), "%064lx", c * 40503UL + 7);
+    snprintf(tp, sizeof(tp), "tp-%ld-%ld", c, round);
+    struct edr_key k = {party, addr, query, policy};
+    edr_connection_key(&k, ckey);
+    const char *type = (i % 8 == 7) ? "edr.expired"
+                       : round == 0 ? "edr.negotiated"
+                                    : "edr.renewed";
+    int n;
+    if (i % 8 == 7)
+        n = snprintf(buf, cap,
+                     "{\"specversion\":\"1.0\",\"id\":\"ev-%ld\","
+                     "\"source\":\"urn:bench\",\"type\":\"%s\","
+                     "\"data\":{\"counter_party_id\":\"%s\","
+                     "\"counter_party_address\":\"%s\","
+                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\"}}",
+                     i, type, party, addr, query, policy);
+    else
+        n = snprintf(
+            buf, cap,
+            "{\"specversion\":\"1.0\",\"id\":\"ev-%ld\","
+            "\"source\":\"urn:bench\",\"type\":\"%s\",\"subject\":\"%s\","
+            "\"datacontenttype\":\"application/json\","
+            "\"data\":{\"counter_party_id\":\"%s\","
+            "\"counter_party_address\":\"%s\",\"query_checksum\":\"%s\","
+            "\"policy_checksum\":\"%s\",\"edr\":{\"@type\":"
+            "\"EndpointDataReference\",\"providerId\":\"%s\","
+            "\"transferProcessId\":\"%s\",\"assetId\":\"asset-%ld\","
+            "\"agreementId\":\"agreement-%ld\",\"endpoint\":\"https://"
+            "dataplane-%ld.example.com/api/public\",\"authType\":\"bearer\","
+            "\"authorization\":\"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9."
+            "c2lnbmF0dXJl\",\"expirationDate\":1795000000000}}}",
+            i, type, tp, party, addr, query, policy, party, tp, c, c, c % 5000);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    long *failed = opaque;
+    (void)rk;
+    if (m->err)
+        (*failed)++;
+}
+
+static int prefill(const char *brokers, const char *topic, long events)
+{
+    char errstr[512];
+    long failed = 0;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *props[][2] = {{"bootstrap.servers", brokers},
+                              {"linger.ms", "20"},
+                              {"batch.size", "1000000"},
+                              {"batch.num.messages", "10000"},
+                              {"compression.codec", "none"},
+                              {"acks", "1"},
+                              {"queue.buffering.max.messages", "1000000"},
+                              {"queue.buffering.max.kbytes", "1048576"}};
+    for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++)
+        if (rd_kafka_conf_set(conf, props[i][0], props[i][1], errstr,
+                              sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+            fprintf(stderr, "prefill: %s\n", errstr);
+            return -1;
+        }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, &failed);
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        fprintf(stderr, "prefill: %s\n", errstr);
+        return -1;
+    }
+    long keys = events / 4 > 0 ? events / 4 : 1;
+    size_t bytes = 0;
+    double t0 = now_s();
+    for (long i = 0; i < events; i++) {
+        char buf[2048], ckey[EDR_CONNECTION_KEY_LEN + 1];
+        size_t n = make_event(i, keys, buf, sizeof(buf), ckey);
+        bytes += n;
+        for (;;) {
+            rd_kafka_resp_err_t err =
+                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_KEY(ckey, EDR_CONNECTION_KEY_LEN),
+                                  RD_KAFKA_V_VALUE(buf, n), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(rk, 10);
+                continue;
+            }
+            if (err) {
+                fprintf(stderr, "prefill: %s\n", rd_kafka_err2str(err));
+                rd_kafka_destroy(rk);
+                return -1;
+            }
+            break;
+        }
+        if (i % 10000 == 0)
+            rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, 120000);
+    rd_kafka_destroy(rk);
+    fprintf(stderr,
+            "prefill: %ld events (avg %zu bytes) in %.1f s, %ld failed\n",
+            events, bytes / (size_t)events, now_s() - t0, failed);
+    return failed ? -1 : 0;
+}
+
+static void drop_pg_tables(const char *dsn, const char *table)
+{
+    PGconn *pg = PQconnectdb(dsn);
+    if (PQstatus(pg) == CONNECTION_OK) {
+        char sql[256];
+        snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s, %s_offsets", table,
+                 table);
+        PQclear(PQexec(pg, sql));
+    }
+    PQfinish(pg);
+}
+
+/* Runs one worker to caught-up; prints its JSON line. */
+static int run_store(const char *worker, const char *topic, const char *store,
+                     const char *tag)
+{
+    char file[PATH_MAX], table[96], prefix[96], out[1024] = "";
+    int fds[2];
+    snprintf(file, sizeof(file), "/tmp/ingest_bench_%s/store.json", tag);
+    snprintf(table, sizeof(table), "bench_%s", tag);
+    snprintf(prefix, sizeof(prefix), "bench_%s", tag);
+    if (pipe(fds) != 0)
+        return -1;
+    double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        char dlq[300];
+        snprintf(dlq, sizeof(dlq), "%s.dlq", topic);
+        setenv("EDR_TOPIC", topic, 1);
+        setenv("EDR_DLQ_TOPIC", dlq, 1);
+        setenv("EDR_STORE", store, 1);
+        setenv("EDR_FILE_PATH", file, 1);
+        setenv("EDR_PG_TABLE", table, 1);
+        setenv("EDR_GROUP_ID", prefix, 1);
+        setenv("EDR_RPC_PREFIX", prefix, 1);
+        setenv("EDR_HTTP_ADDR", "off", 1);
+        setenv("EDR_RPC_THREADS", "1", 1);
+        if (!getenv("EDR_LOG_LEVEL"))
+            setenv("EDR_LOG_LEVEL", "warn", 1);
+        execl(worker, worker, "--exit-when-caught-up", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(fds[0], out + n, sizeof(out) - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    double wall = now_s() - t0;
+    char *nl = strchr(out, '\n');
+    if (nl)
+        *nl = '\0';
+    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && out[0] == '{';
+    printf("{\"store\": \"%s\", \"worker\": %s, \"wall_seconds\": %.3f}\n",
+           store, ok ? out : "null", wall);
+    fflush(stdout);
+    if (strcmp(store, "postgres") == 0 && getenv("EDR_PG_DSN"))
+        drop_pg_tables(getenv("EDR_PG_DSN"), table);
+    unlink(file);
+    return ok ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    long events = 1000000;
+    const char *stores = "memory,file,postgres", *topic = NULL;
+    char worker[PATH_MAX] = "", topic_buf[128], tag[64];
+    const char *brokers = getenv("EDR_KAFKA_BROKERS");
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--events") == 0 && i + 1 < argc)
+            events = strtol(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--stores") == 0 && i + 1 < argc)
+            stores = argv[++i];
+        else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc)
+            topic = argv[++i];
+        else if (strcmp(argv[i], "--worker") == 0 && i + 1 < argc)
+            snprintf(worker, sizeof(worker), "%s", argv[++i]);
+        else {
+            fprintf(stderr,
+                    "usage: ingest_bench [--events N] [--stores "
+                    "memory,file,postgres] [--topic T] [--worker PATH]\n");
+            return 2;
+        }
+    }
+    if (!brokers || events <= 0) {
+        fprintf(stderr, "EDR_KAFKA_BROKERS is required (eval "
+                        "\"$(scripts/services.sh env)\")\n");
+        return 2;
+    }
+    if (!worker[0]) {
+        /* build/bench/ingest_bench -> build/edr-worker */
+        char self[PATH_MAX - 32];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0)
+            return 2;
+        self[n] = '\0';
+        *strrchr(self, '/') = '\0';
+        snprintf(worker, sizeof(worker), "%s/../edr-worker", self);
+    }
+    snprintf(tag, sizeof(tag), "%ld_%ld", (long)getpid(), (long)time(NULL));
+    char dir[128];
+    snprintf(dir, sizeof(dir), "/tmp/ingest_bench_%s", tag);
+    mkdir(dir, 0700);
+    if (!topic) {
+        snprintf(topic_buf, sizeof(topic_buf), "ingest_bench_%s", tag);
+        topic = topic_buf;
+        if (create_topic(brokers, topic, 6) || prefill(brokers, topic, events))
+            return 3;
+    }
+    int rc = 0;
+    char list[256];
+    snprintf(list, sizeof(list), "%s", stores);
+    for (char *s = strtok(list, ","); s; s = strtok(NULL, ","))
+        rc |= run_store(worker, topic, s, tag);
+    rmdir(dir);
+    fprintf(stderr, "topic %s kept for reruns (--topic %s)\n", topic, topic);
+    return rc ? 3 : 0;
+}

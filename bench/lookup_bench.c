@@ -1,0 +1,560 @@
+/* lookup_bench.c: lookup round trips through Redis (CONTRACT.md §2), the
+ * worker's responder against the bare floor of Redis itself.
+ *
+ * In one run, against the Redis of $EDR_REDIS_URL:
+ *   floor   a trivial responder (same thread count): BRPOP, then LPUSH +
+ *           EXPIRE of a fixed reply, pipelined; no decoding, no store
+ *   memory  rpc_server_start() in-process over a memory store holding
+ *           --entries entries (the worker's code path without Kafka)
+ *   postgres the same over the PostgreSQL store ($EDR_PG_DSN, table
+ *           --pg-table, filled once and reused by later runs)
+ * Each is driven by 1, 8 and 32 client threads (each its own connection
+ * and reply list) sending get_connection for random existing keys: the
+ * request LPUSH and the BLPOP for its reply go out in one write. Reported:
+ * lookups/s per client count, round-trip p50/p99/p99.9 with one client,
+ * and the ratios to the floor (issue 6 targets: p50 <= 1.15x, p99 <=
+ * 1.5x, throughput >= 90% at 8 and 32 clients).
+ *
+ * usage: lookup_bench [--entries N] [--seconds S] [--threads T]
+ *                     [--stores memory,postgres] [--rounds R]
+ *                     [--verbose] [--pg-table NAME] [--pg-drop]
+ * Rows interleave (floor, memory, postgres, floor, ...) for --rounds
+ * rounds and the medians are reported, so background load drifts hit all
+ * responders alike. */
+#include "schemas/edr_key.h"
+#include "stores/pg_store.h"
+#include "stores/store.h"
+#include "worker/config.h"
+#include "worker/log.h"
+#include "worker/redis_url.h"
+#include "worker/rpc.h"
+
+#include <hiredis/hiredis.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 64
+#define MAX_ROUNDS 15
+
+static const char *redis_url;
+static struct redis_url url;
+static long n_entries = 100000;
+static double seconds = 3.0;
+static int rpc_threads = 4;
+static char run_id[64];
+static int rounds = 3;
+static int verbose;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static redisContext *connect_or_die(void)
+{
+    char err[256];
+    int failure;
+    redisContext *c =
+        redis_url_connect(&url, 10000, &failure, err, sizeof(err));
+    if (!c) {
+        fprintf(stderr, "lookup_bench: redis: %s\n", err);
+        exit(1);
+    }
+    return c;
+}
+
+/* ------------------------------------------------------------- entries */
+
+static void entry_key(long i, char cp[32], char addr[80], char q[80],
+                      char p[80])
+{
+    snprintf(cp, 32, "BPNL%012ld", i);
+    snprintf(addr, 80, "https://provider-%ld.example.com/api/v1/dsp", i % 977);
+    snprintf(q, 80, "%016lx%016lxquery", (unsigned long)i * 2654435761UL,
+             (unsigned long)i);
+    snprintf(p, 80, "%016lx%016lxpolicy", (unsigned long)i * 40503UL,
+             (unsigned long)i);
+}
+
+/* A realistic EDR entry of about 600 bytes. */
+static int entry_json(long i, char *out, size_t cap)
+{
+    char token[321];
+    for (int k = 0; k < 320; k++)
+        token[k] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123"
+                   "456789"[(i * 31 + k * 7) % 62];
+    token[320] = '\0';
+    return snprintf(out, cap,
+                    "{\"transferProcessId\":\"tp-%ld\",\"assetId\":\"asset-"
+                    "%ld\",\"agreementId\":\"agreement-%ld\",\"endpoint\":"
+                    "\"https://provider-%ld.example.com/public\",\"authType\":"
+                    "\"bearer\",\"endpointType\":\"https://w3id.org/idsa/v4.1/"
+                    "HTTP\",\"authorization\":\"%s\",\"expiresIn\":300}",
+                    i, i, i, i % 977, token);
+}
+
+/* Fills st with entries 0..n-1 unless it already holds exactly n. */
+static int fill(struct store *st, long n)
+{
+    struct store_err err;
+    uint64_t have = 0;
+    if (st->ops->count(st, NULL, &have, &err) == STORE_OK &&
+        have == (uint64_t)n)
+        return 0;
+    enum { BATCH = 1000 };
+    static char keys[BATCH][4][80], tids[BATCH][32], entries[BATCH][800];
+    static struct store_op ops[BATCH];
+    double t0 = now_s();
+    for (long base = 0; base < n; base += BATCH) {
+        size_t m = 0;
+        for (long i = base; i < n && i < base + BATCH; i++, m++) {
+            entry_key(i, keys[m][0], keys[m][1], keys[m][2], keys[m][3]);
+            snprintf(tids[m], sizeof(tids[m]), "tp-%ld", i);
+            int len = entry_json(i, entries[m], sizeof(entries[m]));
+            ops[m] = (struct store_op){
+                .kind = STORE_OP_PUT,
+                .key = {keys[m][0], keys[m][1], keys[m][2], keys[m][3]},
+                .transfer_id = tids[m],
+                .entry_json = entries[m],
+                .entry_len = (size_t)len,
+            };
+        }
+        struct store_batch b = {.ops = ops, .n_ops = m};
+        if (st->ops->apply(st, &b, &err) != STORE_OK) {
+            fprintf(stderr, "lookup_bench: fill: %s\n", err.msg);
+            return -1;
+        }
+    }
+    fprintf(stderr,
+            "lookup_bench: filled %s store with %ld entries in %.1f s\n",
+            st->ops->name, n, now_s() - t0);
+    return 0;
+}
+
+/* -------------------------------------------------------------- floor */
+
+struct floor_server {
+    char queue[128];
+    atomic_int stop;
+    pthread_t tids[MAX_CLIENTS];
+    int n;
+};
+
+static const char floor_reply[] =
+    "{\"id\":\"x\",\"status\":\"ok\",\"result\":{\"transferProcessId\":"
+    "\"tp-1\",\"assetId\":\"asset-1\",\"agreementId\":\"agreement-1\","
+    "\"endpoint\":\"https://provider-1.example.com/public\",\"authType\":"
+    "\"bearer\",\"endpointType\":\"https://w3id.org/idsa/v4.1/HTTP\","
+    "\"authorization\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"expiresIn\":300}}";
+
+/* BRPOP, find reply_to by a plain search, LPUSH + EXPIRE pipelined. */
+static void *floor_main(void *arg)
+{
+    struct floor_server *fs = arg;
+    redisContext *c = connect_or_die();
+    const char *pop[3] = {"BRPOP", fs->queue, "1"};
+    while (!atomic_load(&fs->stop)) {
+        redisReply *r = redisCommandArgv(c, 3, pop, NULL);
+        if (!r)
+            break;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+            const char *s = r->element[1]->str;
+            const char *k = strstr(s, "\"reply_to\":\"");
+            if (k) {
+                k += 12;
+                const char *e = strchr(k, '"');
+                size_t klen = e ? (size_t)(e - k) : 0;
+                const char *push[3] = {"LPUSH", k, floor_reply};
+                size_t push_len[3] = {5, klen, sizeof(floor_reply) - 1};
+                const char *exp[3] = {"EXPIRE", k, "60"};
+                size_t exp_len[3] = {6, klen, 2};
+                redisAppendCommandArgv(c, 3, push, push_len);
+                redisAppendCommandArgv(c, 3, exp, exp_len);
+                for (int i = 0; i < 2; i++) {
+                    redisReply *x = NULL;
+                    if (redisGetReply(c, (void **)&x) == REDIS_OK && x)
+                        freeReplyObject(x);
+                }
+            }
+        }
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return NULL;
+}
+
+static void floor_start(struct floor_server *fs, int n)
+{
+    snprintf(fs->queue, sizeof(fs->queue), "bench-floor-%s:requests", run_id);
+    atomic_store(&fs->stop, 0);
+    fs->n = n;
+    for (int i = 0; i < n; i++)
+        pthread_create(&fs->tids[i], NULL, floor_main, fs);
+}
+
+static void floor_stop(struct floor_server *fs)
+{
+    atomic_store(&fs->stop, 1);
+    for (int i = 0; i < fs->n; i++)
+        pthread_join(fs->tids[i], NULL);
+}
+
+/* ------------------------------------------------------------- clients */
+
+struct client {
+    pthread_t tid;
+    int index;
+    const char *queue;
+    atomic_int *go; /* 1: warm up, 2: measure, 3: stop */
+    double *lat;    /* round trips in seconds */
+    size_t n_lat, cap_lat;
+    long done, failed;
+};
+
+static void *client_main(void *arg)
+{
+    struct client *cl = arg;
+    redisContext *c = connect_or_die();
+    char reply_to[128], req[1024], id[32];
+    unsigned seed = (unsigned)(cl->index * 7919 + 17);
+    snprintf(reply_to, sizeof(reply_to), "bench-%s:reply:%d", run_id,
+             cl->index);
+    while (atomic_load(cl->go) == 0)
+        usleep(100);
+    for (long n = 0;; n++) {
+        int phase = atomic_load(cl->go);
+        if (phase == 3)
+            break;
+        char cp[32], addr[80], q[80], p[80];
+        long i = (long)(rand_r(&seed) % (unsigned)n_entries);
+        entry_key(i, cp, addr, q, p);
+        snprintf(id, sizeof(id), "%d-%ld", cl->index, n);
+        int len = snprintf(req, sizeof(req),
+                           "{\"id\":\"%s\",\"reply_to\":\"%s\",\"op\":"
+                           "\"get_connection\",\"args\":{\"counter_party_id\":"
+                           "\"%s\",\"counter_party_address\":\"%s\","
+                           "\"query_checksum\":\"%s\",\"policy_checksum\":"
+                           "\"%s\"}}",
+                           id, reply_to, cp, addr, q, p);
+        const char *push[3] = {"LPUSH", cl->queue, req};
+        size_t push_len[3] = {5, strlen(cl->queue), (size_t)len};
+        const char *pop[3] = {"BLPOP", reply_to, "5"};
+        double t0 = now_s();
+        redisAppendCommandArgv(c, 3, push, push_len);
+        redisAppendCommandArgv(c, 3, pop, NULL);
+        redisReply *r1 = NULL, *r2 = NULL;
+        int ok = redisGetReply(c, (void **)&r1) == REDIS_OK &&
+                 redisGetReply(c, (void **)&r2) == REDIS_OK && r2 &&
+                 r2->type == REDIS_REPLY_ARRAY && r2->elements == 2 &&
+                 strstr(r2->element[1]->str, "\"status\":\"ok\"");
+        double dt = now_s() - t0;
+        if (r1)
+            freeReplyObject(r1);
+        if (r2)
+            freeReplyObject(r2);
+        if (!ok) {
+            cl->failed++;
+            if (c->err)
+                break;
+            continue;
+        }
+        if (phase != 2)
+            continue;
+        cl->done++;
+        if (cl->n_lat == cl->cap_lat) {
+            cl->cap_lat = cl->cap_lat ? cl->cap_lat * 2 : 65536;
+            cl->lat = realloc(cl->lat, cl->cap_lat * sizeof(double));
+        }
+        cl->lat[cl->n_lat++] = dt;
+    }
+    redisFree(c);
+    return NULL;
+}
+
+struct result {
+    double rate;
+    double p50, p99, p999; /* microseconds */
+    long failed;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const double *v, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i] * 1e6;
+}
+
+/* n_clients threads against queue for `seconds` (after a short warm-up). */
+static struct result drive(const char *queue, int n_clients)
+{
+    struct client cls[MAX_CLIENTS];
+    atomic_int go = 0;
+    struct result res = {0};
+    memset(cls, 0, sizeof(cls));
+    for (int i = 0; i < n_clients; i++) {
+        cls[i].index = i;
+        cls[i].queue = queue;
+        cls[i].go = &go;
+        pthread_create(&cls[i].tid, NULL, client_main, &cls[i]);
+    }
+    usleep(200000); /* connections up */
+    atomic_store(&go, 1);
+    usleep(300000); /* warm-up, not recorded */
+    double t0 = now_s();
+    atomic_store(&go, 2);
+    usleep((useconds_t)(seconds * 1e6));
+    atomic_store(&go, 3);
+    double elapsed = now_s() - t0;
+    /* requests begun in the window and finished just after it count: at
+     * most one per client */
+    long done = 0;
+    size_t total = 0;
+    for (int i = 0; i < n_clients; i++) {
+        pthread_join(cls[i].tid, NULL);
+        done += cls[i].done;
+        total += cls[i].n_lat;
+        res.failed += cls[i].failed;
+    }
+    double *all = malloc((total ? total : 1) * sizeof(double));
+    size_t k = 0;
+    for (int i = 0; i < n_clients; i++) {
+        memcpy(all + k, cls[i].lat, cls[i].n_lat * sizeof(double));
+        k += cls[i].n_lat;
+        free(cls[i].lat);
+    }
+    qsort(all, k, sizeof(double), cmp_double);
+    res.rate = (double)done / elapsed;
+    res.p50 = pct(all, k, 0.50);
+    res.p99 = pct(all, k, 0.99);
+    res.p999 = pct(all, k, 0.999);
+    free(all);
+    return res;
+}
+
+static const int client_counts[] = {1, 8, 32};
+#define N_COUNTS 3
+
+static void print_row(const char *what, int clients, const struct result *r)
+{
+    printf("%-9s %7d %11.0f %9.0f %9.0f %9.0f %7ld\n", what, clients, r->rate,
+           r->p50, r->p99, r->p999, r->failed);
+    fflush(stdout);
+}
+
+/* One responder under test: the floor or the worker over a store. */
+struct target {
+    const char *name;
+    char queue[128];
+    struct store *st;
+    struct rpc_server *srv;
+    struct result res[N_COUNTS][MAX_ROUNDS];
+};
+
+static int target_start(struct target *t, struct store *st)
+{
+    struct config cfg;
+    char prefix[96], err[256];
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(prefix, sizeof(prefix), "bench-%s-%s", st->ops->name, run_id);
+    snprintf(t->queue, sizeof(t->queue), "%s:requests", prefix);
+    cfg.redis_url = (char *)redis_url;
+    cfg.rpc_prefix = prefix; /* copied by rpc_server_start */
+    cfg.worker_id = (char *)"lookup-bench";
+    cfg.rpc_threads = rpc_threads;
+    t->name = st->ops->name;
+    t->st = st;
+    t->srv = rpc_server_start(&cfg, st, err, sizeof(err));
+    if (!t->srv) {
+        fprintf(stderr, "lookup_bench: %s\n", err);
+        return -1;
+    }
+    for (int i = 0; i < 100 && !rpc_server_connected(t->srv); i++)
+        usleep(50000);
+    return 0;
+}
+
+static int cmp_result_rate(const void *a, const void *b)
+{
+    const struct result *x = a, *y = b;
+    return x->rate < y->rate ? -1 : x->rate > y->rate;
+}
+
+/* Median of each figure over the rounds (taken one by one). */
+static struct result median(const struct result *r, int n)
+{
+    struct result tmp[MAX_ROUNDS], out;
+    double v[MAX_ROUNDS];
+    memcpy(tmp, r, (size_t)n * sizeof(*r));
+    qsort(tmp, (size_t)n, sizeof(*tmp), cmp_result_rate);
+    out = tmp[n / 2];
+    for (int i = 0; i < n; i++)
+        v[i] = r[i].p50;
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    out.p50 = v[n / 2];
+    for (int i = 0; i < n; i++)
+        v[i] = r[i].p99;
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    out.p99 = v[n / 2];
+    for (int i = 0; i < n; i++)
+        v[i] = r[i].p999;
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    out.p999 = v[n / 2];
+    out.failed = 0;
+    for (int i = 0; i < n; i++)
+        out.failed += r[i].failed;
+    return out;
+}
+
+static void print_ratios(const struct target *s, const struct target *f)
+{
+    struct result sm[N_COUNTS], fm[N_COUNTS];
+    for (int i = 0; i < N_COUNTS; i++) {
+        sm[i] = median(s->res[i], rounds);
+        fm[i] = median(f->res[i], rounds);
+    }
+    printf("%s vs floor: p50 %.2fx (target <= 1.15), p99 %.2fx (<= 1.5), "
+           "throughput 1: %.0f%%, 8: %.0f%%, 32: %.0f%% (>= 90%% at 8 and "
+           "32)\n",
+           s->name, sm[0].p50 / fm[0].p50, sm[0].p99 / fm[0].p99,
+           100 * sm[0].rate / fm[0].rate, 100 * sm[1].rate / fm[1].rate,
+           100 * sm[2].rate / fm[2].rate);
+}
+
+int main(int argc, char **argv)
+{
+    const char *stores = "memory,postgres";
+    const char *pg_table = "edr_bench_lookup";
+    int pg_drop = 0;
+    char err[256];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--entries") && i + 1 < argc)
+            n_entries = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            rpc_threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--stores") && i + 1 < argc)
+            stores = argv[++i];
+        else if (!strcmp(argv[i], "--pg-table") && i + 1 < argc)
+            pg_table = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--verbose"))
+            verbose = 1;
+        else if (!strcmp(argv[i], "--pg-drop"))
+            pg_drop = 1;
+        else {
+            fprintf(stderr, "usage: lookup_bench [--entries N] [--seconds S] "
+                            "[--threads T] [--stores memory,postgres] "
+                            "[--rounds R] [--verbose] [--pg-table NAME] "
+                            "[--pg-drop]\n");
+            return 2;
+        }
+    }
+    if (n_entries < 1 || seconds <= 0 || rounds < 1 || rounds > MAX_ROUNDS ||
+        rpc_threads < 1 || rpc_threads > MAX_CLIENTS) {
+        fprintf(stderr, "lookup_bench: bad argument\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    log_init("lookup-bench", EDR_LOG_WARN, 0);
+    redis_url = getenv("EDR_REDIS_URL");
+    if (!redis_url) {
+        fprintf(stderr, "lookup_bench: set EDR_REDIS_URL (eval \"$(scripts/"
+                        "services.sh env)\")\n");
+        return 2;
+    }
+    if (redis_url_parse(redis_url, &url, err, sizeof(err))) {
+        fprintf(stderr, "lookup_bench: %s\n", err);
+        return 2;
+    }
+    snprintf(run_id, sizeof(run_id), "%ld-%ld", (long)getpid(),
+             (long)time(NULL));
+
+    static struct target targets[3];
+    int n_targets = 0;
+    struct store *mem = NULL, *pg = NULL;
+    struct floor_server fs;
+    struct store_err serr;
+    const char *dsn = getenv("EDR_PG_DSN");
+
+    /* every responder runs for the whole run; an idle one only waits in
+     * BRPOP, so rows can interleave and share the same background load */
+    targets[n_targets].name = "floor";
+    floor_start(&fs, rpc_threads);
+    snprintf(targets[n_targets].queue, sizeof(targets[0].queue), "%s",
+             fs.queue);
+    n_targets++;
+    if (strstr(stores, "memory")) {
+        mem = mem_store_open(&serr);
+        if (!mem || fill(mem, n_entries) ||
+            target_start(&targets[n_targets], mem)) {
+            fprintf(stderr, "lookup_bench: memory store failed\n");
+            return 1;
+        }
+        n_targets++;
+    }
+    if (strstr(stores, "postgres")) {
+        pg = dsn ? pg_store_open(dsn, pg_table, &serr) : NULL;
+        if (!pg)
+            fprintf(stderr, "lookup_bench: postgres store: %s\n",
+                    dsn ? serr.msg : "EDR_PG_DSN not set");
+        else if (fill(pg, n_entries) == 0 &&
+                 target_start(&targets[n_targets], pg) == 0)
+            n_targets++;
+    }
+
+    printf("lookup_bench: get_connection round trips, %ld entries, %d "
+           "responder threads, %d rounds of %.1f s per row, redis %s\n",
+           n_entries, rpc_threads, rounds, seconds, redis_url);
+    printf("%-9s %7s %11s %9s %9s %9s %7s\n", "responder", "clients",
+           "lookups/s", "p50_us", "p99_us", "p99.9_us", "failed");
+    for (int c = 0; c < N_COUNTS; c++)
+        for (int r = 0; r < rounds; r++)
+            for (int t = 0; t < n_targets; t++) {
+                targets[t].res[c][r] =
+                    drive(targets[t].queue, client_counts[c]);
+                if (verbose)
+                    print_row(targets[t].name, client_counts[c],
+                              &targets[t].res[c][r]);
+            }
+    printf("medians over %d rounds:\n", rounds);
+    for (int t = 0; t < n_targets; t++)
+        for (int c = 0; c < N_COUNTS; c++) {
+            struct result m = median(targets[t].res[c], rounds);
+            print_row(targets[t].name, client_counts[c], &m);
+        }
+    for (int t = 1; t < n_targets; t++)
+        print_ratios(&targets[t], &targets[0]);
+
+    floor_stop(&fs);
+    for (int t = 1; t < n_targets; t++)
+        rpc_server_stop(targets[t].srv);
+    store_close(mem);
+    store_close(pg);
+    if (dsn && pg_drop)
+        pg_store_drop(dsn, pg_table, &serr);
+    redis_url_clear(&url);
+    return 0;
+}

@@ -1,0 +1,210 @@
+"""Lookups over Redis request/reply (CONTRACT.md section 2).
+
+One request is LPUSHed onto ``<prefix>:requests``; the reply is awaited with
+BLPOP on a list name that is unique per request, so a late reply to a
+request that already timed out can never be read as the answer to another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+import redis
+
+from .errors import (
+    EdrValidationError,
+    EdrWorkerError,
+    EdrWorkerReplyError,
+    EdrWorkerTimeout,
+    EdrWorkerUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_OK = "ok"
+STATUS_NOT_FOUND = "not_found"
+STATUS_ERROR = "error"
+MAX_REQUEST_BYTES = 64 * 1024
+LIST_LIMIT_MAX = 1000
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_RPC_PREFIX = "edr"
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def _env_timeout() -> float:
+    raw = os.environ.get("EDR_TIMEOUT_MS")
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = int(raw)
+    except ValueError:
+        raise EdrValidationError("EDR_TIMEOUT_MS must be an integer number of milliseconds") from None
+    if value <= 0:
+        raise EdrValidationError("EDR_TIMEOUT_MS must be positive")
+    return value / 1000.0
+
+
+class EdrRpcClient:
+    """A client of the workers' lookup channel.
+
+    Thread-safe: redis-py's client keeps a connection pool, and every call
+    uses its own reply list.
+
+    :param redis_url: Redis URL (``EDR_REDIS_URL``, default ``redis://127.0.0.1:6379/0``).
+    :param rpc_prefix: key prefix (``EDR_RPC_PREFIX``, default ``edr``).
+    :param timeout: seconds to wait for a reply (``EDR_TIMEOUT_MS``, default 5 s).
+    :param redis_client: an existing ``redis.Redis`` to use instead of ``redis_url``.
+    """
+
+    def __init__(self, redis_url: str | None = None, rpc_prefix: str | None = None,
+                 timeout: float | None = None, *, redis_client: redis.Redis | None = None) -> None:
+        self.redis_url = redis_url or os.environ.get("EDR_REDIS_URL") or DEFAULT_REDIS_URL
+        self.rpc_prefix = rpc_prefix or os.environ.get("EDR_RPC_PREFIX") or DEFAULT_RPC_PREFIX
+        self.timeout = float(timeout) if timeout is not None else _env_timeout()
+        if self.timeout <= 0:
+            raise EdrValidationError("timeout must be positive")
+        self.request_queue = f"{self.rpc_prefix}:requests"
+        self._client_id = uuid.uuid4().hex
+        self._owns_redis = redis_client is None
+        # The socket timeout must outlast the BLPOP wait or redis-py would
+        # report a blocked read as a connection error.
+        self._redis = redis_client if redis_client is not None else redis.Redis.from_url(
+            self.redis_url, socket_timeout=self.timeout + 5.0, socket_connect_timeout=self.timeout,
+            health_check_interval=30)
+
+    def close(self) -> None:
+        """Release the Redis connections (only when this client created them)."""
+        if self._owns_redis:
+            self._redis.close()
+
+    def call(self, op: str, args: dict[str, Any] | None = None,
+             timeout: float | None = None) -> tuple[str, Any]:
+        """Send one request and return ``(status, result)`` for ``ok``/``not_found``.
+
+        :raises EdrWorkerTimeout: no reply within the timeout.
+        :raises EdrWorkerReplyError: an ``error`` reply or a reply that breaks the contract.
+        :raises EdrWorkerUnavailable: Redis could not be reached.
+        """
+        wait = self.timeout if timeout is None else float(timeout)
+        req_id = f"{self._client_id}-{uuid.uuid4().hex[:12]}"
+        reply_to = f"{self.rpc_prefix}:reply:{req_id}"
+        request: dict[str, Any] = {"id": req_id, "reply_to": reply_to, "op": op,
+                                   "deadline_ms": int((time.time() + wait) * 1000)}
+        if args is not None:
+            request["args"] = args
+        payload = json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if len(payload) > MAX_REQUEST_BYTES:
+            raise EdrValidationError(f"{op} request is {len(payload)} bytes, more than {MAX_REQUEST_BYTES}")
+        started = time.monotonic()
+        try:
+            self._redis.lpush(self.request_queue, payload)
+            # BLPOP takes fractional seconds (Redis >= 6); 0 would mean forever.
+            popped = self._redis.blpop([reply_to], timeout=max(wait, 0.001))
+        except redis.exceptions.TimeoutError as exc:
+            raise EdrWorkerTimeout(f"Redis did not answer {op} in time: {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise EdrWorkerUnavailable(f"Redis failed during {op}: {exc}") from exc
+        if popped is None:
+            log.warning("edr-worker lookup %s timed out after %.3f s (queue %s)", op, wait,
+                        self.request_queue)
+            raise EdrWorkerTimeout(
+                f"no edr-worker answered {op} on {self.request_queue} within {wait:.3f} s")
+        log.debug("edr-worker lookup %s answered in %.2f ms", op, (time.monotonic() - started) * 1000)
+        return self._parse_reply(op, req_id, bytes(popped[1]) if not isinstance(popped[1], str)
+                                 else popped[1].encode())
+
+    @staticmethod
+    def _parse_reply(op: str, req_id: str, raw: bytes) -> tuple[str, Any]:
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            raise EdrWorkerReplyError(op, "reply is not valid JSON") from None
+        if not isinstance(reply, dict):
+            raise EdrWorkerReplyError(op, "reply is not a JSON object")
+        if reply.get("id") != req_id:
+            raise EdrWorkerReplyError(op, "reply id does not match the request id")
+        status = reply.get("status")
+        if status == STATUS_ERROR:
+            reason = reply.get("error")
+            raise EdrWorkerReplyError(op, reason if isinstance(reason, str) else "unspecified error")
+        if status not in (STATUS_OK, STATUS_NOT_FOUND):
+            raise EdrWorkerReplyError(op, f"unknown reply status {status!r}")
+        return status, reply.get("result")
+
+    # -- the operations of the contract ------------------------------------
+
+    def get_connection(self, keys: dict[str, str]) -> dict[str, Any]:
+        """The stored entry at the four keys, or ``{}``."""
+        status, result = self.call("get_connection", keys)
+        if status == STATUS_NOT_FOUND:
+            return {}
+        if not isinstance(result, dict):
+            raise EdrWorkerReplyError("get_connection", "result is not an object")
+        return result
+
+    def get_connection_transfer_id(self, keys: dict[str, str]) -> str | None:
+        """The stored entry's transfer process id, or ``None``."""
+        status, result = self.call("get_connection_transfer_id", keys)
+        if status == STATUS_NOT_FOUND:
+            return None
+        if not isinstance(result, str):
+            raise EdrWorkerReplyError("get_connection_transfer_id", "result is not a string")
+        return result
+
+    def count(self, counter_party_id_substring: str | None = None) -> int:
+        """Number of stored entries (whose counter_party_id contains the substring)."""
+        args = {} if counter_party_id_substring is None else {
+            "counter_party_id_substring": counter_party_id_substring}
+        _, result = self.call("count", args)
+        if not isinstance(result, int) or isinstance(result, bool):
+            raise EdrWorkerReplyError("count", "result is not an integer")
+        return result
+
+    def list_connections(self, counter_party_id_substring: str | None = None, limit: int = 100,
+                         cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``(items, next_cursor)``; ``next_cursor`` is None on the last page."""
+        if not 1 <= limit <= LIST_LIMIT_MAX:
+            raise EdrValidationError(f"limit must be between 1 and {LIST_LIMIT_MAX}")
+        args: dict[str, Any] = {"limit": limit}
+        if counter_party_id_substring is not None:
+            args["counter_party_id_substring"] = counter_party_id_substring
+        if cursor is not None:
+            args["cursor"] = cursor
+        _, result = self.call("list_connections", args)
+        if not isinstance(result, dict) or not isinstance(result.get("items"), list):
+            raise EdrWorkerReplyError("list_connections", "result has no items list")
+        next_cursor = result.get("next_cursor")
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise EdrWorkerReplyError("list_connections", "next_cursor is not a string or null")
+        return result["items"], next_cursor
+
+    def iter_connections(self, counter_party_id_substring: str | None = None,
+                         page_size: int = LIST_LIMIT_MAX) -> list[dict[str, Any]]:
+        """Every matching item, following the cursor across pages."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            page, cursor = self.list_connections(counter_party_id_substring, page_size, cursor)
+            items.extend(page)
+            if not cursor:
+                return items
+            if cursor in seen:  # a worker bug must not loop us forever
+                raise EdrWorkerReplyError("list_connections", "next_cursor repeats")
+            seen.add(cursor)
+
+    def ping(self) -> dict[str, Any]:
+        """The answering worker's id, store kind and entry count."""
+        _, result = self.call("ping")
+        if not isinstance(result, dict):
+            raise EdrWorkerReplyError("ping", "result is not an object")
+        return result
+
+
+__all__ = ["EdrRpcClient", "EdrWorkerError"]

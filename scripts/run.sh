@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# run.sh: the README's "run" command. Installs what is missing, builds,
+# starts the local stack and shows what runs. Each stage is one function,
+# so the demo (worker, producer, lookups) slots in as further stages.
+# The stack keeps running afterwards: scripts/services.sh down stops it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BUILD_DIR="${EDR_BUILD_DIR:-$ROOT/build}"
+
+stage() { printf '\n=== %s\n' "$*"; }
+
+stage_deps() {
+    stage "dependencies"
+    scripts/install-deps.sh
+}
+
+stage_build() {
+    stage "build ($BUILD_DIR)"
+    cmake -S "$ROOT" -B "$BUILD_DIR" >/dev/null
+    cmake --build "$BUILD_DIR" -j2
+}
+
+stage_services() {
+    stage "local stack"
+    scripts/services.sh up
+    eval "$(scripts/services.sh env)"
+}
+
+stage_report() {
+    stage "what is running"
+    echo "the stack above, and these programs:"
+    local p
+    for p in edr-worker edrctl; do
+        if [[ -x "$BUILD_DIR/$p" ]]; then
+            echo "  $BUILD_DIR/$p"
+        fi
+    done
+    echo
+    echo "environment (eval \"\$(scripts/services.sh env)\"):"
+    scripts/services.sh env | sed 's/^/  /'
+    echo
+    echo "stop the stack with: scripts/services.sh down"
+}
+
+main() {
+    stage_deps
+    stage_build
+    stage_services
+    stage_report
+}
+
+main "$@"

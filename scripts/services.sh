@@ -1,0 +1,498 @@
+#!/usr/bin/env bash
+# services.sh: the local stack every integration test talks to, real servers
+# on loopback started from this checkout:
+#   Kafka 4.1.1 (KRaft, one combined broker+controller)  127.0.0.1:19092
+#   Redis                                                127.0.0.1:16379
+#   PostgreSQL 15 (role and database "edr")              127.0.0.1:15432
+#
+# usage: scripts/services.sh up|down|status|env
+#   up      start what is not running, wait until each answers (idempotent)
+#   down    stop the processes whose pid files this script keeps
+#   status  one line per service
+#   env     eval-able exports for tests and scripts: eval "$(... env)"
+#
+# State (data, logs, pid files, the cached Kafka jars) lives in .local/,
+# which git ignores. The ports above are the defaults (see below). Timeouts: EDR_KAFKA_TIMEOUT, EDR_REDIS_TIMEOUT,
+# EDR_PG_TIMEOUT (seconds).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL="$ROOT/.local"
+
+# A second, separate stack (another checkout, a CI rehearsal next to a
+# running stack) may move the ports: EDR_LOCAL_KAFKA_PORT and friends.
+KAFKA_PORT="${EDR_LOCAL_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${EDR_LOCAL_KAFKA_CONTROLLER_PORT:-19093}"
+REDIS_PORT="${EDR_LOCAL_REDIS_PORT:-16379}"
+PG_PORT="${EDR_LOCAL_PG_PORT:-15432}"
+PG_USER=edr
+PG_PASSWORD=edr
+PG_DB=edr
+
+KAFKA_DIR="$LOCAL/kafka"
+KAFKA_LIBS="$LOCAL/kafka-libs"
+KAFKA_POM="$ROOT/scripts/kafka/pom.xml"
+KAFKA_PID="$KAFKA_DIR/kafka.pid"
+KAFKA_LOG="$KAFKA_DIR/logs/server.log"
+KAFKA_STDOUT="$KAFKA_DIR/logs/stdout.log"
+KAFKA_HEAP="${EDR_KAFKA_HEAP:--Xms256m -Xmx768m}"
+
+REDIS_DIR="$LOCAL/redis"
+REDIS_PID="$REDIS_DIR/redis.pid"
+REDIS_LOG="$REDIS_DIR/redis.log"
+
+KAFKA_TIMEOUT="${EDR_KAFKA_TIMEOUT:-90}"
+REDIS_TIMEOUT="${EDR_REDIS_TIMEOUT:-20}"
+PG_TIMEOUT="${EDR_PG_TIMEOUT:-60}"
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() {
+    printf 'services: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- helpers
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pid_alive PIDFILE [CMDLINE-SUBSTRING]: the pid in PIDFILE is a live
+# process (whose command line contains the substring, so a recycled pid
+# is not mistaken for ours). Prints the pid.
+pid_alive() {
+    local file="$1" want="${2:-}" pid
+    [[ -s "$file" ]] || return 1
+    pid="$(tr -dc '0-9' <"$file" | head -c 10)"
+    [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
+    if [[ -n "$want" ]] &&
+        ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$want"; then
+        return 1
+    fi
+    echo "$pid"
+}
+
+# stop_pid NAME PIDFILE SUBSTRING: SIGTERM, wait up to 30 s, then SIGKILL.
+stop_pid() {
+    local name="$1" file="$2" want="$3" pid i
+    if ! pid="$(pid_alive "$file" "$want")"; then
+        log "$name: not running (no live pid in $file)"
+        rm -f "$file"
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 300; i++)); do
+        [[ -d "/proc/$pid" ]] || break
+        sleep 0.1
+    done
+    if [[ -d "/proc/$pid" ]]; then
+        log "$name: pid $pid ignored SIGTERM for 30 s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$file"
+    log "$name: stopped (pid $pid)"
+}
+
+# ---------------------------------------------------------------- Kafka
+
+kafka_fetch_jars() {
+    if [[ -f "$KAFKA_LIBS/.complete" ]]; then
+        return 0
+    fi
+    command -v mvn >/dev/null || die "kafka: mvn not found (run scripts/install-deps.sh)"
+    local t0 tmp
+    t0="$(now)"
+    tmp="$KAFKA_LIBS.tmp.$$"
+    rm -rf "$tmp"
+    log "kafka: fetching broker jars from Maven Central into $KAFKA_LIBS"
+    if ! mvn -B -q -f "$KAFKA_POM" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" \
+        >"$LOCAL/kafka-libs-mvn.log" 2>&1; then
+        rm -rf "$tmp"
+        die "kafka: maven could not fetch the jars, see $LOCAL/kafka-libs-mvn.log"
+    fi
+    # Kafka 4.1 logs through SLF4J 1.x; the binding in the pom must match.
+    if ! ls "$tmp"/slf4j-api-1.*.jar >/dev/null 2>&1; then
+        log "kafka: warning: slf4j-api is not 1.x: $(cd "$tmp" && ls slf4j-api-*.jar);" \
+            "log4j-slf4j-impl will not bind (use log4j-slf4j2-impl)"
+    fi
+    touch "$tmp/.complete"
+    rm -rf "$KAFKA_LIBS"
+    mv "$tmp" "$KAFKA_LIBS"
+    log "kafka: jars fetched in $(elapsed "$t0") s ($(ls "$KAFKA_LIBS" | wc -l) files)"
+}
+
+kafka_write_config() {
+    mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
+    cat >"$KAFKA_DIR/server.properties" <<EOF
+# Written by scripts/services.sh; edits are overwritten on the next "up".
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=6
+auto.create.topics.enable=true
+group.initial.rebalance.delay.ms=0
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+EOF
+    cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
+# Written by scripts/services.sh: broker log to ${kafka.logs.dir}/server.log.
+status = warn
+name = edr-local-kafka
+appender.server.type = RollingFile
+appender.server.name = server
+appender.server.fileName = ${sys:kafka.logs.dir}/server.log
+appender.server.filePattern = ${sys:kafka.logs.dir}/server.log.%i
+appender.server.layout.type = PatternLayout
+appender.server.layout.pattern = [%d] %p %m (%c)%n
+appender.server.policies.type = Policies
+appender.server.policies.size.type = SizeBasedTriggeringPolicy
+appender.server.policies.size.size = 50MB
+appender.server.strategy.type = DefaultRolloverStrategy
+appender.server.strategy.max = 2
+rootLogger.level = INFO
+rootLogger.appenderRef.server.ref = server
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+EOF
+}
+
+kafka_java() {
+    java -cp "$KAFKA_LIBS/*" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
+        -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" "$@"
+}
+
+kafka_ready() {
+    port_open "$KAFKA_PORT" || return 1
+    kcat -L -b "127.0.0.1:$KAFKA_PORT" -m 3 2>/dev/null |
+        grep -q "broker 1 at 127.0.0.1:$KAFKA_PORT"
+}
+
+kafka_up() {
+    local pid t0 cold="" i
+    if pid="$(pid_alive "$KAFKA_PID" "$KAFKA_DIR/server.properties")"; then
+        log "kafka: already running (pid $pid)"
+    else
+        if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
+            die "kafka: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by a process" \
+                "this script did not start"
+        fi
+        command -v java >/dev/null || die "kafka: java not found (run scripts/install-deps.sh)"
+        kafka_fetch_jars
+        kafka_write_config
+        if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
+            # A cluster id is 16 random bytes, base64url without padding:
+            # generated here to spare a JVM start (StorageTool random-uuid).
+            local id
+            id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+            t0="$(now)"
+            if ! kafka_java kafka.tools.StorageTool format -t "$id" \
+                -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/format.log" 2>&1; then
+                die "kafka: storage format failed, see $KAFKA_DIR/logs/format.log"
+            fi
+            log "kafka: formatted $KAFKA_DIR/data (cluster $id) in $(elapsed "$t0") s"
+            cold=" (first start)"
+        fi
+        t0="$(now)"
+        # The inner shell writes its own pid then execs java, so the pid file
+        # names the JVM whether or not setsid forks.
+        setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PID" \
+            java $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+            -Djava.awt.headless=true -Dkafka.logs.dir="$KAFKA_DIR/logs" \
+            -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" \
+            -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
+            </dev/null >"$KAFKA_STDOUT" 2>&1 9>&- &
+        for ((i = 0; i < 50; i++)); do
+            [[ -s "$KAFKA_PID" ]] && break
+            sleep 0.1
+        done
+        pid="$(cat "$KAFKA_PID" 2>/dev/null || true)"
+        log "kafka: started pid ${pid:-?}, waiting for metadata on 127.0.0.1:$KAFKA_PORT"
+        local deadline=$((SECONDS + KAFKA_TIMEOUT))
+        until kafka_ready; do
+            if [[ -z "$pid" || ! -d "/proc/$pid" ]]; then
+                rm -f "$KAFKA_PID"
+                die "kafka: the broker exited during start-up, see $KAFKA_LOG and $KAFKA_STDOUT"
+            fi
+            if ((SECONDS >= deadline)); then
+                die "kafka: no metadata answer on 127.0.0.1:$KAFKA_PORT after" \
+                    "${KAFKA_TIMEOUT} s, see $KAFKA_LOG and $KAFKA_STDOUT"
+            fi
+            sleep 0.2
+        done
+        local took
+        took="$(elapsed "$t0")"
+        log "kafka: ready in $took s$cold"
+        printf '%s %s %s\n' "$(date -Is)" "$took" "${cold:+cold}" >>"$KAFKA_DIR/startup-times.log"
+        return 0
+    fi
+    local deadline=$((SECONDS + KAFKA_TIMEOUT))
+    until kafka_ready; do
+        ((SECONDS < deadline)) ||
+            die "kafka: running but no metadata answer on 127.0.0.1:$KAFKA_PORT, see $KAFKA_LOG"
+        sleep 0.2
+    done
+}
+
+# ---------------------------------------------------------------- Redis
+
+redis_ready() {
+    [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+redis_up() {
+    local pid
+    if pid="$(pid_alive "$REDIS_PID" "redis-server")"; then
+        log "redis: already running (pid $pid)"
+    else
+        port_open "$REDIS_PORT" &&
+            die "redis: port $REDIS_PORT is taken by a process this script did not start"
+        command -v redis-server >/dev/null ||
+            die "redis: redis-server not found (run scripts/install-deps.sh)"
+        mkdir -p "$REDIS_DIR"
+        rm -f "$REDIS_PID"
+        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
+            --pidfile "$REDIS_PID" --dir "$REDIS_DIR" --logfile "$REDIS_LOG" \
+            --save "" --appendonly no --protected-mode yes --maxclients 4000 9>&- ||
+            die "redis: redis-server failed to start, see $REDIS_LOG"
+        log "redis: started"
+    fi
+    local deadline=$((SECONDS + REDIS_TIMEOUT))
+    until redis_ready; do
+        ((SECONDS < deadline)) ||
+            die "redis: no PONG on 127.0.0.1:$REDIS_PORT after ${REDIS_TIMEOUT} s, see $REDIS_LOG"
+        sleep 0.1
+    done
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+pg_bin() {
+    if [[ -n "${EDR_PG_BIN:-}" ]]; then
+        echo "$EDR_PG_BIN"
+    elif [[ -x /usr/lib/postgresql/15/bin/postgres ]]; then
+        echo /usr/lib/postgresql/15/bin
+    else
+        # Another Debian release: the newest installed major version.
+        ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+    fi
+}
+
+# PostgreSQL refuses to run as root: as root its files belong to the
+# "postgres" system user and its commands run through runuser.
+PG_OS_USER=""
+if [[ "$(id -u)" == 0 ]]; then
+    PG_OS_USER=postgres
+fi
+as_pg() {
+    if [[ -n "$PG_OS_USER" ]]; then
+        (cd / && runuser -u "$PG_OS_USER" -- "$@") # cwd may be closed to it
+    else
+        "$@"
+    fi
+}
+
+# The cluster lives in .local/pg unless the postgres user cannot reach it
+# (a checkout under a 0700 home) or the socket path would be too long for
+# a unix socket; then in a folder of /tmp named after this checkout.
+pg_dir() {
+    local dir="$LOCAL/pg"
+    if [[ -n "$PG_OS_USER" ]] && ! (cd / && runuser -u "$PG_OS_USER" -- test -x "$ROOT"); then
+        dir=""
+    fi
+    if ((${#dir} == 0 || ${#dir} > 80)); then
+        dir="/tmp/edr-worker-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+    fi
+    echo "$dir"
+}
+
+PG_DIR="$(pg_dir)"
+PG_DATA="$PG_DIR/data"
+PG_SOCK="$PG_DIR/run"
+PG_LOG="$PG_DIR/postgres.log"
+
+pg_dsn() {
+    echo "postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
+}
+
+pg_ready() {
+    PGCONNECT_TIMEOUT=3 psql "$(pg_dsn)" -XAtq -c 'SELECT 1' 2>/dev/null | grep -qx 1
+}
+
+pg_up() {
+    local bin
+    bin="$(pg_bin)"
+    [[ -n "$bin" && -x "$bin/postgres" ]] ||
+        die "postgres: no server binaries under /usr/lib/postgresql (run scripts/install-deps.sh)"
+    if [[ -f "$PG_DATA/postmaster.pid" ]] &&
+        as_pg "$bin/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1; then
+        log "postgres: already running (pid $(head -n 1 "$PG_DATA/postmaster.pid"))"
+    else
+        port_open "$PG_PORT" &&
+            die "postgres: port $PG_PORT is taken by a process this script did not start"
+        mkdir -p "$PG_DIR"
+        [[ -n "$PG_OS_USER" ]] && chown "$PG_OS_USER:" "$PG_DIR"
+        chmod 0700 "$PG_DIR"
+        if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
+            rm -rf "$PG_DATA"
+            local pwfile
+            pwfile="$(mktemp)"
+            printf '%s\n' "$PG_PASSWORD" >"$pwfile"
+            [[ -n "$PG_OS_USER" ]] && chown "$PG_OS_USER:" "$pwfile"
+            # Socket: peer (the OS user postgres administers it);
+            # TCP: scram-sha-256, so the DSN carries a password.
+            if ! as_pg "$bin/initdb" -D "$PG_DATA" -U postgres --pwfile="$pwfile" \
+                --auth-local=peer --auth-host=scram-sha-256 -E UTF8 \
+                --locale=C >"$PG_DIR/initdb.log" 2>&1; then
+                rm -f "$pwfile"
+                die "postgres: initdb failed, see $PG_DIR/initdb.log"
+            fi
+            rm -f "$pwfile"
+            as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null <<EOF
+
+# --- scripts/services.sh: local test cluster ---
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCK'
+max_connections = 200
+EOF
+            log "postgres: initialised $PG_DATA"
+        fi
+        as_pg mkdir -p "$PG_SOCK"
+        # The port on the command line wins over postgresql.conf.
+        if ! as_pg "$bin/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w \
+            -o "-p $PG_PORT" \
+            -t "$PG_TIMEOUT" >/dev/null 2>&1 9>&-; then
+            die "postgres: pg_ctl start failed, see $PG_LOG"
+        fi
+        log "postgres: started"
+    fi
+    # Role and database, created once over the socket as the superuser.
+    local sql="$bin/psql"
+    [[ -x "$sql" ]] || sql=psql
+    if ! as_pg "$sql" -XAtq -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres \
+        -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'" 2>/dev/null | grep -qx 1; then
+        as_pg "$sql" -Xq -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres \
+            -v ON_ERROR_STOP=1 \
+            -c "CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD'" \
+            -c "CREATE DATABASE $PG_DB OWNER $PG_USER" >>"$PG_LOG" 2>&1 ||
+            die "postgres: creating role/database $PG_USER failed, see $PG_LOG"
+        log "postgres: created role and database $PG_USER"
+    fi
+    local deadline=$((SECONDS + PG_TIMEOUT))
+    until pg_ready; do
+        ((SECONDS < deadline)) ||
+            die "postgres: no answer to SELECT 1 on 127.0.0.1:$PG_PORT after ${PG_TIMEOUT} s, see $PG_LOG"
+        sleep 0.2
+    done
+}
+
+pg_down() {
+    local bin
+    bin="$(pg_bin)"
+    if [[ -f "$PG_DATA/postmaster.pid" ]] &&
+        as_pg "$bin/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1; then
+        as_pg "$bin/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 >/dev/null ||
+            die "postgres: pg_ctl stop failed, see $PG_LOG"
+        log "postgres: stopped"
+    else
+        log "postgres: not running"
+    fi
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+    local t0
+    t0="$(now)"
+    redis_up
+    pg_up
+    kafka_up
+    log "all up in $(elapsed "$t0") s"
+    cmd_status
+}
+
+cmd_down() {
+    stop_pid kafka "$KAFKA_PID" "$KAFKA_DIR/server.properties"
+    stop_pid redis "$REDIS_PID" "redis-server"
+    pg_down
+}
+
+status_line() {
+    printf '%-9s %-22s %-8s %s\n' "$@"
+}
+
+cmd_status() {
+    local pid state bad=0
+    status_line service address state detail
+    if pid="$(pid_alive "$KAFKA_PID" "$KAFKA_DIR/server.properties")"; then
+        kafka_ready && state=ready || { state=starting; bad=1; }
+        status_line kafka "127.0.0.1:$KAFKA_PORT" "$state" "pid $pid, log $KAFKA_LOG"
+    else
+        bad=1
+        status_line kafka "127.0.0.1:$KAFKA_PORT" stopped "log $KAFKA_LOG"
+    fi
+    if pid="$(pid_alive "$REDIS_PID" "redis-server")"; then
+        redis_ready && state=ready || { state=starting; bad=1; }
+        status_line redis "127.0.0.1:$REDIS_PORT" "$state" "pid $pid, log $REDIS_LOG"
+    else
+        bad=1
+        status_line redis "127.0.0.1:$REDIS_PORT" stopped "log $REDIS_LOG"
+    fi
+    if [[ -f "$PG_DATA/postmaster.pid" ]] &&
+        pid="$(head -n 1 "$PG_DATA/postmaster.pid")" && [[ -d "/proc/$pid" ]]; then
+        pg_ready && state=ready || { state=starting; bad=1; }
+        status_line postgres "127.0.0.1:$PG_PORT" "$state" "pid $pid, log $PG_LOG"
+    else
+        bad=1
+        status_line postgres "127.0.0.1:$PG_PORT" stopped "log $PG_LOG"
+    fi
+    return "$bad"
+}
+
+cmd_env() {
+    cat <<EOF
+export EDR_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export EDR_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+export EDR_PG_DSN=$(pg_dsn)
+export EDR_PG_BIN=$(pg_bin)
+export EDR_PG_OS_USER=$PG_OS_USER
+export EDR_KAFKA_LIBS=$KAFKA_LIBS
+export EDR_LOCAL_DIR=$LOCAL
+EOF
+}
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+}
+
+main() {
+    [[ $# -eq 1 ]] || usage
+    case "$1" in
+    up | down)
+        mkdir -p "$LOCAL"
+        # One up/down at a time: several scripts may share this checkout.
+        exec 9>"$LOCAL/services.lock"
+        flock -w 300 9 || die "another services.sh holds $LOCAL/services.lock"
+        "cmd_$1"
+        ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    *) usage ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# 55-valgrind.sh: every unit test (ctest label "unit"; the fuzz corpus
+# replay among them) under valgrind memcheck, in a build without
+# sanitizers (EDR_BUILD_DIR, else build-valgrind/). A leak, an invalid
+# read or write, or a use of uninitialised memory fails the step.
+# Logs: <build>/valgrind/.
+# VALGRIND_TESTS (a regex on test names) narrows the set.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# Reuse the test command's build (EDR_BUILD_DIR, set by scripts/test.sh)
+# unless it has sanitizers, which do not mix with valgrind.
+build=${EDR_BUILD_DIR:-build-valgrind}
+if [ ! -f "$build/CMakeCache.txt" ] ||
+   grep -q '^EDR_SANITIZE:BOOL=ON' "$build/CMakeCache.txt"; then
+    build=build-valgrind
+fi
+mkdir -p "$build"
+if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        >"$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
+fi
+cmake --build "$build" -j2 >"$build/build.log" 2>&1 ||
+    { tail -n 40 "$build/build.log"; exit 1; }
+
+mkdir -p "$build/valgrind"
+logs=$(cd "$build/valgrind" && pwd)
+rm -f "$logs"/*.log "$logs"/*.out
+# name <TAB> working directory <TAB> command..., from ctest itself.
+ctest --test-dir "$build" -L unit --show-only=json-v1 | python3 -c '
+import json, re, sys, os
+only = re.compile(os.environ.get("VALGRIND_TESTS", ""))
+for t in json.load(sys.stdin)["tests"]:
+    if not only.search(t["name"]):
+        continue
+    wd = next((p["value"] for p in t.get("properties", [])
+               if p["name"] == "WORKING_DIRECTORY"), ".")
+    print("\t".join([t["name"], wd] + t["command"]))
+' >"$logs/tests.tsv"
+
+passed=0
+failed=0
+while IFS=$'\t' read -r name wd cmd; do
+    log="$logs/$name.log"
+    start=$(date +%s)
+    if (cd "$wd" && timeout 300 valgrind --quiet --leak-check=full \
+            --show-leak-kinds=definite,indirect,possible \
+            --errors-for-leak-kinds=definite,indirect,possible \
+            --error-exitcode=99 --track-origins=yes \
+            --log-file="$log" $cmd >"$log.out" 2>&1); then
+        passed=$((passed + 1))
+        echo "valgrind ok    $name ($(( $(date +%s) - start ))s)"
+    else
+        failed=$((failed + 1))
+        echo "valgrind FAIL  $name (see $log and $log.out)"
+        tail -n 30 "$log" || true
+    fi
+done <"$logs/tests.tsv"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# test.sh: THE test command (README; .ci/run calls exactly this). Builds
+# once, starts the local stack once, runs every suite against it:
+#   deps          scripts/install-deps.sh (only what is missing)
+#   build         build/       -DEDR_WERROR=ON
+#   build-asan    build-asan/  -DEDR_SANITIZE=ON -DEDR_WERROR=ON
+#   services      scripts/services.sh up (its env exported to what follows)
+#   ctest         every test of build/ (labels unit and integration)
+#   ctest-asan    the unit tests of build-asan/
+#   clang-format  --dry-run --Werror on the repository's *.c and *.h
+#   test.d/NN-*   every executable scripts/test.d/[0-9][0-9]-*.sh, in order
+# A failing step does not stop the run; a summary follows, and the last line
+# is "N passed, N failed" (steps). Exit status 1 when any step failed.
+#
+# Environment: EDR_BUILD_DIR, EDR_ASAN_BUILD_DIR (default build/ and
+# build-asan/ of the checkout), EDR_CTEST_JOBS (default 1 for build/, the
+# unit-only asan run uses 2), EDR_KEEP_SERVICES=1 leaves the stack running.
+# The stack is stopped at exit only when this run started it: a stack that
+# was already up (other work in the same checkout) is left alone.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export EDR_ROOT="$ROOT"
+export EDR_BUILD_DIR="${EDR_BUILD_DIR:-$ROOT/build}"
+export EDR_ASAN_BUILD_DIR="${EDR_ASAN_BUILD_DIR:-$ROOT/build-asan}"
+CTEST_JOBS="${EDR_CTEST_JOBS:-1}"
+JOBS=2
+
+# Sanitizer reports fail the test that triggers them, with a stack.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+STEP_NAMES=()
+STEP_RESULTS=()
+STEP_TIMES=()
+
+now() { date +%s.%N; }
+
+# run_step NAME CMD...: runs CMD, records pass/fail and duration.
+run_step() {
+    local name="$1" t0 rc dur
+    shift
+    printf '\n=== %s: %s\n' "$name" "$*"
+    t0="$(now)"
+    "$@"
+    rc=$?
+    dur="$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
+    STEP_NAMES+=("$name")
+    STEP_TIMES+=("$dur")
+    if ((rc == 0)); then
+        STEP_RESULTS+=(pass)
+        printf '=== %s: pass (%s s)\n' "$name" "$dur"
+    else
+        STEP_RESULTS+=(FAIL)
+        printf '=== %s: FAIL, exit %d (%s s)\n' "$name" "$rc" "$dur"
+    fi
+    return 0
+}
+
+build_dir() {
+    local dir="$1"
+    shift
+    cmake -S "$ROOT" -B "$dir" "$@" && cmake --build "$dir" -j"$JOBS"
+}
+
+# Files to check: what git tracks plus new files it does not ignore (so a
+# file is checked before its first commit); everything when not in git.
+format_check() {
+    local files
+    if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        mapfile -t files < <(git -C "$ROOT" ls-files --cached --others \
+            --exclude-standard -- '*.c' '*.h' | sort -u)
+    else
+        mapfile -t files < <(find . -path ./.local -prune -o -path './build*' \
+            -prune -o -name '*.[ch]' -print)
+    fi
+    local present=()
+    for f in "${files[@]}"; do
+        [[ -f "$f" ]] && present+=("$f")
+    done
+    echo "clang-format: checking ${#present[@]} files"
+    ((${#present[@]} == 0)) || clang-format --dry-run --Werror "${present[@]}"
+}
+
+SERVICES_STARTED=0
+cleanup() {
+    if ((SERVICES_STARTED)) && [[ "${EDR_KEEP_SERVICES:-0}" != 1 ]]; then
+        printf '\n=== stopping the local stack (EDR_KEEP_SERVICES=1 keeps it)\n'
+        scripts/services.sh down 2>&1 || true
+    fi
+    SERVICES_STARTED=0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+services_up() {
+    if scripts/services.sh status >/dev/null 2>&1; then
+        echo "local stack already up: leaving it running after the tests"
+    else
+        SERVICES_STARTED=1
+    fi
+    scripts/services.sh up
+}
+
+T0="$(now)"
+run_step deps scripts/install-deps.sh
+run_step build build_dir "$EDR_BUILD_DIR" -DEDR_WERROR=ON -DEDR_SANITIZE=OFF
+run_step build-asan build_dir "$EDR_ASAN_BUILD_DIR" -DEDR_SANITIZE=ON \
+    -DEDR_WERROR=ON
+run_step services services_up
+eval "$(scripts/services.sh env)"
+run_step ctest ctest --test-dir "$EDR_BUILD_DIR" --output-on-failure \
+    -j"$CTEST_JOBS"
+run_step ctest-asan ctest --test-dir "$EDR_ASAN_BUILD_DIR" -L unit \
+    --output-on-failure -j2
+run_step clang-format format_check
+for step in scripts/test.d/[0-9][0-9]-*.sh; do
+    [[ -e "$step" ]] || continue
+    if [[ ! -x "$step" ]]; then
+        echo "skipping $step: not executable"
+        continue
+    fi
+    run_step "test.d/$(basename "$step" .sh)" "$step"
+done
+
+# Stop the stack now rather than in the trap, so the summary ends the log.
+cleanup
+
+passed=0
+failed=0
+printf '\n%-28s %-6s %9s\n' step result seconds
+for i in "${!STEP_NAMES[@]}"; do
+    printf '%-28s %-6s %9s\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" \
+        "${STEP_TIMES[$i]}"
+    if [[ "${STEP_RESULTS[$i]}" == pass ]]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+done
+printf '%-28s %-6s %9s\n' total "" \
+    "$(awk -v a="$T0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
+echo
+echo "$passed passed, $failed failed"
+((failed == 0))

@@ -1,0 +1,38 @@
+/* file_store.h: tuning and inspection of the file store, beyond store.h.
+ *
+ * Files, for a store at PATH (file_store_open in store.h):
+ *   PATH          the snapshot: one JSON document (entries, offsets, seq)
+ *   PATH.journal  batches since the snapshot, one framed JSON record each
+ *   PATH.lock     held with flock() while a process has the store open
+ *   PATH.tmp      a snapshot being written (renamed over PATH when done)
+ *
+ * Compaction rewrites the snapshot once the journal outgrows
+ * max(the snapshot, compact_min), so its cost per batch stays bounded by a
+ * constant times the batch's own size, however many entries are stored. */
+#ifndef EDR_STORES_FILE_STORE_H
+#define EDR_STORES_FILE_STORE_H
+
+#include "stores/store.h"
+
+#include <stdint.h>
+
+#define FILE_STORE_COMPACT_MIN_DEFAULT (64ull * 1024 * 1024)
+
+/* Journal size below which no compaction happens (default 64 MiB);
+ * 0 compacts after every write (tests). st must be a file store; writer
+ * thread only. file_store_open() takes its initial value from the
+ * environment variable EDR_FILE_COMPACT_MIN (bytes) when set, so the
+ * fault-tolerance suite (tests/fault/) can make a worker compact often. */
+void file_store_set_compact_min(struct store *st, uint64_t bytes);
+
+struct file_store_stats {
+    uint64_t seq;            /* journal records applied so far */
+    uint64_t journal_bytes;  /* current journal length */
+    uint64_t snapshot_bytes; /* size of the last snapshot written/read */
+    uint64_t compactions;    /* snapshots written by this process */
+};
+
+/* Writer thread only. */
+void file_store_get_stats(struct store *st, struct file_store_stats *out);
+
+#endif

@@ -1,0 +1,125 @@
+/* mem_table.h: the in-memory state shared by the memory and file stores.
+ *
+ * One open-addressing hash table keyed by the four key strings (no nested
+ * maps), plus the Kafka offsets per (topic, partition). Every entry is one
+ * allocation holding its four keys, transfer id and JSON. Readers take a
+ * read lock; the single writer takes a writer mutex for the whole write and
+ * the write lock only to link or unlink prepared entries, so readers are
+ * blocked for microseconds, never during allocation or I/O.
+ *
+ * Writes go in two steps so a durable store can persist between them:
+ * mem_table_prepare() validates a batch and allocates everything it will
+ * need (state untouched), mem_table_commit() applies it and cannot fail,
+ * mem_table_abort() drops it. The caller holds the writer mutex
+ * (mem_table_writer_lock) across prepare, persist and commit; while it
+ * does, it may read the table without the read lock (it is the only one
+ * who changes it). */
+#ifndef EDR_STORES_MEM_TABLE_H
+#define EDR_STORES_MEM_TABLE_H
+
+#include "stores/store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One stored entry: header + "cpid\0addr\0query\0policy\0tid\0json\0". */
+struct mem_entry {
+    uint64_t hash;
+    uint32_t len[5]; /* counter_party_id, address, query, policy, tid */
+    uint32_t json_len;
+    /* The raw SHA-256 connection key, computed on first list() (see
+     * mem_table.c for why not at put time): 0 none, 1 being written,
+     * 2 ready. */
+    atomic_uchar ck_state;
+    unsigned char ck[32];
+    char data[];
+};
+
+struct mem_slot {
+    uint64_t hash;
+    struct mem_entry *e; /* NULL: empty */
+};
+
+struct mem_offset {
+    char *topic;
+    int32_t partition;
+    int64_t next_offset;
+};
+
+struct mem_table {
+    pthread_rwlock_t lock;    /* readers vs. commit */
+    pthread_mutex_t write_mu; /* serialises writers */
+    uint64_t seed;
+    struct mem_slot *slots;
+    size_t cap; /* power of two */
+    size_t count;
+    struct mem_offset *offs;
+    size_t n_offs, cap_offs;
+};
+
+/* What a prepared batch needs; opaque to callers, lives on their stack. */
+#define MEM_PREP_INLINE 4
+struct mem_prep {
+    struct mem_entry **nodes;   /* per op: the new entry (PUT) or NULL */
+    struct mem_entry **garbage; /* filled by commit, freed after unlock */
+    size_t n_ops, n_garbage;
+    struct mem_slot *new_slots; /* grown table, swapped in by commit */
+    size_t new_cap;
+    struct mem_offset *new_offs; /* grown offsets array, or NULL */
+    size_t new_cap_offs;
+    char **topics; /* one strdup per offset slot the batch adds */
+    size_t n_topics;
+    struct mem_entry *inline_nodes[MEM_PREP_INLINE];
+    struct mem_entry *inline_garbage[MEM_PREP_INLINE];
+    void *old_slots_to_free;
+    void *old_offs_to_free;
+};
+
+int mem_table_init(struct mem_table *t, struct store_err *err);
+void mem_table_destroy(struct mem_table *t);
+
+void mem_table_writer_lock(struct mem_table *t);
+void mem_table_writer_unlock(struct mem_table *t);
+
+/* Validates b (PUT: non-NULL keys, non-empty transfer id and entry;
+ * DELETE: non-NULL keys; offsets: a topic) and allocates what commit
+ * needs. STORE_INVALID or STORE_TRANSIENT (out of memory) with the table
+ * untouched. Writer mutex held. */
+int mem_table_prepare(struct mem_table *t, const struct store_batch *b,
+                      struct mem_prep *p, struct store_err *err);
+/* Applies the prepared batch b; sets b->changed. Never fails. Writer
+ * mutex held; takes the write lock itself. Frees p's leftovers. */
+void mem_table_commit(struct mem_table *t, struct store_batch *b,
+                      struct mem_prep *p);
+/* Drops a prepared batch that will not be committed. */
+void mem_table_abort(struct mem_prep *p);
+
+/* clear_party in two steps, as apply: collect (writer mutex held, may
+ * fail with TRANSIENT on OOM) the matching entries into *victims, then
+ * remove them (cannot fail) and free them. */
+int mem_table_clear_collect(struct mem_table *t, const char *substring,
+                            struct mem_entry ***victims, size_t *n,
+                            struct store_err *err);
+void mem_table_clear_commit(struct mem_table *t, struct mem_entry **victims,
+                            size_t n);
+
+/* Readers (any thread): the store.h operations. */
+int mem_table_get(struct mem_table *t, const struct edr_key *k,
+                  struct store_record *out, struct store_err *err);
+int mem_table_get_transfer_id(struct mem_table *t, const struct edr_key *k,
+                              char **out, struct store_err *err);
+int mem_table_count(struct mem_table *t, const char *substring, uint64_t *out,
+                    struct store_err *err);
+int mem_table_list(struct mem_table *t, const char *substring,
+                   const char *cursor, size_t limit, struct store_list *out,
+                   struct store_err *err);
+int mem_table_load_offsets(struct mem_table *t, const char *topic,
+                           struct store_offset **out, size_t *n,
+                           struct store_err *err);
+
+/* Field i of e: 0..3 the key fields, 4 the transfer id, 5 the JSON. */
+const char *mem_entry_field(const struct mem_entry *e, int i);
+
+#endif

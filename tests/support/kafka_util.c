@@ -1,0 +1,257 @@
+/* kafka_util.c: see kafka_util.h. Admin API topic creation, synchronous
+ * produce and unique names for tests on the shared local broker. */
+#include "tests/support/kafka_util.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KU_TIMEOUT_MS 30000
+
+static void ku_err(char *errstr, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void ku_err(char *errstr, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!errstr || n == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(errstr, n, fmt, ap);
+    va_end(ap);
+}
+
+static long long ku_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A client of `type` bootstrapped on `brokers`, with extra properties as
+ * name/value pairs (NULL-terminated, or NULL) and an optional delivery
+ * report callback whose opaque is `opaque`. */
+static rd_kafka_t *
+ku_client_new(rd_kafka_type_t type, const char *brokers,
+              const char *const *props,
+              void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+              void *opaque, char *errstr, size_t n)
+{
+    char buf[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk = NULL;
+
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, buf,
+                          sizeof(buf)) != RD_KAFKA_CONF_OK)
+        goto done;
+    for (; props && props[0]; props += 2) {
+        if (rd_kafka_conf_set(conf, props[0], props[1], buf, sizeof(buf)) !=
+            RD_KAFKA_CONF_OK)
+            goto done;
+    }
+    if (dr_cb)
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rk = rd_kafka_new(type, conf, buf, sizeof(buf));
+    if (rk)
+        conf = NULL; /* now owned by rk */
+
+done:
+    if (conf) {
+        rd_kafka_conf_destroy(conf);
+        ku_err(errstr, n, "kafka client: %s", buf);
+    }
+    return rk;
+}
+
+/* Partitions of `topic` that have a leader, per the broker's metadata;
+ * -1 when the topic is unknown or errored. */
+static int ku_ready_partitions(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int ready = -1;
+
+    if (!rkt)
+        return -1;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        goto done;
+    if (md->topic_cnt != 1 || md->topics[0].err)
+        goto done;
+    ready = 0;
+    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
+        const rd_kafka_metadata_partition_t *p = &md->topics[0].partitions[i];
+        if (!p->err && p->leader >= 0)
+            ready++;
+    }
+
+done:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return ready;
+}
+
+int test_kafka_create_topic(const char *brokers, const char *topic,
+                            int partitions, char *errstr, size_t n)
+{
+    char buf[512];
+    rd_kafka_t *rk = NULL;
+    rd_kafka_NewTopic_t *nt = NULL;
+    rd_kafka_AdminOptions_t *opts = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    int rc = -1;
+
+    rk = ku_client_new(RD_KAFKA_PRODUCER, brokers, NULL, NULL, NULL, errstr, n);
+    if (!rk)
+        goto done;
+    nt = rd_kafka_NewTopic_new(topic, partitions, 1, buf, sizeof(buf));
+    if (!nt) {
+        ku_err(errstr, n, "NewTopic %s: %s", topic, buf);
+        goto done;
+    }
+    opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    if (rd_kafka_AdminOptions_set_operation_timeout(opts, KU_TIMEOUT_MS, buf,
+                                                    sizeof(buf)) ||
+        rd_kafka_AdminOptions_set_request_timeout(opts, KU_TIMEOUT_MS, buf,
+                                                  sizeof(buf))) {
+        ku_err(errstr, n, "admin options: %s", buf);
+        goto done;
+    }
+    q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
+    ev = rd_kafka_queue_poll(q, KU_TIMEOUT_MS + 5000);
+    if (!ev) {
+        ku_err(errstr, n, "CreateTopics %s: no result within %d ms", topic,
+               KU_TIMEOUT_MS + 5000);
+        goto done;
+    }
+    if (rd_kafka_event_error(ev)) {
+        ku_err(errstr, n, "CreateTopics %s: %s", topic,
+               rd_kafka_event_error_string(ev));
+        goto done;
+    }
+    const rd_kafka_CreateTopics_result_t *res =
+        rd_kafka_event_CreateTopics_result(ev);
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **tr =
+        rd_kafka_CreateTopics_result_topics(res, &cnt);
+    if (cnt != 1) {
+        ku_err(errstr, n, "CreateTopics %s: %zu results", topic, cnt);
+        goto done;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[0]);
+    if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        const char *msg = rd_kafka_topic_result_error_string(tr[0]);
+        ku_err(errstr, n, "CreateTopics %s: %s", topic,
+               msg ? msg : rd_kafka_err2str(err));
+        goto done;
+    }
+
+    /* The controller answers before every broker's metadata cache has the
+     * topic; wait until all partitions have a leader. */
+    long long deadline = ku_now_ms() + KU_TIMEOUT_MS;
+    int ready = -1;
+    while ((ready = ku_ready_partitions(rk, topic)) != partitions) {
+        if (ready > partitions) {
+            ku_err(errstr, n, "topic %s exists with %d partitions, not %d",
+                   topic, ready, partitions);
+            goto done;
+        }
+        if (ku_now_ms() >= deadline) {
+            ku_err(errstr, n, "topic %s: %d of %d partitions ready after %d ms",
+                   topic, ready < 0 ? 0 : ready, partitions, KU_TIMEOUT_MS);
+            goto done;
+        }
+        usleep(100 * 1000);
+    }
+    rc = 0;
+
+done:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    if (opts)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (nt)
+        rd_kafka_NewTopic_destroy(nt);
+    if (rk)
+        rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Delivery report: store the message's error in the int the producer's
+ * opaque points to. Called from rd_kafka_flush() on the caller's thread. */
+static void ku_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
+                     void *opaque)
+{
+    (void)rk;
+    *(int *)opaque = msg->err ? (int)msg->err : 0;
+}
+
+int test_kafka_produce(const char *brokers, const char *topic, const char *key,
+                       const void *val, size_t len, char *errstr, size_t n)
+{
+    static const char *const props[] = {"acks", "all", "message.timeout.ms",
+                                        "30000", NULL};
+    int delivered = -1; /* -1: no report yet, else rd_kafka_resp_err_t */
+    int rc = -1;
+    rd_kafka_t *rk = ku_client_new(RD_KAFKA_PRODUCER, brokers, props, ku_dr_cb,
+                                   &delivered, errstr, n);
+
+    if (!rk)
+        goto done;
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+        RD_KAFKA_V_VALUE((void *)val, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (err) {
+        ku_err(errstr, n, "produce to %s: %s", topic, rd_kafka_err2str(err));
+        goto done;
+    }
+    rd_kafka_flush(rk, KU_TIMEOUT_MS + 5000);
+    if (delivered < 0) {
+        ku_err(errstr, n, "produce to %s: no delivery report", topic);
+        goto done;
+    }
+    if (delivered > 0) {
+        ku_err(errstr, n, "produce to %s: %s", topic,
+               rd_kafka_err2str((rd_kafka_resp_err_t)delivered));
+        goto done;
+    }
+    rc = 0;
+
+done:
+    if (rk)
+        rd_kafka_destroy(rk);
+    return rc;
+}
+
+char *test_unique_name(const char *prefix)
+{
+    static atomic_uint counter;
+    struct timeval tv;
+    char *name = NULL;
+
+    gettimeofday(&tv, NULL);
+    unsigned c = atomic_fetch_add(&counter, 1);
+    int len = snprintf(NULL, 0, "%s_%ld_%lld%06ld_%u", prefix, (long)getpid(),
+                       (long long)tv.tv_sec, (long)tv.tv_usec, c);
+    if (len < 0)
+        return NULL;
+    name = malloc((size_t)len + 1);
+    if (name)
+        snprintf(name, (size_t)len + 1, "%s_%ld_%lld%06ld_%u", prefix,
+                 (long)getpid(), (long long)tv.tv_sec, (long)tv.tv_usec, c);
+    return name;
+}

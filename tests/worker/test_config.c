@@ -1,0 +1,384 @@
+/* test_config.c: settings of edr-worker and edrctl (worker/config.c,
+ * CONTRACT.md §3): defaults, environment versus flag, -X checked against
+ * librdkafka, invalid values naming their setting; and the programs
+ * themselves: --help lists every variable, a bad setting exits 2. */
+#include "tests/support/cunit_main.h"
+#include "worker/config_parse.h"
+
+#include <CUnit/CUnit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *const all_vars[] = {
+    "EDR_KAFKA_BROKERS", "EDR_TOPIC",      "EDR_DLQ_TOPIC",   "EDR_GROUP_ID",
+    "EDR_STORE",         "EDR_FILE_PATH",  "EDR_PG_DSN",      "EDR_PG_TABLE",
+    "EDR_REDIS_URL",     "EDR_RPC_PREFIX", "EDR_WORKER_ID",   "EDR_LOG_LEVEL",
+    "EDR_LOG_FORMAT",    "EDR_HTTP_ADDR",  "EDR_RPC_THREADS", "EDR_TIMEOUT_MS",
+    "EDR_READY_MAX_LAG"};
+#define N_VARS (sizeof(all_vars) / sizeof(all_vars[0]))
+
+static void clear_env(void)
+{
+    for (size_t i = 0; i < N_VARS; i++)
+        unsetenv(all_vars[i]);
+}
+
+/* config_load on a NULL-terminated argument list (argv[0] added). */
+static int load(struct config *cfg, enum config_mode mode,
+                struct config_rest *rest, char *errstr, size_t n,
+                const char *const *args)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)"edr-worker";
+    for (; *args && argc < 31; args++)
+        argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+    return config_load(cfg, mode, argc, argv, rest, errstr, n);
+}
+
+/* Expects CONFIG_INVALID with errstr naming `name`. */
+static void expect_invalid(enum config_mode mode, const char *name,
+                           const char *const *args)
+{
+    struct config cfg;
+    char errstr[512];
+    int rc = load(&cfg, mode, NULL, errstr, sizeof(errstr), args);
+    CU_ASSERT_EQUAL(rc, CONFIG_INVALID);
+    if (!strstr(errstr, name))
+        fprintf(stderr, "\n  errstr \"%s\" does not name %s\n", errstr, name);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, name));
+    config_clear(&cfg);
+}
+
+static void test_defaults(void)
+{
+    struct config cfg;
+    char errstr[512], pid_suffix[32];
+    static const char *const none[] = {NULL};
+    clear_env();
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), none),
+        CONFIG_OK);
+    CU_ASSERT_STRING_EQUAL(cfg.brokers, "127.0.0.1:9092");
+    CU_ASSERT_STRING_EQUAL(cfg.topic, "edr.events");
+    CU_ASSERT_STRING_EQUAL(cfg.dlq_topic, "edr.events.dlq");
+    CU_ASSERT_STRING_EQUAL(cfg.group_id, "edr-worker");
+    CU_ASSERT_STRING_EQUAL(cfg.store, "memory");
+    CU_ASSERT_STRING_EQUAL(cfg.file_path, "edr-store.json");
+    CU_ASSERT_PTR_NULL(cfg.pg_dsn);
+    CU_ASSERT_STRING_EQUAL(cfg.pg_table, "edr_connections");
+    CU_ASSERT_STRING_EQUAL(cfg.redis_url, "redis://127.0.0.1:6379/0");
+    CU_ASSERT_STRING_EQUAL(cfg.rpc_prefix, "edr");
+    CU_ASSERT_STRING_EQUAL(cfg.log_level, "info");
+    CU_ASSERT_STRING_EQUAL(cfg.log_format, "text");
+    CU_ASSERT_STRING_EQUAL(cfg.http_addr, "127.0.0.1:9464");
+    CU_ASSERT_EQUAL(cfg.rpc_threads, 4);
+    CU_ASSERT_EQUAL(cfg.timeout_ms, 5000);
+    CU_ASSERT_EQUAL(cfg.ready_max_lag, 1000);
+    CU_ASSERT_EQUAL(cfg.n_kafka_props, 0);
+    /* host name and pid */
+    snprintf(pid_suffix, sizeof(pid_suffix), "-%ld", (long)getpid());
+    size_t n = strlen(cfg.worker_id), m = strlen(pid_suffix);
+    CU_ASSERT_TRUE(n > m && strcmp(cfg.worker_id + n - m, pid_suffix) == 0);
+    config_clear(&cfg);
+}
+
+static void test_env_then_flag(void)
+{
+    struct config cfg;
+    char errstr[512];
+    clear_env();
+    setenv("EDR_TOPIC", "from-env", 1);
+    setenv("EDR_RPC_THREADS", "7", 1);
+    setenv("EDR_GROUP_ID", "g-env", 1);
+    setenv("EDR_DLQ_TOPIC", "", 1); /* empty counts as unset */
+    static const char *const args[] = {
+        "--topic", "from-flag", "--rpc-threads=9", "--worker-id=w1", NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), args),
+        CONFIG_OK);
+    CU_ASSERT_STRING_EQUAL(cfg.topic, "from-flag");
+    CU_ASSERT_EQUAL(cfg.rpc_threads, 9);
+    CU_ASSERT_STRING_EQUAL(cfg.group_id, "g-env");
+    CU_ASSERT_STRING_EQUAL(cfg.worker_id, "w1");
+    CU_ASSERT_STRING_EQUAL(cfg.dlq_topic, "edr.events.dlq");
+    config_clear(&cfg);
+
+    /* The flag wins even when the variable is invalid? No: the variable
+     * is read first and must be valid on its own. */
+    setenv("EDR_RPC_THREADS", "many", 1);
+    static const char *const none[] = {NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", none);
+    clear_env();
+}
+
+static void test_numbers_strict(void)
+{
+    clear_env();
+    static const char *const a1[] = {"--rpc-threads", "0", NULL};
+    static const char *const a2[] = {"--rpc-threads", "12x", NULL};
+    static const char *const a3[] = {"--rpc-threads", " 5", NULL};
+    static const char *const a4[] = {"--ready-max-lag", "-1", NULL};
+    static const char *const a5[] = {"--timeout-ms", "99999999999", NULL};
+    static const char *const a6[] = {"--timeout-ms", "", NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", a1);
+    expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", a2);
+    expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", a3);
+    expect_invalid(CONFIG_WORKER, "EDR_READY_MAX_LAG", a4);
+    expect_invalid(CONFIG_CLIENT, "EDR_TIMEOUT_MS", a5);
+    expect_invalid(CONFIG_CLIENT, "EDR_TIMEOUT_MS", a6);
+    setenv("EDR_READY_MAX_LAG", "0", 1);
+    struct config cfg;
+    char errstr[512];
+    static const char *const none[] = {NULL};
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), none),
+        CONFIG_OK);
+    CU_ASSERT_EQUAL(cfg.ready_max_lag, 0);
+    config_clear(&cfg);
+    clear_env();
+}
+
+static void test_kafka_props(void)
+{
+    struct config cfg;
+    char errstr[512];
+    clear_env();
+    static const char *const ok[] = {"-X", "fetch.wait.max.ms=10",
+                                     "-Xclient.id=abc", NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), ok), CONFIG_OK);
+    CU_ASSERT_EQUAL_FATAL(cfg.n_kafka_props, 2);
+    CU_ASSERT_STRING_EQUAL(cfg.kafka_props[0], "fetch.wait.max.ms=10");
+    CU_ASSERT_STRING_EQUAL(cfg.kafka_props[1], "client.id=abc");
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    CU_ASSERT_EQUAL(
+        config_apply_kafka_props(&cfg, conf, errstr, sizeof(errstr)), 0);
+    char val[64];
+    size_t vlen = sizeof(val);
+    CU_ASSERT_EQUAL(rd_kafka_conf_get(conf, "client.id", val, &vlen),
+                    RD_KAFKA_CONF_OK);
+    CU_ASSERT_STRING_EQUAL(val, "abc");
+    rd_kafka_conf_destroy(conf);
+    config_clear(&cfg);
+
+    static const char *const unknown[] = {"-X", "no.such.property=1", NULL};
+    static const char *const noeq[] = {"-X", "fetch.wait.max.ms", NULL};
+    static const char *const badval[] = {"-X", "fetch.wait.max.ms=abc", NULL};
+    static const char *const novalue[] = {"-X", NULL};
+    expect_invalid(CONFIG_WORKER, "no.such.property", unknown);
+    expect_invalid(CONFIG_CLIENT, "no.such.property", unknown);
+    expect_invalid(CONFIG_WORKER, "fetch.wait.max.ms", noeq);
+    expect_invalid(CONFIG_WORKER, "fetch.wait.max.ms", badval);
+    expect_invalid(CONFIG_WORKER, "-X", novalue);
+}
+
+static void test_store_rules(void)
+{
+    struct config cfg;
+    char errstr[512];
+    clear_env();
+    static const char *const bogus[] = {"--store", "redis", NULL};
+    static const char *const pg[] = {"--store", "postgres", NULL};
+    static const char *const pg_ok[] = {"--store", "postgres", "--pg-dsn",
+                                        "host=x password=s3cret", NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_STORE", bogus);
+    expect_invalid(CONFIG_WORKER, "EDR_PG_DSN", pg);
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), pg_ok),
+        CONFIG_OK);
+    config_clear(&cfg);
+    /* edrctl needs no store: its settings are not checked. */
+    CU_ASSERT_EQUAL(load(&cfg, CONFIG_CLIENT, NULL, errstr, sizeof(errstr), pg),
+                    CONFIG_OK);
+    config_clear(&cfg);
+
+    /* A secret never appears in a message. */
+    setenv("EDR_PG_DSN", "host=x password=s3cret", 1);
+    static const char *const bad_level[] = {"--store", "postgres",
+                                            "--log-level", "loud", NULL};
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), bad_level),
+        CONFIG_INVALID);
+    CU_ASSERT_PTR_NULL(strstr(errstr, "s3cret"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "EDR_LOG_LEVEL"));
+    config_clear(&cfg);
+    clear_env();
+
+    static const char *const fmt[] = {"--log-format", "xml", NULL};
+    static const char *const same[] = {"--topic", "t", "--dlq-topic", "t",
+                                       NULL};
+    static const char *const http[] = {"--http-addr", "localhost", NULL};
+    static const char *const port[] = {"--http-addr", "127.0.0.1:70000", NULL};
+    static const char *const empty[] = {"--topic=", NULL};
+    static const char *const novalue[] = {"--topic", NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_LOG_FORMAT", fmt);
+    expect_invalid(CONFIG_WORKER, "EDR_DLQ_TOPIC", same);
+    expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", http);
+    expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", port);
+    expect_invalid(CONFIG_WORKER, "EDR_TOPIC", empty);
+    expect_invalid(CONFIG_WORKER, "EDR_TOPIC", novalue);
+    static const char *const off[] = {"--http-addr", "off", NULL};
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), off),
+        CONFIG_OK);
+    config_clear(&cfg);
+}
+
+static void test_rest_and_help(void)
+{
+    struct config cfg;
+    struct config_rest rest;
+    char errstr[512];
+    clear_env();
+    static const char *const args[] = {
+        "negotiated", "--party", "P", "--brokers", "b:1", "--edr=x", NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_CLIENT, &rest, errstr, sizeof(errstr), args),
+        CONFIG_OK);
+    CU_ASSERT_STRING_EQUAL(cfg.brokers, "b:1");
+    CU_ASSERT_EQUAL_FATAL(rest.argc, 5);
+    CU_ASSERT_STRING_EQUAL(rest.argv[0], "edr-worker");
+    CU_ASSERT_STRING_EQUAL(rest.argv[1], "negotiated");
+    CU_ASSERT_STRING_EQUAL(rest.argv[2], "--party");
+    CU_ASSERT_STRING_EQUAL(rest.argv[3], "P");
+    CU_ASSERT_STRING_EQUAL(rest.argv[4], "--edr=x");
+    CU_ASSERT_PTR_NULL(rest.argv[5]);
+    config_rest_free(&rest);
+    config_clear(&cfg);
+
+    static const char *const unknown[] = {"--frobnicate", NULL};
+    expect_invalid(CONFIG_WORKER, "--frobnicate", unknown);
+
+    static const char *const help[] = {"--help", NULL};
+    static const char *const version[] = {"--version", NULL};
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), help),
+        CONFIG_HELP);
+    config_clear(&cfg);
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), version),
+        CONFIG_VERSION);
+    config_clear(&cfg);
+    /* edrctl leaves --help to the subcommand. */
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_CLIENT, &rest, errstr, sizeof(errstr), help),
+        CONFIG_OK);
+    CU_ASSERT_EQUAL(rest.argc, 2);
+    config_rest_free(&rest);
+    config_clear(&cfg);
+}
+
+/* ---- the programs ------------------------------------------------------- */
+
+/* Runs argv with stdout and stderr into out; returns the exit status. */
+static int run_capture(const char *const *argv, char *out, size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(fds[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_worker_program(void)
+{
+    static char out[65536];
+    clear_env();
+    const char *const help[] = {EDR_WORKER_BIN, "--help", NULL};
+    CU_ASSERT_EQUAL(run_capture(help, out, sizeof(out)), 0);
+    for (size_t i = 0; i < N_VARS; i++) {
+        if (!strstr(out, all_vars[i]))
+            fprintf(stderr, "\n  --help lacks %s\n", all_vars[i]);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, all_vars[i]));
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "--pg-dsn"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "-X name=value"));
+
+    const char *const bad_x[] = {EDR_WORKER_BIN, "-X", "no.such.prop=1", NULL};
+    CU_ASSERT_EQUAL(run_capture(bad_x, out, sizeof(out)), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "no.such.prop"));
+
+    const char *const bad_store[] = {EDR_WORKER_BIN, "--store", "mongo", NULL};
+    CU_ASSERT_EQUAL(run_capture(bad_store, out, sizeof(out)), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_STORE"));
+
+    const char *const bad_arg[] = {EDR_WORKER_BIN, "extra", NULL};
+    CU_ASSERT_EQUAL(run_capture(bad_arg, out, sizeof(out)), 2);
+
+    const char *const version[] = {EDR_WORKER_BIN, "--version", NULL};
+    CU_ASSERT_EQUAL(run_capture(version, out, sizeof(out)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, EDR_VERSION));
+}
+
+static void test_edrctl_program(void)
+{
+    static char out[65536];
+    clear_env();
+    const char *const help[] = {EDRCTL_BIN, "--help", NULL};
+    CU_ASSERT_EQUAL(run_capture(help, out, sizeof(out)), 0);
+    for (size_t i = 0; i < N_VARS; i++)
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, all_vars[i]));
+    const char *const bad_x[] = {EDRCTL_BIN, "ping", "-X", "bogus.prop=1",
+                                 NULL};
+    CU_ASSERT_EQUAL(run_capture(bad_x, out, sizeof(out)), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "bogus.prop"));
+    /* Checked by the worker's decoder before anything is produced. */
+    const char *const no_edr[] = {
+        EDRCTL_BIN,  "publish",   "negotiated",  "--party", "P",
+        "--address", "A",         "--query",     "Q",       "--policy",
+        "S",         "--brokers", "127.0.0.1:1", NULL};
+    CU_ASSERT_EQUAL(run_capture(no_edr, out, sizeof(out)), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "data.edr"));
+    const char *const no_type[] = {EDRCTL_BIN, "publish", "--party", "P", NULL};
+    CU_ASSERT_EQUAL(run_capture(no_type, out, sizeof(out)), 2);
+    const char *const unknown[] = {EDRCTL_BIN, "frobnicate", NULL};
+    CU_ASSERT_EQUAL(run_capture(unknown, out, sizeof(out)), 2);
+    /* Nobody listens on port 1: no delivery report, exit 3. */
+    const char *const down[] = {
+        EDRCTL_BIN,    "publish",      "expired", "--party",  "P", "--address",
+        "A",           "--query",      "Q",       "--policy", "S", "--brokers",
+        "127.0.0.1:1", "--timeout-ms", "500",     NULL};
+    CU_ASSERT_EQUAL(run_capture(down, out, sizeof(out)), 3);
+}
+
+static void register_tests(void)
+{
+    CU_pSuite s = CU_add_suite("config", NULL, NULL);
+    CU_add_test(s, "defaults", test_defaults);
+    CU_add_test(s, "environment then flag", test_env_then_flag);
+    CU_add_test(s, "numbers are strict", test_numbers_strict);
+    CU_add_test(s, "-X checked by librdkafka", test_kafka_props);
+    CU_add_test(s, "store, log and address rules", test_store_rules);
+    CU_add_test(s, "unknown arguments, --help", test_rest_and_help);
+    CU_pSuite p = CU_add_suite("programs", NULL, NULL);
+    CU_add_test(p, "edr-worker --help, exit 2", test_worker_program);
+    CU_add_test(p, "edrctl --help, exit 2 and 3", test_edrctl_program);
+}
+
+int main(void)
+{
+    static const cunit_register_fn registers[] = {register_tests, NULL};
+    return cunit_main(registers);
+}

@@ -1,0 +1,265 @@
+/* test_http.c: worker/http.c on a free loopback port, fetched with a tiny
+ * HTTP/1.0 socket client: /healthz, /readyz flipping with the readiness
+ * inputs of metrics.h, /metrics content type and body, 404, 405, HEAD,
+ * and clear errors for bad or busy addresses. */
+#include "tests/support/cunit_main.h"
+#include "worker/http.h"
+#include "worker/metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int port;
+static char addr[64];
+static struct http_server *srv;
+
+struct response {
+    int status;
+    char head[2048];
+    char *body; /* malloc'd */
+};
+
+/* A loopback port that was free a moment ago. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof(sa);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* Sends "METHOD path HTTP/1.0" and reads until the server closes. */
+static int fetch(const char *method, const char *path, struct response *r)
+{
+    int rc = -1;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    memset(r, 0, sizeof(*r));
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        goto cleanup;
+    char req[256];
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: x\r\n\r\n",
+                     method, path);
+    if (write(fd, req, (size_t)n) != n)
+        goto cleanup;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 16384;
+            char *b = realloc(buf, cap);
+            if (!b)
+                goto cleanup;
+            buf = b;
+        }
+        ssize_t got = read(fd, buf + len, cap - len - 1);
+        if (got < 0)
+            goto cleanup;
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    buf[len] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1)
+        goto cleanup;
+    snprintf(r->head, sizeof(r->head), "%.*s", (int)(sep - buf), buf);
+    r->body = strdup(sep + 4);
+    rc = r->body ? 0 : -1;
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return rc;
+}
+
+static int start_suite(void)
+{
+    char err[256];
+    port = free_port();
+    if (port < 0)
+        return -1;
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    metrics_init("memory", "http-test");
+    srv = http_server_start(addr, 100, err, sizeof(err));
+    if (!srv)
+        fprintf(stderr, "http_server_start: %s\n", err);
+    return srv ? 0 : -1;
+}
+
+static int stop_suite(void)
+{
+    http_server_stop(srv);
+    return 0;
+}
+
+static void test_healthz(void)
+{
+    struct response r;
+    CU_ASSERT_EQUAL_FATAL(fetch("GET", "/healthz", &r), 0);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_STRING_EQUAL(r.body, "{\"status\":\"ok\"}\n");
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "application/json"));
+    free(r.body);
+}
+
+static void set_ready(int store, int kafka, int redis, int64_t lag)
+{
+    metrics_set_store_ok(store);
+    metrics_set_kafka_assigned(kafka);
+    metrics_set_redis_connected(redis);
+    if (kafka)
+        metrics_consumer_lag(0, lag);
+}
+
+static void expect_ready(int status, const char *reason_part)
+{
+    struct response r;
+    CU_ASSERT_EQUAL_FATAL(fetch("GET", "/readyz", &r), 0);
+    CU_ASSERT_EQUAL(r.status, status);
+    if (status == 200) {
+        CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"status\":\"ready\""));
+        CU_ASSERT_PTR_NULL(strstr(r.body, "\"reason\""));
+    } else {
+        CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "\"status\":\"not_ready\""));
+        CU_ASSERT_PTR_NOT_NULL(strstr(r.body, reason_part));
+    }
+    free(r.body);
+}
+
+static void test_readyz_flips(void)
+{
+    set_ready(0, 0, 0, 0);
+    expect_ready(503, "store not ok");
+    expect_ready(503, "kafka partitions not assigned");
+    expect_ready(503, "redis not connected");
+    set_ready(1, 1, 1, 0);
+    expect_ready(200, NULL);
+    set_ready(1, 1, 1, 101); /* max lag is 100 */
+    expect_ready(503, "consumer lag 101 exceeds 100");
+    set_ready(1, 1, 1, 100);
+    expect_ready(200, NULL);
+    set_ready(0, 1, 1, 0);
+    expect_ready(503, "store not ok");
+    set_ready(1, 1, 0, 0);
+    expect_ready(503, "redis not connected");
+    set_ready(1, 0, 1, 0);
+    expect_ready(503, "kafka");
+    set_ready(1, 1, 1, 0);
+    expect_ready(200, NULL);
+}
+
+static void test_metrics_endpoint(void)
+{
+    struct response r;
+    metrics_lookup("ping", "ok", 0.001);
+    CU_ASSERT_EQUAL_FATAL(fetch("GET", "/metrics", &r), 0);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "text/plain; version=0.0.4"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "# TYPE edr_lookups_total counter"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(r.body, "edr_lookups_total{op=\"ping\",status=\"ok\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body, "worker=\"http-test\""));
+    free(r.body);
+}
+
+static void test_other_requests(void)
+{
+    struct response r;
+    CU_ASSERT_EQUAL_FATAL(fetch("GET", "/nope", &r), 0);
+    CU_ASSERT_EQUAL(r.status, 404);
+    free(r.body);
+    CU_ASSERT_EQUAL_FATAL(fetch("GET", "/healthz/extra", &r), 0);
+    CU_ASSERT_EQUAL(r.status, 404);
+    free(r.body);
+    CU_ASSERT_EQUAL_FATAL(fetch("POST", "/metrics", &r), 0);
+    CU_ASSERT_EQUAL(r.status, 405);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.head, "Allow: GET, HEAD"));
+    free(r.body);
+    CU_ASSERT_EQUAL_FATAL(fetch("DELETE", "/healthz", &r), 0);
+    CU_ASSERT_EQUAL(r.status, 405);
+    free(r.body);
+    CU_ASSERT_EQUAL_FATAL(fetch("HEAD", "/metrics", &r), 0);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_STRING_EQUAL(r.body, "");
+    free(r.body);
+}
+
+static void expect_start_error(const char *a, const char *part)
+{
+    char err[256] = "";
+    struct http_server *h = http_server_start(a, 0, err, sizeof(err));
+    CU_ASSERT_PTR_NULL(h);
+    http_server_stop(h);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, part));
+    if (!strstr(err, part))
+        fprintf(stderr, "address '%s': got error '%s'\n", a, err);
+}
+
+static void test_bad_addresses(void)
+{
+    expect_start_error("", "not host:port");
+    expect_start_error("9464", "not host:port");
+    expect_start_error("127.0.0.1:", "not host:port");
+    expect_start_error(":9464", "not host:port");
+    expect_start_error("127.0.0.1:0", "not host:port");
+    expect_start_error("127.0.0.1:65536", "not host:port");
+    expect_start_error("127.0.0.1:94x", "not host:port");
+    expect_start_error("::1:9464", "not host:port");
+    expect_start_error("no-such-host.invalid:9464", "cannot resolve");
+    expect_start_error(addr, "Address already in use");    /* ours, busy */
+    expect_start_error("192.0.2.1:9464", "cannot listen"); /* not ours */
+}
+
+static void test_restart_same_port(void)
+{
+    char err[256];
+    int p = free_port();
+    char a[64];
+    snprintf(a, sizeof(a), "127.0.0.1:%d", p);
+    struct http_server *h = http_server_start(a, 0, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    http_server_stop(h);
+    /* Stopping released the socket: the same address binds again. */
+    h = http_server_start(a, 0, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL(h);
+    http_server_stop(h);
+    /* IPv6 loopback in brackets, when the machine has it. */
+    snprintf(a, sizeof(a), "[::1]:%d", p);
+    h = http_server_start(a, 0, err, sizeof(err));
+    if (!h)
+        fprintf(stderr, "(IPv6 loopback unavailable: %s)\n", err);
+    http_server_stop(h);
+}
+
+static void register_suites(void)
+{
+    CU_pSuite s = CU_add_suite("http", start_suite, stop_suite);
+    CU_add_test(s, "healthz", test_healthz);
+    CU_add_test(s, "readyz flips with the inputs", test_readyz_flips);
+    CU_add_test(s, "metrics", test_metrics_endpoint);
+    CU_add_test(s, "404, 405, HEAD", test_other_requests);
+    CU_add_test(s, "bad addresses", test_bad_addresses);
+    CU_add_test(s, "restart on the same port", test_restart_same_port);
+}
+
+int main(void)
+{
+    static const cunit_register_fn regs[] = {register_suites, NULL};
+    return cunit_main(regs);
+}

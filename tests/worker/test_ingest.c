@@ -1,0 +1,937 @@
+/* test_ingest.c: edr-worker end to end against the local broker (issue 5).
+ *
+ * For each store a few hundred negotiated/renewed/expired events, with
+ * stale expiries and duplicates, go to a fresh 6-partition topic; the
+ * expected state is computed here from the same events (a model that
+ * shares no code with the worker), and the store's contents are compared
+ * with it: through lookups over Redis (memory), by opening the state file
+ * after the worker stopped (file), or the table (postgres). Restarts
+ * mid-stream (SIGKILL), two workers in one group, rejected events in the
+ * dead-letter topic, and a PostgreSQL outage (a private server on port
+ * 15440) must all end in exactly the model's state. */
+#include "schemas/edr_key.h"
+#include "stores/store.h"
+#include "tests/support/cunit_main.h"
+#include "tests/support/kafka_util.h"
+#include "tests/support/ops_util.h"
+
+#include <CUnit/CUnit.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+
+#define N_KEYS 30
+#define PG_OUTAGE_PORT 15440
+
+/* ---- the model ----------------------------------------------------------- */
+
+struct conn {
+    char party[48], address[64], query[24], policy[24];
+    int present;
+    char tid[48]; /* stored transferProcessId */
+    int version;  /* n in the stored entry */
+    int next_version;
+    char last_event[1024]; /* for duplicates */
+};
+
+struct model {
+    struct conn c[N_KEYS];
+    unsigned rng;
+    int n_events;
+};
+
+static unsigned rnd(struct model *m)
+{
+    m->rng = m->rng * 1103515245u + 12345u;
+    return (m->rng >> 8) & 0xffffff;
+}
+
+static void model_init(struct model *m, const char *tag, unsigned seed)
+{
+    memset(m, 0, sizeof(*m));
+    m->rng = seed;
+    for (int k = 0; k < N_KEYS; k++) {
+        struct conn *c = &m->c[k];
+        snprintf(c->party, sizeof(c->party), "BPNL-%s-%02d", tag, k % 7);
+        snprintf(c->address, sizeof(c->address),
+                 "https://provider-%d.example.com/dsp", k);
+        snprintf(c->query, sizeof(c->query), "q%d", k);
+        snprintf(c->policy, sizeof(c->policy), "p%d", k % 3);
+    }
+}
+
+static struct edr_key conn_key(const struct conn *c)
+{
+    return (struct edr_key){c->party, c->address, c->query, c->policy};
+}
+
+/* Writes the next event into buf and applies it to the model. *k gets
+ * the connection. Kinds: negotiated, renewed, expired (current transfer),
+ * stale expired (an older transfer: no change), expired without transfer
+ * id, and an exact duplicate of the connection's previous event. */
+static size_t model_next(struct model *m, char *buf, size_t cap, int *k)
+{
+    int key = (int)(rnd(m) % N_KEYS);
+    struct conn *c = &m->c[key];
+    unsigned kind = rnd(m) % 10;
+    int n = 0;
+    *k = key;
+    m->n_events++;
+    if (kind == 9 && c->last_event[0]) {
+        /* Redelivery of the same event: applying it again changes
+         * nothing, in the worker as in the model. */
+        n = snprintf(buf, cap, "%s", c->last_event);
+        return (size_t)n;
+    }
+    if (kind <= 4 || !c->present) {
+        int v = ++c->next_version;
+        const char *type =
+            c->present && kind % 2 ? "edr.renewed" : "edr.negotiated";
+        snprintf(c->tid, sizeof(c->tid), "tp-%d-%d", key, v);
+        n = snprintf(buf, cap,
+                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
+                     "\"source\":\"urn:test\",\"type\":\"%s\","
+                     "\"data\":{\"counter_party_id\":\"%s\","
+                     "\"counter_party_address\":\"%s\","
+                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
+                     "\"edr\":{\"@type\":\"EDR\",\"@context\":{\"a\":\"b\"},"
+                     "\"providerId\":\"P\",\"transferProcessId\":\"%s\","
+                     "\"endpoint\":\"https://dp/%d\",\"n\":%d}}}",
+                     m->n_events, type, c->party, c->address, c->query,
+                     c->policy, c->tid, key, v);
+        c->present = 1;
+        c->version = v;
+    } else if (kind <= 6) {
+        n = snprintf(buf, cap,
+                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
+                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
+                     "\"data\":{\"counter_party_id\":\"%s\","
+                     "\"counter_party_address\":\"%s\","
+                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
+                     "\"transfer_process_id\":\"%s\"}}",
+                     m->n_events, c->party, c->address, c->query, c->policy,
+                     c->tid);
+        c->present = 0;
+    } else if (kind == 7) {
+        /* Stale: a transfer this connection had before. */
+        n = snprintf(buf, cap,
+                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
+                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
+                     "\"data\":{\"counter_party_id\":\"%s\","
+                     "\"counter_party_address\":\"%s\","
+                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
+                     "\"transfer_process_id\":\"tp-%d-0\"}}",
+                     m->n_events, c->party, c->address, c->query, c->policy,
+                     key);
+    } else {
+        n = snprintf(buf, cap,
+                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
+                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
+                     "\"data\":{\"counter_party_id\":\"%s\","
+                     "\"counter_party_address\":\"%s\","
+                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\"}}",
+                     m->n_events, c->party, c->address, c->query, c->policy);
+        c->present = 0;
+    }
+    snprintf(c->last_event, sizeof(c->last_event), "%s", buf);
+    return (size_t)n;
+}
+
+static int model_count(const struct model *m)
+{
+    int n = 0;
+    for (int k = 0; k < N_KEYS; k++)
+        n += m->c[k].present;
+    return n;
+}
+
+static const char *str_of(yajl_val v)
+{
+    const char *s = v ? YAJL_GET_STRING(v) : NULL;
+    return s ? s : "";
+}
+
+/* Checks one stored entry (a parsed object) against the model. */
+static int entry_matches(yajl_val obj, const struct conn *c)
+{
+    const char *tp_path[] = {"transferProcessId", NULL};
+    const char *n_path[] = {"n", NULL};
+    const char *type_path[] = {"@type", NULL};
+    const char *prov_path[] = {"providerId", NULL};
+    const char *ctx_path[] = {"@context", NULL};
+    yajl_val tp = yajl_tree_get(obj, tp_path, yajl_t_string);
+    yajl_val n = yajl_tree_get(obj, n_path, yajl_t_number);
+    return tp && strcmp(str_of(tp), c->tid) == 0 && n && YAJL_IS_INTEGER(n) &&
+           YAJL_GET_INTEGER(n) == c->version &&
+           !yajl_tree_get(obj, type_path, yajl_t_any) &&
+           !yajl_tree_get(obj, prov_path, yajl_t_any) &&
+           !yajl_tree_get(obj, ctx_path, yajl_t_any);
+}
+
+/* Compares a store with the model; returns the number of differences
+ * (printing the first few when loud). */
+static int verify_store(struct store *st, const struct model *m, int loud)
+{
+    int bad = 0;
+    for (int k = 0; k < N_KEYS; k++) {
+        const struct conn *c = &m->c[k];
+        struct edr_key key = conn_key(c);
+        struct store_record r = {0};
+        struct store_err err = {0};
+        int rc = st->ops->get(st, &key, &r, &err);
+        int ok;
+        if (!c->present) {
+            ok = rc == STORE_NOT_FOUND;
+        } else if (rc != STORE_OK) {
+            ok = 0;
+        } else {
+            yajl_val v = yajl_tree_parse(r.entry_json, NULL, 0);
+            ok = v && entry_matches(v, c) && strcmp(r.transfer_id, c->tid) == 0;
+            yajl_tree_free(v);
+        }
+        if (!ok && loud && bad < 5)
+            fprintf(stderr, "\n  key %d: want %s %s, store rc %d tid %s", k,
+                    c->present ? "present" : "absent", c->tid, rc,
+                    r.transfer_id ? r.transfer_id : "-");
+        bad += !ok;
+        store_record_clear(&r);
+    }
+    uint64_t n = 0;
+    struct store_err err = {0};
+    if (st->ops->count(st, NULL, &n, &err) != STORE_OK ||
+        n != (uint64_t)model_count(m)) {
+        if (loud)
+            fprintf(stderr, "\n  count %" PRIu64 ", want %d", n,
+                    model_count(m));
+        bad++;
+    }
+    return bad;
+}
+
+/* ---- Kafka ----------------------------------------------------------------
+ */
+
+struct sent {
+    int32_t partition;
+    int64_t offset;
+    int err;
+};
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op)
+{
+    (void)rk;
+    (void)op;
+    struct sent *s = msg->_private;
+    if (s) {
+        s->partition = msg->partition;
+        s->offset = msg->offset;
+        s->err = msg->err ? -1 : 1;
+    }
+}
+
+static rd_kafka_t *producer_new(const char *brokers)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(conf, "linger.ms", "1", errstr, sizeof(errstr));
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    return rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+}
+
+/* Produces value with the connection key (or raw key when k < 0) and
+ * optional header x-test; s (may be NULL) gets the delivery. */
+static int produce(rd_kafka_t *rk, const char *topic, const struct model *m,
+                   int k, const char *raw_key, const void *val, size_t len,
+                   const char *xtest, struct sent *s)
+{
+    char ckey[EDR_CONNECTION_KEY_LEN + 1];
+    const char *key = raw_key;
+    if (k >= 0) {
+        struct edr_key ek = conn_key(&m->c[k]);
+        edr_connection_key(&ek, ckey);
+        key = ckey;
+    }
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "content-type", -1, "application/cloudevents+json",
+                        -1);
+    if (xtest)
+        rd_kafka_header_add(h, "x-test", -1, xtest, -1);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+        RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(h);
+        return -1;
+    }
+    rd_kafka_poll(rk, 0);
+    return 0;
+}
+
+/* Produces n model events, then flushes. */
+static int produce_events(rd_kafka_t *rk, const char *topic, struct model *m,
+                          int n, int delay_ms)
+{
+    for (int i = 0; i < n; i++) {
+        char buf[1024];
+        int k;
+        size_t len = model_next(m, buf, sizeof(buf), &k);
+        if (produce(rk, topic, m, k, NULL, buf, len, NULL, NULL) != 0)
+            return -1;
+        if (delay_ms) {
+            struct timespec ts = {0, delay_ms * 1000000L};
+            rd_kafka_poll(rk, 0);
+            nanosleep(&ts, NULL);
+        }
+    }
+    return rd_kafka_flush(rk, 30000) == 0 ? 0 : -1;
+}
+
+/* ---- workers --------------------------------------------------------------
+ */
+
+static char *worker_bin(void)
+{
+    static char path[512];
+    const char *env = getenv("EDR_WORKER_BIN");
+    snprintf(path, sizeof(path), "%s", env && *env ? env : EDR_WORKER_BIN);
+    return path;
+}
+
+/* Starts edr-worker with env overrides ("NAME=value") and args (NULL or
+ * NULL-terminated), stdout+stderr appended to log. */
+static pid_t worker_start(const char *const *env, const char *const *args,
+                          const char *log)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    FILE *f = fopen(log, "a");
+    if (f) {
+        dup2(fileno(f), 1);
+        dup2(fileno(f), 2);
+    }
+    for (; *env; env++) {
+        char kv[1024];
+        snprintf(kv, sizeof(kv), "%s", *env);
+        char *eq = strchr(kv, '=');
+        if (eq) {
+            *eq = '\0';
+            setenv(kv, eq + 1, 1);
+        }
+    }
+    char *argv[16];
+    int argc = 0;
+    argv[argc++] = worker_bin();
+    for (; args && *args && argc < 15; args++)
+        argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+    execv(worker_bin(), argv);
+    _exit(127);
+}
+
+/* Waits for pid's exit; its exit code, 128+signal, or -1 on timeout. */
+static int worker_wait(pid_t pid, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        usleep(50000);
+    }
+    return -1;
+}
+
+static const char *const catch_up[] = {"--exit-when-caught-up", NULL};
+
+/* Waits until the log shows `who` holding at least one partition. */
+static int wait_assigned(const char *log, const char *who, int seconds)
+{
+    char pat[128], line[1024];
+    snprintf(pat, sizeof(pat), "[%s] kafka: assigned partitions", who);
+    for (int i = 0; i < seconds * 10; i++) {
+        FILE *f = fopen(log, "r");
+        int found = 0;
+        while (f && fgets(line, sizeof(line), f))
+            if (strstr(line, pat) && !strstr(line, ": none"))
+                found = 1;
+        if (f)
+            fclose(f);
+        if (found)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+static void worker_kill(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+struct run {
+    char *topic, *dlq, *prefix, *table, *group;
+    char file[256], log[256];
+    char env_topic[300], env_dlq[300], env_prefix[300], env_table[300],
+        env_group[300], env_file[300];
+};
+
+static void run_init(struct run *r, const char *what)
+{
+    char p[64];
+    memset(r, 0, sizeof(*r));
+    snprintf(p, sizeof(p), "ingest_%s", what);
+    r->topic = test_unique_name(p);
+    r->dlq = test_unique_name("ingest_dlq");
+    r->prefix = test_unique_name("ingest_rpc");
+    r->table = test_unique_name("ingest_t");
+    r->group = test_unique_name("ingest_g");
+    snprintf(r->file, sizeof(r->file), "/tmp/%s/store.json", r->topic);
+    snprintf(r->log, sizeof(r->log), "/tmp/%s.log", r->topic);
+    snprintf(r->env_topic, sizeof(r->env_topic), "EDR_TOPIC=%s", r->topic);
+    snprintf(r->env_dlq, sizeof(r->env_dlq), "EDR_DLQ_TOPIC=%s", r->dlq);
+    snprintf(r->env_prefix, sizeof(r->env_prefix), "EDR_RPC_PREFIX=%s",
+             r->prefix);
+    snprintf(r->env_table, sizeof(r->env_table), "EDR_PG_TABLE=%s", r->table);
+    snprintf(r->env_group, sizeof(r->env_group), "EDR_GROUP_ID=%s", r->group);
+    snprintf(r->env_file, sizeof(r->env_file), "EDR_FILE_PATH=%s", r->file);
+}
+
+static void run_free(struct run *r)
+{
+    free(r->topic);
+    free(r->dlq);
+    free(r->prefix);
+    free(r->table);
+    free(r->group);
+}
+
+static int setup_topic(const struct run *r)
+{
+    char errstr[512];
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    if (!brokers)
+        return -1;
+    if (test_kafka_create_topic(brokers, r->topic, 6, errstr, sizeof(errstr)) !=
+            0 ||
+        test_kafka_create_topic(brokers, r->dlq, 1, errstr, sizeof(errstr)) !=
+            0) {
+        fprintf(stderr, "\n  %s\n", errstr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- lookups over Redis (memory store) --------------------------------- */
+
+static redisContext *redis_connect(void)
+{
+    const char *url = test_env("EDR_REDIS_URL");
+    char host[128] = "127.0.0.1";
+    int port = 6379, db = 0;
+    if (!url || sscanf(url, "redis://%127[^:]:%d/%d", host, &port, &db) < 2)
+        return NULL;
+    redisContext *c = redisConnect(host, port);
+    if (c && !c->err && db) {
+        redisReply *rep = redisCommand(c, "SELECT %d", db);
+        freeReplyObject(rep);
+    }
+    return c;
+}
+
+/* One request; the parsed reply (yajl_tree_free) or NULL. */
+static yajl_val rpc_call(redisContext *rc, const char *prefix, const char *op,
+                         const struct conn *c)
+{
+    static int seq;
+    char req[2048], reply_to[128], list[128];
+    snprintf(reply_to, sizeof(reply_to), "%s:reply:%d", prefix, ++seq);
+    snprintf(list, sizeof(list), "%s:requests", prefix);
+    if (c)
+        snprintf(req, sizeof(req),
+                 "{\"id\":\"r%d\",\"reply_to\":\"%s\",\"op\":\"%s\","
+                 "\"args\":{\"counter_party_id\":\"%s\","
+                 "\"counter_party_address\":\"%s\",\"query_checksum\":\"%s\","
+                 "\"policy_checksum\":\"%s\"}}",
+                 seq, reply_to, op, c->party, c->address, c->query, c->policy);
+    else
+        snprintf(req, sizeof(req),
+                 "{\"id\":\"r%d\",\"reply_to\":\"%s\",\"op\":\"%s\","
+                 "\"args\":{}}",
+                 seq, reply_to, op);
+    freeReplyObject(redisCommand(rc, "LPUSH %s %s", list, req));
+    redisReply *rep = redisCommand(rc, "BLPOP %s 5", reply_to);
+    yajl_val v = NULL;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
+        v = yajl_tree_parse(rep->element[1]->str, NULL, 0);
+    freeReplyObject(rep);
+    return v;
+}
+
+static int verify_rpc(redisContext *rc, const char *prefix,
+                      const struct model *m, int loud)
+{
+    const char *status_path[] = {"status", NULL};
+    const char *result_path[] = {"result", NULL};
+    int bad = 0;
+    for (int k = 0; k < N_KEYS; k++) {
+        const struct conn *c = &m->c[k];
+        yajl_val v = rpc_call(rc, prefix, "get_connection", c);
+        yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
+        yajl_val res = v ? yajl_tree_get(v, result_path, yajl_t_object) : NULL;
+        int ok = st && (c->present ? strcmp(str_of(st), "ok") == 0 && res &&
+                                         entry_matches(res, c)
+                                   : strcmp(str_of(st), "not_found") == 0);
+        if (!ok && loud && bad < 5)
+            fprintf(stderr, "\n  key %d: want %s %s, got %s", k,
+                    c->present ? "present" : "absent", c->tid,
+                    st ? str_of(st) : "no reply");
+        bad += !ok;
+        yajl_tree_free(v);
+    }
+    const char *count_path[] = {"result", NULL};
+    yajl_val v = rpc_call(rc, prefix, "count", NULL);
+    yajl_val n = v ? yajl_tree_get(v, count_path, yajl_t_number) : NULL;
+    if (!n || YAJL_GET_INTEGER(n) != model_count(m)) {
+        if (loud)
+            fprintf(stderr, "\n  count %lld, want %d",
+                    n ? YAJL_GET_INTEGER(n) : -1LL, model_count(m));
+        bad++;
+    }
+    yajl_tree_free(v);
+    return bad;
+}
+
+/* ---- the tests ------------------------------------------------------------
+ */
+
+static void test_memory_store(void)
+{
+    struct run r;
+    struct model m;
+    run_init(&r, "mem");
+    model_init(&m, "mem", 11);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers && test_env("EDR_REDIS_URL"));
+    CU_ASSERT_FATAL(setup_topic(&r) == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 200, 0), 0);
+
+    const char *env[] = {r.env_topic,        r.env_dlq,           r.env_prefix,
+                         "EDR_STORE=memory", "EDR_HTTP_ADDR=off", NULL};
+    pid_t pid = worker_start(env, NULL, r.log);
+    /* Events produced while it runs are applied too. */
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 2), 0);
+
+    redisContext *rc = redis_connect();
+    CU_ASSERT_FATAL(rc && !rc->err);
+    int bad = -1;
+    for (int i = 0; i < 60 && bad != 0; i++) {
+        bad = verify_rpc(rc, r.prefix, &m, 0);
+        if (bad)
+            usleep(500000);
+    }
+    if (bad)
+        verify_rpc(rc, r.prefix, &m, 1);
+    CU_ASSERT_EQUAL(bad, 0);
+
+    /* A second worker rebuilds the same state from the log alone. */
+    CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
+    pid = worker_start(env, NULL, r.log);
+    bad = -1;
+    for (int i = 0; i < 60 && bad != 0; i++) {
+        bad = verify_rpc(rc, r.prefix, &m, 0);
+        if (bad)
+            usleep(500000);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    double t0 = (double)time(NULL);
+    CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
+    CU_ASSERT_TRUE((double)time(NULL) - t0 <= 6);
+    if (bad)
+        ops_dump_log(r.log, 30);
+    redisFree(rc);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
+static void test_file_store_restart(void)
+{
+    struct run r;
+    struct model m;
+    struct store_err err = {0};
+    run_init(&r, "file");
+    model_init(&m, "file", 22);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers != NULL);
+    CU_ASSERT_FATAL(setup_topic(&r) == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 120, 0), 0);
+
+    const char *env[] = {r.env_topic, r.env_dlq,        r.env_prefix,
+                         r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
+                         NULL};
+    pid_t pid = worker_start(env, NULL, r.log);
+    /* Killed while events keep coming. */
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 5), 0);
+    worker_kill(pid);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
+    /* Restarted: resumes from the saved offsets. */
+    pid = worker_start(env, catch_up, r.log);
+    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+
+    struct store *st = file_store_open(r.file, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
+    store_close(st);
+
+    /* Once more, killed right after a start: nothing lost either. */
+    pid = worker_start(env, NULL, r.log);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 3), 0);
+    worker_kill(pid);
+    pid = worker_start(env, catch_up, r.log);
+    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+    st = file_store_open(r.file, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    int bad = verify_store(st, &m, 1);
+    CU_ASSERT_EQUAL(bad, 0);
+    store_close(st);
+    if (bad)
+        ops_dump_log(r.log, 40);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
+/* Offsets in the store equal the topic's end offsets: every event applied,
+ * none twice. */
+static int offsets_at_end(struct store *st, const char *brokers,
+                          const char *topic)
+{
+    struct store_offset *offs = NULL;
+    size_t n = 0;
+    struct store_err err = {0};
+    char errstr[256];
+    if (st->ops->load_offsets(st, topic, &offs, &n, &err) != STORE_OK)
+        return -1;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    int bad = 0;
+    for (int32_t p = 0; p < 6; p++) {
+        int64_t lo, hi, have = 0;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000)) {
+            bad++;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (offs[i].partition == p)
+                have = offs[i].next_offset;
+        if (have != hi) {
+            fprintf(stderr,
+                    "\n  partition %d: offset %" PRId64 ", end %" PRId64, p,
+                    have, hi);
+            bad++;
+        }
+    }
+    rd_kafka_destroy(rk);
+    free(offs);
+    return bad;
+}
+
+static int wait_pg(const char *dsn, const char *table, const struct model *m,
+                   int seconds)
+{
+    int bad = -1;
+    for (int i = 0; i < seconds * 2 && bad != 0; i++) {
+        struct store_err err = {0};
+        struct store *st = pg_store_open(dsn, table, &err);
+        if (st) {
+            bad = verify_store(st, m, 0);
+            store_close(st);
+        }
+        if (bad)
+            usleep(500000);
+    }
+    return bad;
+}
+
+static void test_postgres_group(void)
+{
+    struct run r;
+    struct model m;
+    run_init(&r, "pg");
+    model_init(&m, "pg", 33);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    const char *dsn = test_env("EDR_PG_DSN");
+    CU_ASSERT_FATAL(brokers && dsn);
+    CU_ASSERT_FATAL(setup_topic(&r) == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 0), 0);
+
+    /* Short session timeout: the survivor takes over the killed worker's
+     * partitions within seconds. */
+    const char *env_a[] = {r.env_topic,
+                           r.env_dlq,
+                           r.env_prefix,
+                           r.env_table,
+                           r.env_group,
+                           "EDR_STORE=postgres",
+                           "EDR_HTTP_ADDR=off",
+                           "EDR_WORKER_ID=worker-a",
+                           NULL};
+    const char *env_b[] = {r.env_topic,
+                           r.env_dlq,
+                           r.env_prefix,
+                           r.env_table,
+                           r.env_group,
+                           "EDR_STORE=postgres",
+                           "EDR_HTTP_ADDR=off",
+                           "EDR_WORKER_ID=worker-b",
+                           NULL};
+    static const char *const group_args[] = {"-X", "session.timeout.ms=6000",
+                                             "-X", "heartbeat.interval.ms=500",
+                                             NULL};
+    pid_t a = worker_start(env_a, group_args, r.log);
+    pid_t b = worker_start(env_b, group_args, r.log);
+    /* Both joined and share the partitions. */
+    CU_ASSERT_EQUAL(wait_assigned(r.log, "worker-a", 30), 0);
+    CU_ASSERT_EQUAL(wait_assigned(r.log, "worker-b", 30), 0);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 5), 0);
+    worker_kill(a);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
+
+    int bad = wait_pg(dsn, r.table, &m, 60);
+    CU_ASSERT_EQUAL(bad, 0);
+    struct store_err err = {0};
+    struct store *st = pg_store_open(dsn, r.table, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    if (bad)
+        verify_store(st, &m, 1);
+    /* Give the last batch's offsets a moment, then all must be at the end. */
+    int off_bad = -1;
+    for (int i = 0; i < 20 && off_bad != 0; i++) {
+        off_bad = offsets_at_end(st, brokers, r.topic);
+        if (off_bad)
+            usleep(500000);
+    }
+    CU_ASSERT_EQUAL(off_bad, 0);
+    store_close(st);
+    CU_ASSERT_EQUAL(ops_worker_stop(b, 10000), 0);
+    if (bad || off_bad)
+        ops_dump_log(r.log, 60);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
+static void test_dead_letters(void)
+{
+    struct run r;
+    struct model m;
+    struct store_err err = {0};
+    run_init(&r, "dlq");
+    model_init(&m, "dlq", 44);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers != NULL);
+    CU_ASSERT_FATAL(setup_topic(&r) == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+
+    static const char *const bad_events[] = {
+        "not json{",
+        "{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"s\",\"type\":"
+        "\"edr.negotiated\",\"data\":{\"counter_party_id\":\"a\","
+        "\"counter_party_address\":\"b\",\"query_checksum\":\"c\","
+        "\"edr\":{\"transferProcessId\":\"t\"}}}",
+        "{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"s\",\"type\":"
+        "\"edr.bogus\",\"data\":{\"counter_party_id\":\"a\","
+        "\"counter_party_address\":\"b\",\"query_checksum\":\"c\","
+        "\"policy_checksum\":\"d\"}}",
+        "{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"s\",\"type\":"
+        "\"edr.renewed\",\"data\":{\"counter_party_id\":\"a\","
+        "\"counter_party_address\":\"b\",\"query_checksum\":\"c\","
+        "\"policy_checksum\":\"d\"}}",
+        "{\"specversion\":\"1.0\",\"id\":\"\xff\xfe\",\"source\":\"s\"}",
+        "",
+    };
+    enum { N_BAD = sizeof(bad_events) / sizeof(bad_events[0]) };
+    struct sent sent[N_BAD];
+    memset(sent, 0, sizeof(sent));
+    char xt[N_BAD][16];
+    for (int i = 0; i < N_BAD; i++) {
+        CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 8, 0), 0);
+        snprintf(xt[i], sizeof(xt[i]), "bad-%d", i);
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        CU_ASSERT_EQUAL(produce(rk, r.topic, &m, -1, key, bad_events[i],
+                                strlen(bad_events[i]), xt[i], &sent[i]),
+                        0);
+    }
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 8, 0), 0);
+    for (int i = 0; i < N_BAD; i++)
+        CU_ASSERT_EQUAL(sent[i].err, 1);
+
+    const char *env[] = {r.env_topic, r.env_dlq,        r.env_prefix,
+                         r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
+                         NULL};
+    pid_t pid = worker_start(env, catch_up, r.log);
+    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+    struct store *st = file_store_open(r.file, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
+    store_close(st);
+
+    /* The dead-letter topic holds each rejected event once, unchanged,
+     * with the four headers. */
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(conf, "group.id", r.group, errstr, sizeof(errstr));
+    rd_kafka_t *c =
+        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    rd_kafka_poll_set_consumer(c);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, r.dlq, 0)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int seen[N_BAD] = {0}, got = 0, extra = 0;
+    for (int i = 0; i < 100 && got < N_BAD; i++) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 200);
+        if (!msg)
+            continue;
+        if (msg->err) {
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+        got++;
+        rd_kafka_headers_t *h = NULL;
+        const void *v;
+        size_t vlen;
+        char text[5][256];
+        const char *names[] = {"edr-error", "edr-source-topic",
+                               "edr-source-partition", "edr-source-offset",
+                               "x-test"};
+        rd_kafka_message_headers(msg, &h);
+        for (int j = 0; j < 5; j++) {
+            text[j][0] = '\0';
+            if (h && rd_kafka_header_get_last(h, names[j], &v, &vlen) == 0 && v)
+                snprintf(text[j], sizeof(text[j]), "%.*s", (int)vlen,
+                         (const char *)v);
+        }
+        int idx = -1;
+        if (sscanf(text[4], "bad-%d", &idx) != 1 || idx < 0 || idx >= N_BAD) {
+            extra++;
+        } else {
+            seen[idx]++;
+            char part[16], off[32], key[16];
+            snprintf(part, sizeof(part), "%" PRId32, sent[idx].partition);
+            snprintf(off, sizeof(off), "%" PRId64, sent[idx].offset);
+            snprintf(key, sizeof(key), "k%d", idx);
+            CU_ASSERT(strlen(text[0]) > 0);
+            CU_ASSERT_STRING_EQUAL(text[1], r.topic);
+            CU_ASSERT_STRING_EQUAL(text[2], part);
+            CU_ASSERT_STRING_EQUAL(text[3], off);
+            CU_ASSERT(msg->len == strlen(bad_events[idx]) &&
+                      (msg->len == 0 ||
+                       memcmp(msg->payload, bad_events[idx], msg->len) == 0));
+            CU_ASSERT(msg->key_len == strlen(key) &&
+                      memcmp(msg->key, key, msg->key_len) == 0);
+            fprintf(stderr, "\n  dead letter %d: %s", idx, text[0]);
+        }
+        rd_kafka_message_destroy(msg);
+    }
+    CU_ASSERT_EQUAL(got, N_BAD);
+    CU_ASSERT_EQUAL(extra, 0);
+    for (int i = 0; i < N_BAD; i++)
+        CU_ASSERT_EQUAL(seen[i], 1);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
+static void test_postgres_outage(void)
+{
+    struct run r;
+    struct model m;
+    struct ops_pg pg = {0};
+    char errstr[512], dsn[256], env_dsn[300];
+    run_init(&r, "pgdown");
+    model_init(&m, "pgdown", 55);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers != NULL);
+    CU_ASSERT_FATAL(setup_topic(&r) == 0);
+    if (ops_pg_create(&pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "\n  %s\n", errstr);
+        CU_FAIL_FATAL("private PostgreSQL on port 15440");
+    }
+    snprintf(dsn, sizeof(dsn),
+             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
+             "connect_timeout=2",
+             PG_OUTAGE_PORT);
+    snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
+
+    const char *env[] = {
+        r.env_topic,          r.env_dlq,           r.env_prefix,
+        r.env_table,          r.env_group,         env_dsn,
+        "EDR_STORE=postgres", "EDR_HTTP_ADDR=off", NULL};
+    pid_t pid = worker_start(env, NULL, r.log);
+    CU_ASSERT_EQUAL(wait_pg(dsn, r.table, &m, 30), 0);
+
+    CU_ASSERT_EQUAL(ops_pg_stop(&pg), 0);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 2), 0);
+    sleep(3);
+    /* Still running: an outage is waited out, never a crash. */
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
+    CU_ASSERT_EQUAL(ops_pg_start(&pg), 0);
+    int bad = wait_pg(dsn, r.table, &m, 60);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
+    if (bad)
+        ops_dump_log(r.log, 60);
+    ops_pg_destroy(&pg);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
+static void register_tests(void)
+{
+    CU_pSuite s = CU_add_suite("ingest", NULL, NULL);
+    CU_add_test(s, "memory store equals the model", test_memory_store);
+    CU_add_test(s, "file store survives SIGKILL", test_file_store_restart);
+    CU_add_test(s, "postgres: two workers, one killed", test_postgres_group);
+    CU_add_test(s, "rejected events go to the DLQ", test_dead_letters);
+    CU_add_test(s, "postgres outage is waited out", test_postgres_outage);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    static const cunit_register_fn registers[] = {register_tests, NULL};
+    return cunit_main(registers);
+}

@@ -1,0 +1,395 @@
+/* edrctl_publish.c: `edrctl publish` (CONTRACT.md §5). Builds a
+ * CloudEvent (schemas/event_encode.h), checks it with the worker's own
+ * decoder, produces it idempotently with the connection key as record key
+ * and waits for the delivery report. --raw publishes bytes verbatim, a
+ * testing aid for rejected events. */
+#include "tools/edrctl.h"
+
+#include "schemas/edr_key.h"
+#include "schemas/event.h"
+#include "schemas/event_encode.h"
+#include "worker/config_parse.h"
+
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_HEADERS 16
+
+struct publish_args {
+    const char *type;
+    const char *party, *address, *query, *policy;
+    const char *edr;
+    const char *transfer_id;
+    const char *source, *subject, *id;
+    const char *raw, *key;
+    const char *headers[MAX_HEADERS];
+    int n_headers;
+    int help;
+};
+
+struct delivery {
+    int done;
+    rd_kafka_resp_err_t err;
+    int32_t partition;
+    int64_t offset;
+};
+
+static void publish_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: edrctl publish negotiated|renewed|expired --party ID "
+            "--address URL\n"
+            "           --query SUM --policy SUM [--edr JSON | --edr @FILE]\n"
+            "           [--transfer-id ID] [--source URI] [--subject S] "
+            "[--id ID]\n"
+            "       edrctl publish --raw @FILE|- [--key K] [--header "
+            "NAME=VALUE]...\n"
+            "\n"
+            "Produces one event to EDR_TOPIC (key: the connection key; "
+            "header\ncontent-type: application/cloudevents+json), waits for "
+            "the broker's\nacknowledgement and prints {\"partition\": p, "
+            "\"offset\": o}.\n"
+            "\n"
+            "  --edr JSON|@FILE   data.edr of negotiated/renewed (an "
+            "object with\n"
+            "                     transferProcessId); without it, "
+            "--transfer-id ID\n"
+            "                     makes {\"transferProcessId\": ID}\n"
+            "  --transfer-id ID   expired: data.transfer_process_id (only "
+            "an expiry of\n"
+            "                     that transfer removes the entry)\n"
+            "  --source URI       CloudEvents source (default "
+            "urn:edrctl:<host name>)\n"
+            "  --subject S        default: the transfer process id\n"
+            "  --id ID            default: a fresh random UUID\n"
+            "Testing aid:\n"
+            "  --raw @FILE|-      publish the bytes of FILE (or stdin) "
+            "verbatim, unchecked\n"
+            "                     (e.g. malformed events for dead-letter "
+            "tests)\n"
+            "  --key K            record key of --raw (default: none)\n"
+            "  --header N=V       add a record header (repeatable)\n"
+            "The event is checked with the worker's decoder first: an "
+            "invalid one\nexits 2 with the reason. Exit 3 when the broker "
+            "does not acknowledge it\nwithin EDR_TIMEOUT_MS.\n");
+}
+
+static int take(int argc, char **argv, int *i, const char *name,
+                const char **out)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *out = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *out = argv[++*i];
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, struct publish_args *a)
+{
+    static const char *const names[] = {
+        "--party", "--address",     "--query",  "--policy",
+        "--edr",   "--transfer-id", "--source", "--subject",
+        "--id",    "--raw",         "--key"};
+    memset(a, 0, sizeof(*a));
+    for (int i = 1; i < argc; i++) {
+        const char **slots[] = {&a->party,  &a->address, &a->query,
+                                &a->policy, &a->edr,     &a->transfer_id,
+                                &a->source, &a->subject, &a->id,
+                                &a->raw,    &a->key};
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            a->help = 1;
+            return 0;
+        }
+        int m = 0;
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && !m; k++)
+            m = take(argc, argv, &i, names[k], slots[k]);
+        if (!m) {
+            const char *h = NULL;
+            m = take(argc, argv, &i, "--header", &h);
+            if (m == 1) {
+                if (a->n_headers == MAX_HEADERS || !strchr(h, '=')) {
+                    fprintf(stderr, "edrctl publish: --header takes "
+                                    "NAME=VALUE (at most 16)\n");
+                    return -1;
+                }
+                a->headers[a->n_headers++] = h;
+            }
+        }
+        if (m < 0) {
+            fprintf(stderr, "edrctl publish: %s needs a value\n", argv[i]);
+            return -1;
+        }
+        if (m)
+            continue;
+        if (argv[i][0] != '-' && !a->type) {
+            a->type = argv[i];
+            continue;
+        }
+        fprintf(stderr, "edrctl publish: unknown argument \"%s\"\n", argv[i]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads all of path ("-" for stdin) into a malloc'd buffer. */
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (n < cap) {
+            if (ferror(f)) {
+                free(buf);
+                buf = NULL;
+            }
+            break;
+        }
+        char *grown =
+            cap > ((size_t)64 << 20) ? NULL : realloc(buf, cap * 2 + 1);
+        if (!grown) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = grown;
+        cap *= 2;
+    }
+    if (f != stdin)
+        fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        *len = n;
+    }
+    return buf;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct delivery *d = opaque;
+    (void)rk;
+    d->done = 1;
+    d->err = m->err;
+    d->partition = m->partition;
+    d->offset = m->offset;
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+                    char *errstr, size_t errstr_size)
+{
+    return rd_kafka_conf_set(conf, name, value, errstr, errstr_size) ==
+                   RD_KAFKA_CONF_OK
+               ? 0
+               : -1;
+}
+
+/* Produces one record and waits for its report. Returns an edrctl_exit. */
+static int produce(const struct config *cfg, const char *key, size_t key_len,
+                   const char *value, size_t len, rd_kafka_headers_t *hdrs)
+{
+    struct delivery d = {0};
+    char errstr[512], timeout[32];
+    rd_kafka_t *rk = NULL;
+    int code = EDRCTL_ERROR;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    snprintf(timeout, sizeof(timeout), "%d", cfg->timeout_ms);
+    if (conf_set(conf, "bootstrap.servers", cfg->brokers, errstr,
+                 sizeof(errstr)) ||
+        conf_set(conf, "linger.ms", "0", errstr, sizeof(errstr)) ||
+        conf_set(conf, "message.timeout.ms", timeout, errstr, sizeof(errstr)) ||
+        conf_set(conf, "client.id", "edrctl", errstr, sizeof(errstr)) ||
+        config_apply_kafka_props(cfg, conf, errstr, sizeof(errstr)) ||
+        conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr))) {
+        fprintf(stderr, "edrctl publish: %s\n", errstr);
+        code = EDRCTL_USAGE;
+        goto out;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    /* librdkafka's own lines (connection refused, ...) would bury the one
+     * line below that says what happened to the event. */
+    rd_kafka_conf_set_log_cb(conf, NULL);
+    rd_kafka_conf_set_opaque(conf, &d);
+    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "edrctl publish: %s\n", errstr);
+        goto out;
+    }
+    conf = NULL; /* now owned by rk */
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(cfg->topic),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_END);
+    if (err) {
+        fprintf(stderr, "edrctl publish: %s\n", rd_kafka_err2str(err));
+        goto out;
+    }
+    hdrs = NULL; /* now owned by the message */
+    rd_kafka_flush(rk, cfg->timeout_ms + 1000);
+    if (!d.done) {
+        fprintf(stderr, "edrctl publish: no delivery report within %d ms\n",
+                cfg->timeout_ms);
+        goto out;
+    }
+    if (d.err) {
+        fprintf(stderr, "edrctl publish: not delivered: %s\n",
+                rd_kafka_err2str(d.err));
+        goto out;
+    }
+    printf("{\"partition\": %" PRId32 ", \"offset\": %" PRId64 "}\n",
+           d.partition, d.offset);
+    code = EDRCTL_OK;
+
+out:
+    if (hdrs)
+        rd_kafka_headers_destroy(hdrs);
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    if (rk)
+        rd_kafka_destroy(rk);
+    return code;
+}
+
+static int parse_type(const char *s, enum event_type *t)
+{
+    if (!s)
+        return -1;
+    if (strcmp(s, "negotiated") == 0 || strcmp(s, "edr.negotiated") == 0)
+        *t = EVENT_NEGOTIATED;
+    else if (strcmp(s, "renewed") == 0 || strcmp(s, "edr.renewed") == 0)
+        *t = EVENT_RENEWED;
+    else if (strcmp(s, "expired") == 0 || strcmp(s, "edr.expired") == 0)
+        *t = EVENT_EXPIRED;
+    else
+        return -1;
+    return 0;
+}
+
+int edrctl_publish_main(const struct config *cfg, int argc, char **argv)
+{
+    struct publish_args a;
+    char *edr_buf = NULL, *raw = NULL, *json = NULL;
+    size_t edr_len = 0, raw_len = 0, json_len = 0;
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(MAX_HEADERS + 1);
+    char errstr[512], source[300];
+    int code = EDRCTL_USAGE;
+
+    if (parse_args(argc, argv, &a) != 0)
+        goto out;
+    if (a.help) {
+        publish_usage(stdout);
+        code = EDRCTL_OK;
+        goto out;
+    }
+    for (int i = 0; i < a.n_headers; i++) {
+        const char *eq = strchr(a.headers[i], '=');
+        rd_kafka_header_add(hdrs, a.headers[i], eq - a.headers[i], eq + 1, -1);
+    }
+
+    if (a.raw) {
+        if (a.type) {
+            fprintf(stderr, "edrctl publish: --raw takes no event type\n");
+            goto out;
+        }
+        if (!(raw = read_all(a.raw[0] == '@' ? a.raw + 1 : a.raw, &raw_len))) {
+            fprintf(stderr, "edrctl publish: --raw: cannot read %s\n", a.raw);
+            goto out;
+        }
+        code =
+            produce(cfg, a.key, a.key ? strlen(a.key) : 0, raw, raw_len, hdrs);
+        hdrs = NULL; /* produce() frees it */
+        goto out;
+    }
+
+    enum event_type type;
+    if (parse_type(a.type, &type) != 0) {
+        fprintf(stderr, "edrctl publish: the event type must be "
+                        "negotiated, renewed or expired\n");
+        publish_usage(stderr);
+        goto out;
+    }
+    const char *missing = !a.party     ? "--party"
+                          : !a.address ? "--address"
+                          : !a.query   ? "--query"
+                          : !a.policy  ? "--policy"
+                                       : NULL;
+    if (missing) {
+        fprintf(stderr, "edrctl publish: %s is required\n", missing);
+        goto out;
+    }
+    if (a.key) {
+        fprintf(stderr, "edrctl publish: --key is for --raw only (events "
+                        "are keyed by their connection key)\n");
+        goto out;
+    }
+    if (a.edr && a.edr[0] == '@') {
+        if (!(edr_buf = read_all(a.edr + 1, &edr_len))) {
+            fprintf(stderr, "edrctl publish: --edr: cannot read %s\n",
+                    a.edr + 1);
+            goto out;
+        }
+    } else if (a.edr) {
+        edr_len = strlen(a.edr);
+    }
+    if (!a.source) {
+        char host[256];
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        snprintf(source, sizeof(source), "urn:edrctl:%s", host);
+    }
+    struct event_spec spec = {
+        .type = type,
+        .id = a.id,
+        .source = a.source ? a.source : source,
+        .subject = a.subject,
+        .key = {a.party, a.address, a.query, a.policy},
+        .edr_json = edr_buf ? edr_buf : a.edr,
+        .edr_len = edr_len,
+        .transfer_id = a.transfer_id,
+    };
+    if (event_encode(&spec, &json, &json_len, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "edrctl publish: %s\n", errstr);
+        goto out;
+    }
+    /* The worker's own decoder decides: never produce an event it would
+     * dead-letter. */
+    struct event ev;
+    if (event_decode(&ev, json, json_len, errstr, sizeof(errstr)) != EVENT_OK) {
+        fprintf(stderr, "edrctl publish: invalid event: %s\n", errstr);
+        goto out;
+    }
+    event_clear(&ev);
+
+    char ckey[EDR_CONNECTION_KEY_LEN + 1];
+    edr_connection_key(&spec.key, ckey);
+    rd_kafka_header_add(hdrs, "content-type", -1,
+                        "application/cloudevents+json", -1);
+    code = produce(cfg, ckey, EDR_CONNECTION_KEY_LEN, json, json_len, hdrs);
+    hdrs = NULL; /* produce() frees it */
+
+out:
+    if (hdrs)
+        rd_kafka_headers_destroy(hdrs);
+    free(edr_buf);
+    free(raw);
+    free(json);
+    return code;
+}
