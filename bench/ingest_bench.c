@@ -8,7 +8,9 @@
  * time to rebuild a memory store from the whole topic.
  *
  * usage: ingest_bench [--events N] [--stores memory,file,postgres]
- *                     [--topic T (reuse, no pre-fill)] [--worker PATH]
+ *                     [--topic T (reuse, no pre-fill)] [--keep]
+ *                     [--worker PATH] | --delete T
+ * The pre-filled topic is deleted at the end unless --keep.
  * env:   EDR_KAFKA_BROKERS, EDR_PG_DSN (postgres run)
  * Prints one JSON line per store on stdout. */
 #include "schemas/edr_key.h"
@@ -31,6 +33,12 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *dlq_name(const char *topic, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s.dlq", topic);
+    return buf;
 }
 
 static int create_topic(const char *brokers, const char *topic, int parts)
@@ -104,7 +112,6 @@ static size_t make_event(long i, long keys, char *buf, size_t cap,
             buf, cap,
             "{\"specversion\":\"1.0\",\"id\":\"ev-%ld\","
             "\"source\":\"urn:bench\",\"type\":\"%s\",\"subject\":\"%s\","
-            "\"datacontenttype\":\"application/json\","
             "\"data\":{\"counter_party_id\":\"%s\","
             "\"counter_party_address\":\"%s\",\"query_checksum\":\"%s\","
             "\"policy_checksum\":\"%s\",\"edr\":{\"@type\":"
@@ -112,10 +119,31 @@ static size_t make_event(long i, long keys, char *buf, size_t cap,
             "\"transferProcessId\":\"%s\",\"assetId\":\"asset-%ld\","
             "\"agreementId\":\"agreement-%ld\",\"endpoint\":\"https://"
             "dataplane-%ld.example.com/api/public\",\"authType\":\"bearer\","
-            "\"authorization\":\"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9."
-            "c2lnbmF0dXJl\",\"expirationDate\":1795000000000}}}",
+            "\"authorization\":\"eyJhbGciOiJSUzI1NiJ9.e30.c2ln\","
+            "\"expirationDate\":1795000000000}}}",
             i, type, tp, party, addr, query, policy, party, tp, c, c, c % 5000);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static void delete_topic(const char *brokers, const char *topic)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        return;
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -260,6 +288,7 @@ int main(int argc, char **argv)
 {
     long events = 1000000;
     const char *stores = "memory,file,postgres", *topic = NULL;
+    int keep = 0;
     char worker[PATH_MAX] = "", topic_buf[128], tag[64];
     const char *brokers = getenv("EDR_KAFKA_BROKERS");
 
@@ -270,12 +299,18 @@ int main(int argc, char **argv)
             stores = argv[++i];
         else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc)
             topic = argv[++i];
-        else if (strcmp(argv[i], "--worker") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--keep") == 0)
+            keep = 1;
+        else if (strcmp(argv[i], "--delete") == 0 && i + 1 < argc && brokers) {
+            delete_topic(brokers, argv[++i]);
+            return 0;
+        } else if (strcmp(argv[i], "--worker") == 0 && i + 1 < argc)
             snprintf(worker, sizeof(worker), "%s", argv[++i]);
         else {
             fprintf(stderr,
                     "usage: ingest_bench [--events N] [--stores "
-                    "memory,file,postgres] [--topic T] [--worker PATH]\n");
+                    "memory,file,postgres] [--topic T] [--keep] [--worker "
+                    "PATH] | --delete T\n");
             return 2;
         }
     }
@@ -310,6 +345,13 @@ int main(int argc, char **argv)
     for (char *s = strtok(list, ","); s; s = strtok(NULL, ","))
         rc |= run_store(worker, topic, s, tag);
     rmdir(dir);
-    fprintf(stderr, "topic %s kept for reruns (--topic %s)\n", topic, topic);
+    if (topic == topic_buf && !keep) {
+        delete_topic(brokers, topic);
+        char dlq[300];
+        delete_topic(brokers, dlq_name(topic, dlq, sizeof(dlq)));
+    } else {
+        fprintf(stderr, "topic %s kept (--topic %s to rerun, --delete %s)\n",
+                topic, topic, topic);
+    }
     return rc ? 3 : 0;
 }

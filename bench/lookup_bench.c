@@ -18,6 +18,7 @@
  * usage: lookup_bench [--entries N] [--seconds S] [--threads T]
  *                     [--stores memory,postgres] [--rounds R]
  *                     [--verbose] [--pg-table NAME] [--pg-drop]
+ *                     [--quantiles FILE]
  * Rows interleave (floor, memory, postgres, floor, ...) for --rounds
  * rounds and the medians are reported, so background load drifts hit all
  * responders alike. */
@@ -52,6 +53,11 @@ static int rpc_threads = 4;
 static char run_id[64];
 static int rounds = 3;
 static int verbose;
+/* --quantiles FILE (for bench/run.sh's latency chart): one line per row,
+ * "responder clients round q1 .. q99 q99.5 q99.9" in microseconds */
+static FILE *quantiles_out;
+static const char *row_name = "";
+static int row_round;
 
 static double now_s(void)
 {
@@ -348,6 +354,13 @@ static struct result drive(const char *queue, int n_clients)
     res.p50 = pct(all, k, 0.50);
     res.p99 = pct(all, k, 0.99);
     res.p999 = pct(all, k, 0.999);
+    if (quantiles_out) {
+        fprintf(quantiles_out, "%s %d %d", row_name, n_clients, row_round);
+        for (int q = 1; q <= 99; q++)
+            fprintf(quantiles_out, " %.1f", pct(all, k, q / 100.0));
+        fprintf(quantiles_out, " %.1f %.1f\n", pct(all, k, 0.995),
+                pct(all, k, 0.999));
+    }
     free(all);
     return res;
 }
@@ -462,13 +475,19 @@ int main(int argc, char **argv)
             rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--verbose"))
             verbose = 1;
-        else if (!strcmp(argv[i], "--pg-drop"))
+        else if (!strcmp(argv[i], "--quantiles") && i + 1 < argc) {
+            quantiles_out = fopen(argv[++i], "w");
+            if (!quantiles_out) {
+                perror("lookup_bench: --quantiles");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--pg-drop"))
             pg_drop = 1;
         else {
             fprintf(stderr, "usage: lookup_bench [--entries N] [--seconds S] "
                             "[--threads T] [--stores memory,postgres] "
                             "[--rounds R] [--verbose] [--pg-table NAME] "
-                            "[--pg-drop]\n");
+                            "[--pg-drop] [--quantiles FILE]\n");
             return 2;
         }
     }
@@ -533,6 +552,8 @@ int main(int argc, char **argv)
     for (int c = 0; c < N_COUNTS; c++)
         for (int r = 0; r < rounds; r++)
             for (int t = 0; t < n_targets; t++) {
+                row_name = targets[t].name;
+                row_round = r;
                 targets[t].res[c][r] =
                     drive(targets[t].queue, client_counts[c]);
                 if (verbose)
@@ -556,5 +577,7 @@ int main(int argc, char **argv)
     if (dsn && pg_drop)
         pg_store_drop(dsn, pg_table, &serr);
     redis_url_clear(&url);
+    if (quantiles_out)
+        fclose(quantiles_out);
     return 0;
 }

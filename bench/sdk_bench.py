@@ -176,24 +176,34 @@ def sqlalchemy_url(dsn: str) -> str:
     return dsn
 
 
-def run_postgres(data: list, emit: Emitter, run: int, put_sample: int, get_sample: int) -> bool:
-    from sqlalchemy import create_engine, insert
-    from tractusx_sdk.dataspace.managers.connection import PostgresConnectionManager
+class PgBench:
+    """One PostgresConnectionManager per process: the SDK defines its table
+    model class at construction, and a second one in the same process fails
+    (SQLAlchemy: column already assigned). Runs reuse its table, emptied."""
 
-    dsn = os.environ.get("EDR_PG_DSN")
-    if not dsn:
-        print(json.dumps({"bench": "sdk", "sdk_version": emit.version, "backend": "postgres",
-                          "error": "EDR_PG_DSN not set"}), flush=True)
-        return False
-    table = f"sdk_bench_{os.getpid()}_{int(time.time())}_{run}"
-    engine = create_engine(sqlalchemy_url(dsn))
-    try:
+    def __init__(self, version: str) -> None:
+        from sqlalchemy import create_engine
+        from tractusx_sdk.dataspace.managers.connection import PostgresConnectionManager
+
+        self.error = None
+        self.engine = None
+        dsn = os.environ.get("EDR_PG_DSN")
+        if not dsn:
+            self.error = "EDR_PG_DSN not set"
+            return
+        self.table = f"sdk_bench_{os.getpid()}_{int(time.time())}"
+        self.engine = create_engine(sqlalchemy_url(dsn))
         try:
-            mgr = PostgresConnectionManager(engine, table_name=table)
+            self.mgr = PostgresConnectionManager(self.engine, table_name=self.table)
         except Exception as exc:  # reported, not hidden: this is a finding
-            print(json.dumps({"bench": "sdk", "sdk_version": emit.version, "backend": "postgres",
-                              "error": f"{type(exc).__name__}: {exc}"}), flush=True)
-            return False
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def run(self, data: list, emit: Emitter, run: int, put_sample: int, get_sample: int) -> None:
+        from sqlalchemy import insert
+
+        mgr, engine = self.mgr, self.engine
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'TRUNCATE "{self.table}"')
         k = min(put_sample, len(data))
         emit("postgres", "put_ops_per_s",
              timed_rate(lambda d: mgr.add_connection(*d[0], d[1]), data[:k]), "ops/s", run, ops=k)
@@ -209,7 +219,7 @@ def run_postgres(data: list, emit: Emitter, run: int, put_sample: int, get_sampl
             for i in range(0, len(rows), 5000):
                 conn.execute(insert(tbl), rows[i:i + 5000])
         with engine.begin() as conn:
-            conn.exec_driver_sql(f'ANALYZE "{table}"')
+            conn.exec_driver_sql(f'ANALYZE "{self.table}"')
         rnd = random.Random(1000 + run)
         sample = rnd.sample(data, min(get_sample, len(data)))
 
@@ -224,11 +234,12 @@ def run_postgres(data: list, emit: Emitter, run: int, put_sample: int, get_sampl
         emit("postgres", "get_ops_per_s", timed_rate(get, sample), "ops/s", run, ops=len(sample))
         emit("postgres", "delete_ops_per_s", timed_rate(delete, sample), "ops/s", run,
              ops=len(sample))
-        return True
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
-        engine.dispose()
+
+    def close(self) -> None:
+        if self.engine is not None:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{self.table}"')
+            self.engine.dispose()
 
 
 def main() -> int:
@@ -252,14 +263,21 @@ def main() -> int:
                       "stored_json_bytes_per_entry":
                           sum(stored_bytes(e) for _, e in data) / len(data)}), flush=True)
     managers = args.managers.split(",")
-    pg_ok = "postgres" in managers
-    for run in range(args.runs):
-        if "memory" in managers:
-            run_memory(data, emit, run)
-        if "file" in managers:
-            run_file(data, emit, run, args.dir, args.persist_interval)
-        if pg_ok:
-            pg_ok = run_postgres(data, emit, run, args.pg_put_sample, args.pg_get_sample)
+    pg = PgBench(version) if "postgres" in managers else None
+    if pg and pg.error:
+        print(json.dumps({"bench": "sdk", "sdk_version": version, "backend": "postgres",
+                          "error": pg.error}), flush=True)
+    try:
+        for run in range(args.runs):
+            if "memory" in managers:
+                run_memory(data, emit, run)
+            if "file" in managers:
+                run_file(data, emit, run, args.dir, args.persist_interval)
+            if pg and not pg.error:
+                pg.run(data, emit, run, args.pg_put_sample, args.pg_get_sample)
+    finally:
+        if pg:
+            pg.close()
     return 0
 
 

@@ -340,8 +340,10 @@ enum member {
     M_COUNT
 };
 
-/* Required members, as bits of struct decoder.seen. */
+/* Members of the contract seen so far, as bits of struct decoder.seen:
+ * for "missing" at the end and as their own duplicate check. */
 #define SEEN(m) (1u << (m))
+_Static_assert(M_COUNT <= 32, "decoder.seen has 32 bits");
 
 struct frame {
     const char *key; /* maps: name of the member being read (for paths) */

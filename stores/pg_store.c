@@ -1120,7 +1120,13 @@ static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
         if (es == PGRES_PIPELINE_SYNC)
             break;
         if (q == n_queries) { /* the sync must come last */
-            rc = store_fail(err, STORE_FATAL, "postgres: pipeline out of step");
+            /* Seen when the server shuts down mid-pipeline (SQLSTATE
+             * 57P01 adds a result). Transient: the writer is dropped, and
+             * retrying a batch that may have committed is a harmless
+             * replay (tests/fault/, postgres-outage). */
+            if (rc == STORE_OK)
+                rc = store_fail(err, STORE_TRANSIENT,
+                                "postgres: pipeline out of step");
             goto lost;
         }
     }

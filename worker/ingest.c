@@ -26,6 +26,7 @@
 
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,8 @@
 #define COMMIT_EVERY_S 0.5
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
+/* Batches at least this big are decoded by two threads. */
+#define PARALLEL_DECODE_MIN 64
 
 enum { ROUND_OK = 0, ROUND_STOPPED = 1, ROUND_FATAL = -1 };
 
@@ -67,6 +70,21 @@ struct item {
     char reason[320];
 };
 
+/* A second thread that decodes the back half of a batch while the ingest
+ * thread decodes the front half: decoding is most of the CPU time per
+ * event, and it needs no shared state (schemas/event.h, handlers/). */
+struct decoder_thread {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct item *items;
+    size_t from, to;
+    int has_work; /* a range is posted */
+    int quit;
+    int inited;
+    int started;
+};
+
 struct ingest {
     const struct config *cfg;
     struct store *st;
@@ -89,6 +107,7 @@ struct ingest {
     struct store_offset *offs;
     size_t offs_cap;
 
+    struct decoder_thread dec;
     struct store_offset *saved; /* offsets from the store at start */
     size_t n_saved;
 
@@ -610,6 +629,77 @@ static void decode_item(struct item *it)
     }
 }
 
+static void *decoder_main(void *arg)
+{
+    struct decoder_thread *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->has_work && !d->quit)
+            pthread_cond_wait(&d->cv, &d->mu);
+        if (d->quit)
+            break;
+        struct item *items = d->items;
+        size_t from = d->from, to = d->to;
+        pthread_mutex_unlock(&d->mu);
+        for (size_t i = from; i < to; i++)
+            decode_item(&items[i]);
+        pthread_mutex_lock(&d->mu);
+        d->has_work = 0;
+        pthread_cond_broadcast(&d->cv);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+static void decoder_start(struct decoder_thread *d)
+{
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    d->inited = 1;
+    d->started = pthread_create(&d->thread, NULL, decoder_main, d) == 0;
+}
+
+static void decoder_stop(struct decoder_thread *d)
+{
+    if (!d->inited)
+        return;
+    if (d->started) {
+        pthread_mutex_lock(&d->mu);
+        d->quit = 1;
+        pthread_cond_broadcast(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->thread, NULL);
+        d->started = 0;
+    }
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+}
+
+/* Decodes every item of the batch, the back half on the decoder thread. */
+static void decode_batch(struct ingest *in)
+{
+    struct decoder_thread *d = &in->dec;
+    size_t n = in->n_items, half = n;
+    if (d->started && n >= PARALLEL_DECODE_MIN) {
+        half = n / 2;
+        pthread_mutex_lock(&d->mu);
+        d->items = in->items;
+        d->from = half;
+        d->to = n;
+        d->has_work = 1;
+        pthread_cond_broadcast(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+    }
+    for (size_t i = 0; i < half; i++)
+        decode_item(&in->items[i]);
+    if (half < n) {
+        pthread_mutex_lock(&d->mu);
+        while (d->has_work)
+            pthread_cond_wait(&d->cv, &d->mu);
+        pthread_mutex_unlock(&d->mu);
+    }
+}
+
 static void outage_begin(struct ingest *in, const char *what, const char *why)
 {
     if (in->outage)
@@ -639,15 +729,14 @@ static int send_dead_letters(struct ingest *in)
     struct backoff b;
     backoff_init(&b, RETRY_MIN_MS, RETRY_MAX_MS);
     for (;;) {
-        int pending = 0;
         char errstr[256];
         for (size_t i = 0; i < in->n_items; i++) {
             struct item *it = &in->items[i];
             if (!it->bad || it->dropped || it->dlq_state == DLQ_DONE)
                 continue;
-            if (dlq_produce(in->dlq, it->msg, it->reason, &it->dlq_state,
-                            errstr, sizeof(errstr)) == 0)
-                pending++;
+            /* A failure to even queue it shows as DLQ_FAILED below. */
+            dlq_produce(in->dlq, it->msg, it->reason, &it->dlq_state, errstr,
+                        sizeof(errstr));
         }
         /* The producer's own timeout (10 s) bounds this wait. */
         while (dlq_wait(in->dlq, 1000) > 0)
@@ -853,10 +942,9 @@ static int process_batch(struct ingest *in)
     double started = ingest_now();
     log_debug("batch of %zu messages", in->n_items);
     int has_bad = 0;
-    for (size_t i = 0; i < in->n_items; i++) {
-        decode_item(&in->items[i]);
+    decode_batch(in);
+    for (size_t i = 0; i < in->n_items; i++)
         has_bad |= in->items[i].bad;
-    }
     if (has_bad) {
         int rc = send_dead_letters(in);
         if (rc != ROUND_OK)
@@ -1025,6 +1113,7 @@ int ingest_run(const struct config *cfg, struct store *st,
         result = INGEST_FATAL;
         goto out;
     }
+    decoder_start(&in->dec);
     if (!(in->dlq = dlq_open(cfg, errstr, sizeof(errstr)))) {
         log_error("kafka: dead-letter producer: %s", errstr);
         result = INGEST_CONFIG;
@@ -1110,6 +1199,7 @@ out:
         rd_kafka_destroy(in->rk);
     }
     dlq_close(in->dlq);
+    decoder_stop(&in->dec);
     free(in->items);
     free(in->ops);
     free(in->offs);

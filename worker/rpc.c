@@ -106,9 +106,13 @@ static int64_t now_epoch_ms(void)
 static void set_connected(struct rpc_thread *t, int up)
 {
     struct rpc_server *srv = t->srv;
+    /* under the lock, so two threads can't publish their counts to the
+     * gauge in the wrong order */
+    pthread_mutex_lock(&srv->lock);
     int n = up ? atomic_fetch_add(&srv->n_connected, 1) + 1
                : atomic_fetch_sub(&srv->n_connected, 1) - 1;
     metrics_set_redis_connected(n > 0);
+    pthread_mutex_unlock(&srv->lock);
 }
 
 /* One failure of this thread. Logs only when an outage begins or its kind
@@ -168,8 +172,10 @@ static void disconnect(struct rpc_thread *t)
 /* Drops the connection after an I/O error or an error reply. */
 static void lose_connection(struct rpc_thread *t, int kind, const char *reason)
 {
+    char why[256];
+    snprintf(why, sizeof(why), "%s", reason); /* it may live in t->c */
     disconnect(t);
-    note_down(t->srv, kind, reason);
+    note_down(t->srv, kind, why);
 }
 
 /* Sleeps the backoff for the current attempt in short slices, so a stop
@@ -486,6 +492,16 @@ static void handle_request(struct rpc_thread *t, const char *buf, size_t len)
     const char *status = "error";
 
     enum request_error e = request_decode(&req, buf, len, why, sizeof(why));
+    if (req.reply_to && strcmp(req.reply_to, srv->queue) == 0) {
+        /* answering onto the request queue would also put an expiry on
+         * it: never */
+        free(req.reply_to);
+        req.reply_to = NULL;
+        if (e == REQUEST_OK) {
+            e = REQUEST_ERR_SCHEMA;
+            snprintf(why, sizeof(why), "reply_to: is the request queue");
+        }
+    }
     if (e != REQUEST_OK) {
         if (req.reply_to) {
             reply_error(&t->out, req.id, why);

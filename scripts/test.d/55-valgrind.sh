@@ -43,7 +43,7 @@ failed=0
 while IFS=$'\t' read -r name wd cmd; do
     log="$logs/$name.log"
     start=$(date +%s)
-    if (cd "$wd" && timeout 300 valgrind --quiet --leak-check=full \
+    if (cd "$wd" && timeout 300 valgrind --quiet --leak-check=full --child-silent-after-fork=yes \
             --show-leak-kinds=definite,indirect,possible \
             --errors-for-leak-kinds=definite,indirect,possible \
             --error-exitcode=99 --track-origins=yes \

@@ -590,6 +590,80 @@ static void test_utf8(void)
     CU_ASSERT_FALSE(request_utf8_valid("\x80", 1, &at));
 }
 
+/* Random damage to valid requests (flips, cuts, inserted and deleted
+ * bytes): the decoder never crashes or leaks (run under ASan/valgrind),
+ * and its result always keeps the contract of request.h: accepted means
+ * a known op with id and reply_to; rejected means nothing but maybe id
+ * and reply_to, with a reason. */
+static void test_mutations(void)
+{
+    static const char *const seeds[] = {
+        "{\"id\":\"c0ffee-1\",\"reply_to\":\"edr:reply:client-7\",\"op\":"
+        "\"get_connection\",\"args\":{" KEYS "},\"deadline_ms\":1795000000000}",
+        "{" HEAD "\"op\":\"list_connections\",\"args\":{\"limit\":10,"
+        "\"counter_party_id_substring\":\"BP\\u00e9\",\"cursor\":\"0123456789"
+        "abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}}",
+        "{" HEAD "\"op\":\"count\",\"args\":{\"counter_party_id_substring\":"
+        "null},\"x\":[1,{\"y\":[true,false,null,-1.5e3]}]}",
+        "{" HEAD "\"op\":\"ping\"}",
+    };
+    static const char alphabet[] = "{}[]\":,\\0123456789.eE+-tfnu \x00\x7f"
+                                   "\xc3\xa9\xff";
+    unsigned seed = 20261127;
+    char buf[1024];
+    int accepted = 0, rejected = 0;
+    for (int iter = 0; iter < 100000; iter++) {
+        const char *src = seeds[iter % 4];
+        size_t len = strlen(src);
+        memcpy(buf, src, len);
+        int edits = 1 + (int)(rand_r(&seed) % 4);
+        for (int e = 0; e < edits && len > 0; e++) {
+            size_t at = (size_t)rand_r(&seed) % len;
+            switch (rand_r(&seed) % 4) {
+            case 0: /* replace */
+                buf[at] =
+                    alphabet[(size_t)rand_r(&seed) % (sizeof(alphabet) - 1)];
+                break;
+            case 1: /* cut */
+                len = at;
+                break;
+            case 2: /* delete */
+                memmove(buf + at, buf + at + 1, len - at - 1);
+                len--;
+                break;
+            default: /* insert */
+                if (len + 1 < sizeof(buf)) {
+                    memmove(buf + at + 1, buf + at, len - at);
+                    buf[at] = alphabet[(size_t)rand_r(&seed) %
+                                       (sizeof(alphabet) - 1)];
+                    len++;
+                }
+                break;
+            }
+        }
+        struct request req;
+        char why[256];
+        enum request_error e = request_decode(&req, buf, len, why, sizeof(why));
+        if (e == REQUEST_OK) {
+            accepted++;
+            CU_ASSERT_TRUE(req.op != REQUEST_OP_NONE && req.id && req.reply_to);
+            if (req.op == REQUEST_GET_CONNECTION)
+                CU_ASSERT_TRUE(req.counter_party_id && req.policy_checksum);
+            if (req.op == REQUEST_LIST)
+                CU_ASSERT_TRUE(req.limit >= 1 && req.limit <= 1000);
+        } else {
+            rejected++;
+            CU_ASSERT_TRUE(req.op == REQUEST_OP_NONE && why[0] &&
+                           !req.counter_party_id && !req.substring &&
+                           !req.cursor);
+        }
+        request_clear(&req);
+    }
+    /* the mutations reach both outcomes */
+    CU_ASSERT_TRUE(accepted > 1000);
+    CU_ASSERT_TRUE(rejected > 1000);
+}
+
 static void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("request", NULL, NULL);
@@ -599,6 +673,7 @@ static void register_suites(void)
     CU_add_test(s, "accepts", test_accepts);
     CU_add_test(s, "names", test_names);
     CU_add_test(s, "utf8", test_utf8);
+    CU_add_test(s, "random mutations", test_mutations);
     CU_pSuite r = CU_add_suite("reply", NULL, NULL);
     CU_add_test(r, "envelope", test_reply_envelope);
     CU_add_test(r, "error form", test_reply_error);

@@ -362,7 +362,8 @@ static const char *const catch_up[] = {"--exit-when-caught-up", NULL};
 static int wait_assigned(const char *log, const char *who, int seconds)
 {
     char pat[128], line[1024];
-    snprintf(pat, sizeof(pat), "[%s] kafka: assigned partitions", who);
+    snprintf(pat, sizeof(pat), "%s%s%s kafka: assigned partitions",
+             *who ? "[" : "", who, *who ? "]" : "");
     for (int i = 0; i < seconds * 10; i++) {
         FILE *f = fopen(log, "r");
         int found = 0;
@@ -564,6 +565,91 @@ static void test_memory_store(void)
     double t0 = (double)time(NULL);
     CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
     CU_ASSERT_TRUE((double)time(NULL) - t0 <= 6);
+    if (bad)
+        ops_dump_log(r.log, 30);
+    redisFree(rc);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
+/* Grows topic to `total` partitions through the Admin API. */
+static int add_partitions(const char *brokers, const char *topic, int total)
+{
+    char errstr[512];
+    int rc = -1;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        return -1;
+    rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(
+        topic, (size_t)total, errstr, sizeof(errstr));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreatePartitions(rk, &np, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (ev) {
+        const rd_kafka_CreatePartitions_result_t *res =
+            rd_kafka_event_CreatePartitions_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_CreatePartitions_result_topics(res, &n) : NULL;
+        if (tr && n == 1 && !rd_kafka_topic_result_error(tr[0]))
+            rc = 0;
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_NewPartitions_destroy(np);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Partitions added while a worker runs are picked up. */
+static void test_new_partitions(void)
+{
+    struct run r;
+    struct model m;
+    char errstr[512];
+    run_init(&r, "grow");
+    model_init(&m, "grow", 66);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers && test_env("EDR_REDIS_URL"));
+    CU_ASSERT_FATAL(test_kafka_create_topic(brokers, r.topic, 2, errstr,
+                                            sizeof(errstr)) == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 0), 0);
+    const char *env[] = {r.env_topic,        r.env_dlq,           r.env_prefix,
+                         "EDR_STORE=memory", "EDR_HTTP_ADDR=off", NULL};
+    pid_t pid = worker_start(env, NULL, r.log);
+    CU_ASSERT_EQUAL(wait_assigned(r.log, "", 30), 0);
+    redisContext *rc = redis_connect();
+    CU_ASSERT_FATAL(rc && !rc->err);
+    int bad = -1;
+    for (int i = 0; i < 60 && bad != 0; i++) {
+        bad = verify_rpc(rc, r.prefix, &m, 0);
+        if (bad)
+            usleep(500000);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL_FATAL(add_partitions(brokers, r.topic, 6), 0);
+    /* A fresh producer sees 6 partitions and spreads the keys anew; a key
+     * moving partition is fine here: its earlier events are all applied. */
+    rd_kafka_destroy(rk);
+    sleep(1);
+    rk = producer_new(brokers);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
+    bad = -1;
+    for (int i = 0; i < 60 && bad != 0; i++) {
+        bad = verify_rpc(rc, r.prefix, &m, 0);
+        if (bad)
+            usleep(500000);
+    }
+    if (bad)
+        verify_rpc(rc, r.prefix, &m, 1);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
     if (bad)
         ops_dump_log(r.log, 30);
     redisFree(rc);
@@ -923,6 +1009,7 @@ static void register_tests(void)
 {
     CU_pSuite s = CU_add_suite("ingest", NULL, NULL);
     CU_add_test(s, "memory store equals the model", test_memory_store);
+    CU_add_test(s, "new partitions are picked up", test_new_partitions);
     CU_add_test(s, "file store survives SIGKILL", test_file_store_restart);
     CU_add_test(s, "postgres: two workers, one killed", test_postgres_group);
     CU_add_test(s, "rejected events go to the DLQ", test_dead_letters);

@@ -534,6 +534,49 @@ static void test_deadline(void)
     free(raw);
 }
 
+/* A request naming the request queue as its reply_to is dropped: an
+ * answer there would put an expiry on the queue. The queue is kept busy
+ * behind it (requests past their deadline, dropped quickly), so an expiry
+ * would show while they drain. */
+static void test_reply_to_queue(void)
+{
+    char req[512];
+    static const char filler[] = "{\"id\":\"f\",\"reply_to\":\"nowhere\","
+                                 "\"op\":\"ping\",\"deadline_ms\":1}";
+    snprintf(req, sizeof(req),
+             "{\"id\":\"loop\",\"reply_to\":\"%s\",\"op\":\"ping\"}", queue);
+    redisAppendCommand(cli, "MULTI");
+    redisAppendCommand(cli, "LPUSH %s %s", queue, req);
+    for (int i = 0; i < 20000; i++)
+        redisAppendCommand(cli, "LPUSH %s %s", queue, filler);
+    redisAppendCommand(cli, "EXEC");
+    for (int i = 0; i < 20003; i++) {
+        redisReply *r = NULL;
+        CU_ASSERT_EQUAL_FATAL(redisGetReply(cli, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
+    }
+    int saw_queue = 0, saw_ttl = 0;
+    for (int i = 0; i < 5000; i++) {
+        redisReply *r = redisCommand(cli, "TTL %s", queue);
+        long long ttl = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -9;
+        if (r)
+            freeReplyObject(r);
+        if (ttl == -2)
+            break;
+        saw_queue += ttl == -1;
+        saw_ttl += ttl >= 0;
+    }
+    CU_ASSERT_TRUE(saw_queue > 0);
+    CU_ASSERT_EQUAL(saw_ttl, 0);
+    /* and the responder is fine */
+    struct reply_msg m;
+    CU_ASSERT_EQUAL_FATAL(call_decoded("{\"id\":\"%s\",\"reply_to\":\"%s\","
+                                       "\"op\":\"ping\"}",
+                                       &m),
+                          0);
+    reply_msg_clear(&m);
+}
+
 /* The reply list carries an expiry as soon as it exists. */
 static void test_reply_ttl(void)
 {
@@ -713,6 +756,112 @@ static void test_flood(void)
     redisFree(c);
 }
 
+/* -------------------------------------------------------------- edrctl */
+
+/* Runs ../edrctl (or $EDR_EDRCTL_BIN) with args; its exit code, stdout's
+ * first line in out. */
+static int edrctl(const char *const *args, char *out, size_t n)
+{
+    const char *bin = getenv("EDR_EDRCTL_BIN");
+    char *argv[32];
+    char path[128];
+    int a = 0;
+    argv[a++] = (char *)(bin && *bin ? bin : "../edrctl");
+    for (; *args && a < 31; args++)
+        argv[a++] = (char *)*args;
+    argv[a] = NULL;
+    snprintf(path, sizeof(path), "/tmp/edrctl-rpc-%ld.out", (long)getpid());
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(nul, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(out, (int)n, f))
+            out[0] = '\0';
+        fclose(f);
+    }
+    unlink(path);
+    out[strcspn(out, "\n")] = '\0';
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* edrctl's lookups against the in-process responder: results on stdout
+ * and the exit codes of CONTRACT.md §5. */
+static void test_edrctl(void)
+{
+    char cp[64], addr[64], q[32], p[32], entry[160], tid[32], out[1024];
+    char want[64], big[1100];
+    entry_fields(5, cp, addr, q, p, entry, tid);
+    const char *get[] = {"get", "--rpc-prefix", prefix, "--party",
+                         cp,    "--address",    addr,   "--query",
+                         q,     "--policy",     p,      NULL};
+    CU_ASSERT_EQUAL(edrctl(get, out, sizeof(out)), 0);
+    /* edrctl re-serialises the result: the same JSON, written compactly
+     * by yajl_gen (so "\\/" and "\\u00e9" come out as "/" and UTF-8) */
+    char wrapped[256], err[128];
+    struct reply_msg canon;
+    snprintf(wrapped, sizeof(wrapped),
+             "{\"id\":\"x\",\"status\":\"ok\",\"result\":%s}", entry);
+    CU_ASSERT_EQUAL_FATAL(
+        reply_decode(&canon, wrapped, strlen(wrapped), err, sizeof(err)), 0);
+    CU_ASSERT_STRING_EQUAL(out, canon.result_json);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "https://x/\xc3\xa9"));
+    reply_msg_clear(&canon);
+    get[0] = "transfer-id";
+    CU_ASSERT_EQUAL(edrctl(get, out, sizeof(out)), 0);
+    snprintf(want, sizeof(want), "\"%s\"", tid);
+    CU_ASSERT_STRING_EQUAL(out, want);
+    get[10] = "no-such-policy";
+    CU_ASSERT_EQUAL(edrctl(get, out, sizeof(out)), 1);
+    CU_ASSERT_STRING_EQUAL(out, "null");
+    get[0] = "get";
+    CU_ASSERT_EQUAL(edrctl(get, out, sizeof(out)), 1);
+    CU_ASSERT_STRING_EQUAL(out, "{}");
+    /* the worker refuses an oversized key: an error reply, exit 3 */
+    memset(big, 'x', 1030);
+    big[1030] = '\0';
+    get[10] = big;
+    CU_ASSERT_EQUAL(edrctl(get, out, sizeof(out)), 3);
+
+    const char *count[] = {
+        "count", "--rpc-prefix", prefix, "--party-substring", "BPNLA", NULL};
+    CU_ASSERT_EQUAL(edrctl(count, out, sizeof(out)), 0);
+    snprintf(want, sizeof(want), "%d", n_matching("BPNLA"));
+    CU_ASSERT_STRING_EQUAL(out, want);
+
+    const char *list[] = {"list", "--rpc-prefix", prefix, "--limit", "2", NULL};
+    CU_ASSERT_EQUAL(edrctl(list, out, sizeof(out)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"next_cursor\":\""));
+    const char *ping[] = {"ping", "--rpc-prefix", prefix, NULL};
+    CU_ASSERT_EQUAL(edrctl(ping, out, sizeof(out)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"worker\":\"test-worker-1\""));
+
+    /* usage errors: exit 2 */
+    const char *bad_limit[] = {"list", "--rpc-prefix", prefix, "--limit", "0",
+                               NULL};
+    CU_ASSERT_EQUAL(edrctl(bad_limit, out, sizeof(out)), 2);
+    const char *missing[] = {"get", "--rpc-prefix", prefix, "--party", "x",
+                             NULL};
+    CU_ASSERT_EQUAL(edrctl(missing, out, sizeof(out)), 2);
+    const char *unknown[] = {"ping", "--rpc-prefix", prefix, "--bogus", NULL};
+    CU_ASSERT_EQUAL(edrctl(unknown, out, sizeof(out)), 2);
+
+    /* nobody answers: exit 3 after --timeout-ms */
+    const char *lonely[] = {"ping",         "--rpc-prefix", "rpctest-nobody",
+                            "--timeout-ms", "300",          NULL};
+    CU_ASSERT_EQUAL(edrctl(lonely, out, sizeof(out)), 3);
+}
+
 /* ------------------------------------------------- private redis servers */
 
 /* Starts redis-server on port with extra args (NULL-terminated), waits
@@ -825,11 +974,14 @@ static void test_restart(void)
     char err[256];
     struct rpc_server *s = rpc_server_start(&c2, st, err, sizeof(err));
     redisContext *c = connect_url(url);
-    int ok_before = s && c && wait_connected(s, 1, 5000) &&
-                    call_on(c, "rpctest:requests", "rpctest",
-                            "{\"id\":\"%s\",\"reply_to\":\"%s\",\"op\":"
-                            "\"ping\"}",
-                            "5", NULL) != NULL;
+    char *first = s && c && wait_connected(s, 1, 5000)
+                      ? call_on(c, "rpctest:requests", "rpctest",
+                                "{\"id\":\"%s\",\"reply_to\":\"%s\","
+                                "\"op\":\"ping\"}",
+                                "5", NULL)
+                      : NULL;
+    int ok_before = first != NULL;
+    free(first);
     if (c)
         redisFree(c);
 
@@ -1005,7 +1157,9 @@ static void register_suites(void)
     CU_add_test(s, "error replies", test_errors);
     CU_add_test(s, "deadline", test_deadline);
     CU_add_test(s, "reply ttl", test_reply_ttl);
+    CU_add_test(s, "reply_to is the queue", test_reply_to_queue);
     CU_add_test(s, "malformed flood", test_flood);
+    CU_add_test(s, "edrctl lookups", test_edrctl);
     CU_add_test(s, "redis restart", test_restart);
     CU_add_test(s, "authentication", test_auth);
 }

@@ -1,8 +1,10 @@
 """Fixtures: the local stack's settings, an own edr-worker, adapter factories.
 
-The session starts one edr-worker (memory store) from the built binary on a
-topic, dead-letter topic, consumer group and RPC prefix unique to this run,
-so concurrent runs and other suites sharing the servers never interfere.
+The session starts an edr-worker from the built binary for each store kind
+(memory, then postgres; every integration test runs against both), each on a
+topic, dead-letter topic, consumer group, RPC prefix and table unique to
+this run, so concurrent runs and other suites sharing the servers never
+interfere. Topics and tables are dropped at the end.
 Binary: $EDR_BUILD_DIR/edr-worker, else ./build/edr-worker.
 """
 
@@ -88,10 +90,14 @@ def _delete_topics(brokers: str, names: list[str]) -> None:
 class Worker:
     """One edr-worker process and the settings to reach it."""
 
-    def __init__(self, stack: dict[str, str], tmp: Path) -> None:
-        self.topic = f"pytest-edr-{RUN_ID}"
+    def __init__(self, stack: dict[str, str], tmp: Path, store: str) -> None:
+        self.store = store
+        run = f"{RUN_ID}-{store}"
+        self.topic = f"pytest-edr-{run}"
         self.dlq_topic = f"{self.topic}.dlq"
-        self.rpc_prefix = f"pytest-edr-{RUN_ID}"
+        self.rpc_prefix = f"pytest-edr-{run}"
+        self.pg_dsn = stack.get("EDR_PG_DSN", "")
+        self.pg_table = f"pytest_edr_{run}".replace("-", "_")
         self.brokers = stack["EDR_KAFKA_BROKERS"]
         self.redis_url = stack["EDR_REDIS_URL"]
         self.log_path = tmp / "edr-worker.log"
@@ -101,16 +107,20 @@ class Worker:
             "EDR_REDIS_URL": self.redis_url,
             "EDR_TOPIC": self.topic,
             "EDR_DLQ_TOPIC": self.dlq_topic,
-            "EDR_GROUP_ID": f"pytest-edr-{RUN_ID}",
+            "EDR_GROUP_ID": f"pytest-edr-{run}",
             "EDR_RPC_PREFIX": self.rpc_prefix,
-            "EDR_STORE": "memory",
-            "EDR_WORKER_ID": f"pytest-{RUN_ID}",
+            "EDR_STORE": store,
+            "EDR_PG_DSN": self.pg_dsn,
+            "EDR_PG_TABLE": self.pg_table,
+            "EDR_WORKER_ID": f"pytest-{run}",
             "EDR_HTTP_ADDR": "off",
             "EDR_LOG_LEVEL": "info",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if self.store == "postgres" and not self.pg_dsn:
+            pytest.fail("EDR_PG_DSN unknown: start the stack with scripts/services.sh up")
         _create_topics(self.brokers, [self.topic, self.dlq_topic])
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([str(binary("edr-worker"))], env=self.env, stdout=log,
@@ -144,6 +154,15 @@ class Worker:
             self.proc.wait()
             return -9
 
+    def drop_table(self) -> None:
+        if self.store != "postgres":
+            return
+        import psycopg
+
+        with psycopg.connect(self.pg_dsn, autocommit=True) as conn:
+            for table in (self.pg_table, f"{self.pg_table}_offsets"):
+                conn.execute(f'DROP TABLE IF EXISTS "{table}"')  # name made here, not input
+
     def check_alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             code = None if self.proc is None else self.proc.returncode
@@ -156,13 +175,18 @@ class Worker:
             return "(no log)"
 
 
-@pytest.fixture(scope="session")
-def worker(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    w = Worker(stack, tmp_path_factory.mktemp("edr-worker"))
-    w.start()
-    yield w
-    code = w.stop()
-    _delete_topics(w.brokers, [w.topic, w.dlq_topic])
+@pytest.fixture(scope="session", params=["memory", "postgres"])
+def worker(request: pytest.FixtureRequest, stack: dict[str, str],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """One edr-worker per store kind; every integration test runs against each."""
+    w = Worker(stack, tmp_path_factory.mktemp(f"edr-worker-{request.param}"), request.param)
+    try:
+        w.start()
+        yield w
+    finally:
+        code = w.stop()
+        _delete_topics(w.brokers, [w.topic, w.dlq_topic])
+        w.drop_table()
     assert code == 0, f"edr-worker exited with {code} on SIGTERM:\n{w.log_tail()}"
 
 

@@ -351,9 +351,9 @@ def test_kafka_down_raises_on_add(worker: Worker) -> None:
     m.close(timeout=0)
 
 
-def test_ping_reports_the_memory_store(manager: Any) -> None:
+def test_ping_reports_the_store(manager: Any, worker: Worker) -> None:
     info = manager.rpc.ping()
-    assert info["store"] == "memory"
+    assert info["store"] == worker.store
     assert isinstance(info["entries"], int)
 
 

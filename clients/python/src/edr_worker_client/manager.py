@@ -123,7 +123,7 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         if producer_config:
             conf.update(producer_config)
         try:
-            self._producer = Producer(conf)
+            self._producer: Producer | None = Producer(conf)
         except KafkaException as exc:
             raise EdrValidationError(f"invalid Kafka producer setting: {exc}") from exc
         self._closed = False
@@ -138,7 +138,13 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
             if self._closed:
                 return
             self._closed = True
-        self._producer.flush(self.publish_timeout if timeout is None else timeout)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(self.publish_timeout if timeout is None else timeout)
+        # Dropping the last reference destroys the librdkafka handle now: a
+        # live client keeps refreshing the topic's metadata, which on brokers
+        # with auto.create.topics.enable re-creates a topic deleted later.
+        del producer
         self.rpc.close()
 
     def __enter__(self) -> EdrWorkerConnectionManager:
@@ -325,7 +331,8 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
 
     def _publish(self, records: list[tuple[str, bytes]]) -> None:
         """Produce the records and wait until Kafka confirmed every one."""
-        if self._closed:
+        producer = self._producer
+        if self._closed or producer is None:
             raise EdrWorkerError("the connection manager is closed")
         results: list[KafkaError | None | bool] = [None] * len(records)
 
@@ -340,14 +347,14 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         for index, (key, value) in enumerate(records):
             while True:
                 try:
-                    self._producer.produce(self.topic, value=value, key=key.encode("ascii"),
+                    producer.produce(self.topic, value=value, key=key.encode("ascii"),
                                            headers=headers, on_delivery=on_delivery(index))
                     break
                 except BufferError:
                     # Local queue full (a very large clear): let deliveries drain.
                     if time.monotonic() >= deadline:
                         raise EdrWorkerTimeout("Kafka producer queue stayed full") from None
-                    self._producer.poll(0.05)
+                    producer.poll(0.05)
                 except KafkaException as exc:
                     raise EdrPublishError(f"Kafka refused the event: {exc}") from exc
         # flush() serves delivery callbacks; another thread's flush may serve
@@ -358,7 +365,7 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
                 raise EdrWorkerTimeout(
                     f"Kafka did not confirm {sum(r is None for r in results)} event(s) within "
                     f"{self.publish_timeout:.1f} s")
-            self._producer.flush(min(remaining, 0.5))
+            producer.flush(min(remaining, 0.5))
         failures = [r for r in results if isinstance(r, KafkaError)]
         if failures:
             raise EdrPublishError(

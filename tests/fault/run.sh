@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# run.sh: the crash-and-outage suite (tests/fault/README.md).
+#   tests/fault/run.sh              short seeded run (what CI runs)
+#   tests/fault/run.sh --long       every scenario x store, 60,000 events each
+#   tests/fault/run.sh --seed N     replay a run (the seed is printed first)
+#   tests/fault/run.sh --list       the scenarios
+# Other flags go to faults.py (--only NAME[/STORE],..., --events N, ...).
+# Needs: scripts/services.sh up (its env is read here when not exported),
+# edr-worker built in $EDR_BUILD_DIR (default build/), Python 3 with venv;
+# the venv .local/venv-faults (confluent-kafka, redis) is made on first use.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="$ROOT/.local/venv-faults"
+export EDR_BUILD_DIR="${EDR_BUILD_DIR:-$ROOT/build}"
+
+if ! "$VENV/bin/python" -c 'import confluent_kafka, redis' 2>/dev/null; then
+    echo "run.sh: creating $VENV" >&2
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q confluent-kafka redis
+fi
+if [[ -z "${EDR_KAFKA_BROKERS:-}" || -z "${EDR_REDIS_URL:-}" || -z "${EDR_PG_DSN:-}" ]]; then
+    eval "$("$ROOT/scripts/services.sh" env)"
+fi
+exec "$VENV/bin/python" -u "$ROOT/tests/fault/faults.py" "$@"
