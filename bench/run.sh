@@ -85,19 +85,22 @@ rm -rf "$OUT"
 mkdir -p "$RAW"
 WORK="$(mktemp -d /tmp/edr-bench-XXXXXX)"
 INGEST_TOPIC=""
-# the pre-filled topic is kept by ingest_bench for reruns; the suite drops it
-delete_topic() {
-    if [ -n "$INGEST_TOPIC" ] && [ -x "$VENV/bin/python" ]; then
-        "$VENV/bin/python" - "$INGEST_TOPIC" <<'PY' >/dev/null 2>&1 || true
+# drop_topics T...: deletes each topic and its .dlq if they exist
+drop_topics() {
+    [ -x "$VENV/bin/python" ] || return 0
+    "$VENV/bin/python" - "$@" <<'PY' >/dev/null 2>&1 || true
 import os, sys
 from confluent_kafka.admin import AdminClient
 a = AdminClient({"bootstrap.servers": os.environ["EDR_KAFKA_BROKERS"]})
 have = a.list_topics(timeout=10).topics
-gone = [t for t in (sys.argv[1], sys.argv[1] + ".dlq") if t in have]
+gone = [t + s for t in sys.argv[1:] for s in ("", ".dlq") if t + s in have]
 for f in (a.delete_topics(gone).values() if gone else []):
     f.result(30)
 PY
-    fi
+}
+# the pre-filled topic is kept by ingest_bench for reruns; the suite drops it
+delete_topic() {
+    [ -z "$INGEST_TOPIC" ] || drop_topics "$INGEST_TOPIC"
     INGEST_TOPIC=""
 }
 cleanup() {
@@ -290,10 +293,22 @@ section_end lookup
 section adapter
 if [ "$SDK_PG_OK" = 1 ] && [ -f bench/adapter_bench.py ]; then
     for i in $(seq 1 "$RUNS"); do
+        ok=1
         EDR_BUILD_DIR="$BUILD" PYTHONPATH="$ROOT/clients/python/src" \
             "$VENV_PG/bin/python" bench/adapter_bench.py "${ADAPTER_ARGS[@]}" \
-            --json "$RAW/adapter_$i.json" >"$RAW/adapter_$i.txt" 2>&1 ||
+            --json "$RAW/adapter_$i.json" >"$RAW/adapter_$i.txt" 2>&1 || {
+            ok=0
             failed adapter "run $i exited $? (see raw/adapter_$i.txt)"
+        }
+        # adapter_bench names its topics and worker log after its run id (as
+        # in its SDK table name); make sure they are gone
+        run_id="$(sed -n 's/.*SDK table bench_sdk_\([0-9_]*\).*/\1/p' "$RAW/adapter_$i.txt" | head -1)"
+        if [ -n "$run_id" ]; then
+            drop_topics "bench-adapter-$run_id"
+            wlog="${TMPDIR:-/tmp}/adapter-bench-worker-$run_id.log"
+            [ "$ok" = 1 ] || tail -50 "$wlog" >"$RAW/adapter_$i.worker.log" 2>/dev/null || true
+            rm -f "$wlog"
+        fi
     done
 fi
 section_end adapter

@@ -4,7 +4,10 @@
  * BRPOP <prefix>:requests with a 1 s timeout (so a stop is noticed within
  * a second), decode the request (schemas/request.c), read the store and
  * answer with MULTI LPUSH EXPIRE EXEC sent in one write, so a reply list
- * never exists without its expiry. Redis outages are retried inside each
+ * never exists without its expiry; the thread's next BRPOP rides in the
+ * same write, so each request costs the thread one round trip. A request
+ * naming the request queue as reply_to is dropped (an answer would put an
+ * expiry on the queue). Redis outages are retried inside each
  * thread with capped, jittered backoff; the server logs once when an
  * outage begins and once when it ends, never per attempt. The Kafka loop
  * runs on other threads and never waits for anything here. */

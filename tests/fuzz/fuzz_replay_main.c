@@ -11,7 +11,7 @@
 #include <string.h>
 
 #ifndef EDR_FUZZ_CORPUS_DIR
-#error "EDR_FUZZ_CORPUS_DIR must name tests/fuzz/corpus/event"
+#error "EDR_FUZZ_CORPUS_DIR must name the target's tests/fuzz/corpus/ folder"
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -65,7 +65,7 @@ static void test_replay(void)
 static void register_tests(void)
 {
     CU_pSuite s = CU_add_suite("fuzz corpus replay", NULL, NULL);
-    CU_add_test(s, "fuzz_event_decode over its corpus", test_replay);
+    CU_add_test(s, "fuzz target over its corpus", test_replay);
 }
 
 int main(void)

@@ -154,6 +154,15 @@ class Worker:
             self.proc.wait()
             return -9
 
+    def drop_keys(self) -> None:
+        import redis
+
+        r = redis.Redis.from_url(self.redis_url)
+        try:
+            r.delete(f"{self.rpc_prefix}:requests")
+        finally:
+            r.close()
+
     def drop_table(self) -> None:
         if self.store != "postgres":
             return
@@ -187,6 +196,7 @@ def worker(request: pytest.FixtureRequest, stack: dict[str, str],
         code = w.stop()
         _delete_topics(w.brokers, [w.topic, w.dlq_topic])
         w.drop_table()
+        w.drop_keys()
     assert code == 0, f"edr-worker exited with {code} on SIGTERM:\n{w.log_tail()}"
 
 

@@ -323,6 +323,7 @@ def test_no_worker_means_timeout_not_empty(worker: Worker) -> None:
             m.clear_connections_by_party("BPNL")
         assert issubclass(EdrWorkerTimeout, EdrWorkerError)
     finally:
+        m.rpc._redis.delete(m.rpc.request_queue)  # the unanswered requests
         m.close()
 
 
