@@ -3,13 +3,13 @@
  *
  * Three passes over the bytes, all bounded by len (the input is not
  * NUL-terminated): a size check, our own UTF-8 and \u-escape scan (yajl's
- * check cannot say at which byte it failed), then one yajl_parse with
- * callbacks. The callbacks validate members as they stream by and write
- * data.edr straight into a yajl_gen, so no tree is ever built. Members may
- * arrive in any order, so rules that depend on `type` are settled at the
- * end. All scratch memory (yajl's own included) comes from one arena per
- * call that starts on the stack; only the strings handed back in struct
- * event are malloc'd.
+ * check cannot say at which byte it failed), then one parse with
+ * callbacks: fast_parse for plain JSON, else yajl_parse (see fast_parse). The
+ * callbacks validate members as they stream by and write data.edr straight into
+ * a yajl_gen, so no tree is ever built. Members may arrive in any order, so
+ * rules that depend on `type` are settled at the end. All scratch memory
+ * (yajl's own included) comes from one arena per call that starts on the stack;
+ * only the strings handed back in struct event are malloc'd.
  *
  * Member paths in error messages are dotted from the top level, with
  * [i] for array elements: "data.edr.transferProcessId", "data.edr.x[2].y".
@@ -1147,6 +1147,249 @@ static void json_error(struct decoder *d, yajl_handle h, bool at_end)
         yajl_free_error(h, msg);
 }
 
+/* Per-parse state of the decoder (everything but the input and errstr). */
+static void decoder_begin(struct decoder *d)
+{
+    d->depth = 0;
+    d->skip = 0;
+    d->serial = 0;
+    d->seen = 0;
+    d->edr = EDR_ABSENT;
+    d->edr_err[0] = '\0';
+    d->edr_transfer_id = NULL;
+    d->data_transfer_id = NULL;
+    d->data_transfer_bad = false;
+    d->gen = NULL;
+    memset(d->dup_inline, 0, sizeof(d->dup_inline));
+    d->dups = d->dup_inline;
+    d->dup_cap = DUP_INLINE;
+    d->dup_used = 0;
+    arena_init(&d->arena);
+    d->afs.malloc = arena_alloc;
+    d->afs.realloc = arena_realloc;
+    d->afs.free = arena_free;
+    d->afs.ctx = &d->arena;
+}
+
+static void decoder_end(struct decoder *d)
+{
+    if (d->gen)
+        yajl_gen_free(d->gen);
+    d->gen = NULL;
+    free(d->edr_transfer_id);
+    d->edr_transfer_id = NULL;
+    free(d->data_transfer_id);
+    d->data_transfer_id = NULL;
+    arena_release(&d->arena);
+}
+
+/* ------------------------------------------------------------------ */
+/* The fast path: a strict JSON reader for the common case.            */
+
+/* fast_parse makes the same callbacks as yajl_parse + yajl_complete_parse
+ * on the same text (yajl_dont_validate_strings, no comments, one value),
+ * each only once yajl would have made it, but it accepts a strict subset
+ * of what yajl accepts: no escapes in strings, only space, tab, CR and LF
+ * as whitespace, nesting up to FAST_MAX_DEPTH. On anything else, well-
+ * formed or not, it returns FAST_FALLBACK before a callback has failed,
+ * and the caller starts over with yajl, which also words every JSON
+ * error. So results and messages are yajl's, only cheaper: yajl's lexer
+ * reads a byte at a time through a lookup table and was most of the
+ * decoder's time. */
+#define FAST_MAX_DEPTH 128
+
+enum fast_result {
+    FAST_OK,       /* parsed; the callbacks all accepted */
+    FAST_STOPPED,  /* a callback stopped the parse: d->err says why */
+    FAST_FALLBACK, /* not for the fast path: start over with yajl */
+};
+
+static const unsigned char *fast_ws(const unsigned char *p,
+                                    const unsigned char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* p is just past an opening quote: the closing quote, or NULL if the
+ * string holds a backslash or a control character or is not closed. */
+static const unsigned char *fast_string_end(const unsigned char *p,
+                                            const unsigned char *end)
+{
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+    const __m128i ctl = _mm_set1_epi8(0x1f);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i m = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bs)),
+            _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v)); /* v <= 0x1f */
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        if (bits) {
+            p += __builtin_ctz(bits);
+            return *p == '"' ? p : NULL;
+        }
+        p += 16;
+    }
+#endif
+    for (; p < end; p++) {
+        if (*p == '"')
+            return p;
+        if (*p == '\\' || *p < 0x20)
+            return NULL;
+    }
+    return NULL;
+}
+
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A JSON number at p: its end, or NULL (yajl will say what is wrong). */
+static const unsigned char *fast_number(const unsigned char *p,
+                                        const unsigned char *end)
+{
+    const unsigned char *q;
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end)
+        return NULL;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (p < end && is_digit(*p))
+            p++;
+    else
+        return NULL;
+    if (p < end && *p == '.') {
+        q = ++p;
+        while (p < end && is_digit(*p))
+            p++;
+        if (p == q)
+            return NULL;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        q = p;
+        while (p < end && is_digit(*p))
+            p++;
+        if (p == q)
+            return NULL;
+    }
+    return p;
+}
+
+static bool fast_lit(const unsigned char *p, const unsigned char *end,
+                     const char *lit, size_t n)
+{
+    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0;
+}
+
+#define FAST_CB(call)                                                          \
+    do {                                                                       \
+        if (!(call))                                                           \
+            return FAST_STOPPED;                                               \
+    } while (0)
+
+static enum fast_result fast_parse(struct decoder *d)
+{
+    const unsigned char *p = d->buf, *end = d->buf + d->len, *e;
+    bool is_array[FAST_MAX_DEPTH];
+    int depth = 0;
+
+    p = fast_ws(p, end);
+    if (p == end || *p != '{')
+        return FAST_FALLBACK;
+
+value: /* p: first byte of a value, after whitespace */
+    if (p >= end)
+        return FAST_FALLBACK;
+    switch (*p) {
+    case '{':
+    case '[': {
+        bool arr = *p == '[';
+        if (depth == FAST_MAX_DEPTH)
+            return FAST_FALLBACK;
+        FAST_CB(on_open(d, arr));
+        is_array[depth++] = arr;
+        p = fast_ws(p + 1, end);
+        if (p < end && *p == (arr ? ']' : '}')) {
+            p++;
+            FAST_CB(on_close(d, arr));
+            depth--;
+            goto after_value;
+        }
+        if (arr)
+            goto value;
+        goto key;
+    }
+    case '"':
+        if (!(e = fast_string_end(p + 1, end)))
+            return FAST_FALLBACK;
+        FAST_CB(on_scalar(d, 's', p + 1, (size_t)(e - p - 1)));
+        p = e + 1;
+        goto after_value;
+    case 't':
+        if (!fast_lit(p, end, "true", 4))
+            return FAST_FALLBACK;
+        FAST_CB(on_scalar(d, 'b', NULL, 1));
+        p += 4;
+        goto after_value;
+    case 'f':
+        if (!fast_lit(p, end, "false", 5))
+            return FAST_FALLBACK;
+        FAST_CB(on_scalar(d, 'b', NULL, 0));
+        p += 5;
+        goto after_value;
+    case 'n':
+        if (!fast_lit(p, end, "null", 4))
+            return FAST_FALLBACK;
+        FAST_CB(on_scalar(d, 'n', NULL, 0));
+        p += 4;
+        goto after_value;
+    default:
+        if (!(e = fast_number(p, end)))
+            return FAST_FALLBACK;
+        FAST_CB(on_scalar(d, '#', p, (size_t)(e - p)));
+        p = e;
+        goto after_value;
+    }
+
+key: /* p: where a member's name must start */
+    if (p >= end || *p != '"' || !(e = fast_string_end(p + 1, end)))
+        return FAST_FALLBACK;
+    FAST_CB(on_key(d, p + 1, (size_t)(e - p - 1)));
+    p = fast_ws(e + 1, end);
+    if (p >= end || *p != ':')
+        return FAST_FALLBACK;
+    p = fast_ws(p + 1, end);
+    goto value;
+
+after_value: /* p: just past a complete value */
+    p = fast_ws(p, end);
+    if (depth == 0)
+        return p == end ? FAST_OK : FAST_FALLBACK;
+    if (p >= end)
+        return FAST_FALLBACK;
+    if (*p == ',') {
+        p = fast_ws(p + 1, end);
+        if (is_array[depth - 1])
+            goto value;
+        goto key;
+    }
+    if (*p == (is_array[depth - 1] ? ']' : '}')) {
+        p++;
+        FAST_CB(on_close(d, is_array[depth - 1]));
+        depth--;
+        goto after_value;
+    }
+    return FAST_FALLBACK;
+}
+
 enum event_error event_decode(struct event *ev, const void *buf, size_t len,
                               char *errstr, size_t errstr_size)
 {
@@ -1187,25 +1430,27 @@ enum event_error event_decode(struct event *ev, const void *buf, size_t len,
         return EVENT_ERR_SCHEMA;
     }
 
-    d->depth = 0;
-    d->skip = 0;
-    d->serial = 0;
-    d->seen = 0;
-    d->edr = EDR_ABSENT;
-    d->edr_err[0] = '\0';
-    d->edr_transfer_id = NULL;
-    d->data_transfer_id = NULL;
-    d->data_transfer_bad = false;
-    d->gen = NULL;
-    memset(d->dup_inline, 0, sizeof(d->dup_inline));
-    d->dups = d->dup_inline;
-    d->dup_cap = DUP_INLINE;
-    d->dup_used = 0;
-    arena_init(&d->arena);
-    d->afs.malloc = arena_alloc;
-    d->afs.realloc = arena_realloc;
-    d->afs.free = arena_free;
-    d->afs.ctx = &d->arena;
+    /* Most events are plain JSON that fast_parse reads without yajl; it
+     * hands anything it is not sure of back, and yajl starts over. */
+    decoder_begin(d);
+#ifdef EVENT_NO_FAST_PATH /* for differential testing against yajl only */
+    enum fast_result fr = FAST_FALLBACK;
+#else
+    enum fast_result fr = fast_parse(d);
+#endif
+    if (fr == FAST_OK) {
+        if (!finish(d) && d->err == EVENT_OK)
+            d->err = EVENT_ERR_SCHEMA;
+        goto done;
+    }
+    if (fr == FAST_STOPPED) {
+        if (d->err == EVENT_OK)
+            fail(d, EVENT_ERR_SCHEMA, "decoder stopped without a reason");
+        goto done;
+    }
+    decoder_end(d);
+    event_clear(ev);
+    decoder_begin(d);
 
     h = yajl_alloc(&callbacks, &d->afs, d);
     if (!h) {
@@ -1231,11 +1476,7 @@ enum event_error event_decode(struct event *ev, const void *buf, size_t len,
 done:
     if (h)
         yajl_free(h);
-    if (d->gen)
-        yajl_gen_free(d->gen);
-    free(d->edr_transfer_id);
-    free(d->data_transfer_id);
-    arena_release(&d->arena);
+    decoder_end(d);
     if (d->err != EVENT_OK)
         event_clear(ev);
     return d->err;

@@ -310,8 +310,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             aerr = rd_kafka_assign(rk, l);
         in->joined = 1;
         mark_assigned(in, l);
-        if (in->outage || rc != 0)
+        if (in->outage || rc != 0) {
             set_paused(in, 1);
+        } else {
+            /* librdkafka 2.0 keeps a partition's pause flag across its
+             * revocation: one revoked during an outage would come back
+             * paused for good (tests/fault/, group-zombie). */
+            rd_kafka_resume_partitions(rk, l);
+        }
         format_partitions(l, 1, text, sizeof(text));
         log_info("kafka: assigned partitions of %s: %s", in->cfg->topic, text);
     } else {

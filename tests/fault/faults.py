@@ -939,14 +939,17 @@ class TwoWorkers(Scenario):
     stores = ("postgres",)
 
     def start_workers(self):
+        self.publish_s = max(self.publish_s, 20.0)
         self.new_worker("a")
         self.new_worker("b")
 
     def inject(self):
-        time.sleep(self.publish_s * 0.3)
-        self.workers[0].kill()
-        self.faults.append("worker a SIGKILLed")
-        time.sleep(self.publish_s * 0.3)
+        a = self.workers[0]
+        wait_until(lambda: has_partitions(a), 60, what="a's partitions")
+        time.sleep(self.rng.uniform(1.0, 3.0))
+        a.kill()
+        self.faults.append("worker a SIGKILLed holding partitions")
+        time.sleep(self.rng.uniform(6.0, 9.0))  # its session times out
         self.new_worker("c")
         self.faults.append("worker c added")
 
@@ -968,7 +971,8 @@ class Zombie(Scenario):
 
     def inject(self):
         a = self.workers[0]
-        time.sleep(self.publish_s * 0.25)
+        wait_until(lambda: has_partitions(a), 60, what="a's partitions")
+        time.sleep(self.rng.uniform(1.0, 3.0))
         a.signal(signal.SIGSTOP)
         t = time.monotonic()
         time.sleep(10)  # session.timeout.ms is 6000
@@ -978,6 +982,16 @@ class Zombie(Scenario):
 
     def extra_checks(self):
         self.notes.append(assignment_summary(self.workers))
+
+
+def has_partitions(w):
+    """The worker's last assignment line names partitions."""
+    try:
+        with open(w.log_path, errors="replace") as f:
+            lines = [ln for ln in f if "assigned partitions" in ln]
+    except OSError:
+        return False
+    return bool(lines) and not lines[-1].rstrip().endswith(": none")
 
 
 def assignment_summary(workers):

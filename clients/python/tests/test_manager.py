@@ -220,6 +220,21 @@ def test_two_instances_see_each_others_writes(make_manager: Callable[..., Any]) 
     assert a.delete_connection(*k.args()) is False
 
 
+def test_one_instance_shared_by_threads(manager: Any) -> None:
+    """A connector serves requests on many threads through one manager."""
+    import concurrent.futures
+
+    def work(_: int) -> bool:
+        k = Keys()
+        entry = edr_entry()
+        manager.add_connection(*k.args(), entry)
+        ok = manager.get_connection(*k.args()) == expected_stored(entry)
+        return ok and manager.delete_connection(*k.args()) and not manager.delete_connection(*k.args())
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(32)))
+
+
 def test_sdk_consumer_flow_miss_add_hit_from_another_instance(
         make_manager: Callable[..., Any]) -> None:
     """BaseConnectorConsumerService.get_transfer_id: lookup, negotiate on a miss, add."""

@@ -348,7 +348,7 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
             while True:
                 try:
                     producer.produce(self.topic, value=value, key=key.encode("ascii"),
-                                           headers=headers, on_delivery=on_delivery(index))
+                                     headers=headers, on_delivery=on_delivery(index))
                     break
                 except BufferError:
                     # Local queue full (a very large clear): let deliveries drain.
