@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh: the README's "run" command. Installs what is missing, builds,
-# starts the local stack and shows what runs. Each stage is one function,
-# so the demo (worker, producer, lookups) slots in as further stages.
+# starts the local stack, shows what runs, then runs the demo
+# (scripts/demo.sh): one worker with the memory store, a realistic
+# sequence of events, lookups, the dead-letter topic and the metrics.
 # The stack keeps running afterwards: scripts/services.sh down stops it.
 set -euo pipefail
 
@@ -44,11 +45,17 @@ stage_report() {
     echo "stop the stack with: scripts/services.sh down"
 }
 
+stage_demo() {
+    stage "demo: one worker, memory store"
+    EDR_BUILD_DIR="$BUILD_DIR" scripts/demo.sh
+}
+
 main() {
     stage_deps
     stage_build
     stage_services
     stage_report
+    stage_demo
 }
 
 main "$@"
