@@ -3,6 +3,7 @@
 #include "schemas/reply.h"
 
 #include "schemas/request.h"
+#include "schemas/text.h"
 
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
@@ -63,74 +64,14 @@ void reply_raw(struct reply_buf *b, const char *s, size_t n)
     b->data[b->len] = '\0';
 }
 
-/* Length of the valid UTF-8 sequence starting at p (at most avail bytes),
- * or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *p, size_t avail)
-{
-    size_t bad;
-    size_t n = p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : 2;
-    if (n > avail)
-        return 0;
-    return request_utf8_valid(p, n, &bad) ? n : 0;
-}
-
 void reply_str(struct reply_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
     /* worst case: every byte becomes \ufffd (6 chars) */
-    if (n > (SIZE_MAX - 2) / 6 || reserve(b, n * 6 + 2))
+    if (n > (SIZE_MAX - 2) / 6 || reserve(b, TEXT_JSON_ESCAPE_MAX(n) + 2))
         return;
     char *o = b->data + b->len;
     *o++ = '"';
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c >= 0x80) {
-            size_t k = utf8_seq(p + i, n - i);
-            if (k) {
-                memcpy(o, p + i, k);
-                o += k;
-                i += k;
-            } else {
-                memcpy(o, "\\ufffd", 6);
-                o += 6;
-                i++;
-            }
-            continue;
-        }
-        i++;
-        switch (c) {
-        case '"':
-            *o++ = '\\';
-            *o++ = '"';
-            break;
-        case '\\':
-            *o++ = '\\';
-            *o++ = '\\';
-            break;
-        case '\n':
-            *o++ = '\\';
-            *o++ = 'n';
-            break;
-        case '\r':
-            *o++ = '\\';
-            *o++ = 'r';
-            break;
-        case '\t':
-            *o++ = '\\';
-            *o++ = 't';
-            break;
-        default:
-            if (c < 0x20) {
-                memcpy(o, "\\u00", 4);
-                o[4] = hex[c >> 4];
-                o[5] = hex[c & 15];
-                o += 6;
-            } else {
-                *o++ = (char)c;
-            }
-        }
-    }
+    o += text_json_escape(o, s, n, TEXT_HIGH_UTF8);
     *o++ = '"';
     b->len = (size_t)(o - b->data);
     b->data[b->len] = '\0';

@@ -74,6 +74,17 @@ pid_alive() {
     echo "$pid"
 }
 
+# wait_until SECONDS INTERVAL MESSAGE CHECK...: runs CHECK every INTERVAL
+# seconds until it succeeds; dies with MESSAGE when SECONDS have passed.
+wait_until() {
+    local deadline=$((SECONDS + $1)) interval="$2" msg="$3"
+    shift 3
+    until "$@"; do
+        ((SECONDS < deadline)) || die "$msg"
+        sleep "$interval"
+    done
+}
+
 # stop_pid NAME PIDFILE SUBSTRING: SIGTERM, wait up to 30 s, then SIGKILL.
 stop_pid() {
     local name="$1" file="$2" want="$3" pid i
@@ -238,12 +249,9 @@ kafka_up() {
         printf '%s %s %s\n' "$(date -Is)" "$took" "${cold:+cold}" >>"$KAFKA_DIR/startup-times.log"
         return 0
     fi
-    local deadline=$((SECONDS + KAFKA_TIMEOUT))
-    until kafka_ready; do
-        ((SECONDS < deadline)) ||
-            die "kafka: running but no metadata answer on 127.0.0.1:$KAFKA_PORT, see $KAFKA_LOG"
-        sleep 0.2
-    done
+    wait_until "$KAFKA_TIMEOUT" 0.2 \
+        "kafka: running but no metadata answer on 127.0.0.1:$KAFKA_PORT, see $KAFKA_LOG" \
+        kafka_ready
 }
 
 # ---------------------------------------------------------------- Redis
@@ -269,12 +277,9 @@ redis_up() {
             die "redis: redis-server failed to start, see $REDIS_LOG"
         log "redis: started"
     fi
-    local deadline=$((SECONDS + REDIS_TIMEOUT))
-    until redis_ready; do
-        ((SECONDS < deadline)) ||
-            die "redis: no PONG on 127.0.0.1:$REDIS_PORT after ${REDIS_TIMEOUT} s, see $REDIS_LOG"
-        sleep 0.1
-    done
+    wait_until "$REDIS_TIMEOUT" 0.1 \
+        "redis: no PONG on 127.0.0.1:$REDIS_PORT after ${REDIS_TIMEOUT} s, see $REDIS_LOG" \
+        redis_ready
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -391,12 +396,9 @@ EOF
             die "postgres: creating role/database $PG_USER failed, see $PG_LOG"
         log "postgres: created role and database $PG_USER"
     fi
-    local deadline=$((SECONDS + PG_TIMEOUT))
-    until pg_ready; do
-        ((SECONDS < deadline)) ||
-            die "postgres: no answer to SELECT 1 on 127.0.0.1:$PG_PORT after ${PG_TIMEOUT} s, see $PG_LOG"
-        sleep 0.2
-    done
+    wait_until "$PG_TIMEOUT" 0.2 \
+        "postgres: no answer to SELECT 1 on 127.0.0.1:$PG_PORT after ${PG_TIMEOUT} s, see $PG_LOG" \
+        pg_ready
 }
 
 pg_down() {

@@ -1,6 +1,8 @@
 /* file_json.c: see file_json.h. */
 #include "stores/file_json.h"
 
+#include "schemas/text.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,49 +89,14 @@ void fj_lit(struct fj_buf *b, const char *s)
     fj_raw(b, s, strlen(s));
 }
 
-/* 1 for bytes that must be escaped inside a JSON string. */
-static const unsigned char fj_esc[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ['\\'] = 1};
-
 void fj_str(struct fj_buf *b, const char *s, size_t n)
 {
     /* Worst case \u00XX per byte plus quotes. */
-    if (fj_reserve(b, 6 * n + 2) != 0)
+    if (fj_reserve(b, TEXT_JSON_ESCAPE_MAX(n) + 2) != 0)
         return;
     char *o = b->p + b->len;
     *o++ = '"';
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!fj_esc[c])
-            continue;
-        memcpy(o, s + run, i - run);
-        o += i - run;
-        run = i + 1;
-        *o++ = '\\';
-        switch (c) {
-        case '"':
-            *o++ = '"';
-            break;
-        case '\\':
-            *o++ = '\\';
-            break;
-        case '\n':
-            *o++ = 'n';
-            break;
-        case '\t':
-            *o++ = 't';
-            break;
-        case '\r':
-            *o++ = 'r';
-            break;
-        default:
-            o += sprintf(o, "u%04x", c);
-        }
-    }
-    memcpy(o, s + run, n - run);
-    o += n - run;
+    o += text_json_escape(o, s, n, TEXT_HIGH_VERBATIM);
     *o++ = '"';
     b->len = (size_t)(o - b->p);
 }
@@ -159,17 +126,6 @@ static const char *fj_skip_ws(const char *p, const char *end)
     return p;
 }
 
-static int fj_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* p at the opening quote; returns past the closing quote or NULL. */
 static const char *fj_skip_string(const char *p, const char *end)
 {
@@ -197,7 +153,7 @@ static const char *fj_skip_string(const char *p, const char *end)
                 if (end - p < 5)
                     return NULL;
                 for (int i = 1; i <= 4; i++)
-                    if (fj_hex(p[i]) < 0)
+                    if (text_hex_digit(p[i]) < 0)
                         return NULL;
                 p += 4;
                 break;
@@ -355,8 +311,8 @@ static char *fj_put_utf8(char *o, unsigned cp)
 
 static unsigned fj_u4(const char *p)
 {
-    return (unsigned)(fj_hex(p[0]) << 12 | fj_hex(p[1]) << 8 |
-                      fj_hex(p[2]) << 4 | fj_hex(p[3]));
+    return (unsigned)(text_hex_digit(p[0]) << 12 | text_hex_digit(p[1]) << 8 |
+                      text_hex_digit(p[2]) << 4 | text_hex_digit(p[3]));
 }
 
 int fj_string(struct fj_reader *r, char **out, size_t *len)

@@ -7,6 +7,7 @@
  * answer with BLPOP on reply_to. The reply's result goes to stdout as
  * compact JSON; messages go to stderr. */
 #include "tools/edrctl.h"
+#include "tools/edrctl_args.h"
 
 #include "schemas/reply.h"
 #include "schemas/request.h"
@@ -59,27 +60,6 @@ static void usage(const char *cmd)
         fprintf(stderr, "usage: edrctl ping\n");
 }
 
-/* Takes "--name value" or "--name=value" at argv[*i]; 1 when it matched
- * name (value in *out), 0 when not, -1 when the value is missing. */
-static int take_flag(int argc, char **argv, int *i, const char *name,
-                     const char **out)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *out = argv[++*i];
-    return 1;
-}
-
 /* Parses the flags of cmd; 0 or EDRCTL_USAGE. */
 static int parse_args(const char *cmd, int argc, char **argv,
                       struct lookup_args *a)
@@ -98,24 +78,24 @@ static int parse_args(const char *cmd, int argc, char **argv,
         int m = 0;
         if (is_get) {
             if (!m)
-                m = take_flag(argc, argv, &i, "--party", &a->party);
+                m = edrctl_take_flag(argc, argv, &i, "--party", &a->party);
             if (!m)
-                m = take_flag(argc, argv, &i, "--address", &a->address);
+                m = edrctl_take_flag(argc, argv, &i, "--address", &a->address);
             if (!m)
-                m = take_flag(argc, argv, &i, "--query", &a->query);
+                m = edrctl_take_flag(argc, argv, &i, "--query", &a->query);
             if (!m)
-                m = take_flag(argc, argv, &i, "--policy", &a->policy);
+                m = edrctl_take_flag(argc, argv, &i, "--policy", &a->policy);
         }
         if (is_count || is_list) {
             if (!m)
-                m = take_flag(argc, argv, &i, "--party-substring",
-                              &a->substring);
+                m = edrctl_take_flag(argc, argv, &i, "--party-substring",
+                                     &a->substring);
         }
         if (is_list) {
             if (!m)
-                m = take_flag(argc, argv, &i, "--limit", &limit);
+                m = edrctl_take_flag(argc, argv, &i, "--limit", &limit);
             if (!m)
-                m = take_flag(argc, argv, &i, "--cursor", &a->cursor);
+                m = edrctl_take_flag(argc, argv, &i, "--cursor", &a->cursor);
         }
         if (m < 0) {
             fprintf(stderr, "edrctl %s: %s needs a value\n", cmd, argv[i]);

@@ -4,6 +4,7 @@
  * and waits for the delivery report. --raw publishes bytes verbatim, a
  * testing aid for rejected events. */
 #include "tools/edrctl.h"
+#include "tools/edrctl_args.h"
 
 #include "schemas/edr_key.h"
 #include "schemas/event.h"
@@ -78,25 +79,6 @@ static void publish_usage(FILE *out)
             "does not acknowledge it\nwithin EDR_TIMEOUT_MS.\n");
 }
 
-static int take(int argc, char **argv, int *i, const char *name,
-                const char **out)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *out = argv[++*i];
-    return 1;
-}
-
 static int parse_args(int argc, char **argv, struct publish_args *a)
 {
     static const char *const names[] = {
@@ -115,10 +97,10 @@ static int parse_args(int argc, char **argv, struct publish_args *a)
         }
         int m = 0;
         for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && !m; k++)
-            m = take(argc, argv, &i, names[k], slots[k]);
+            m = edrctl_take_flag(argc, argv, &i, names[k], slots[k]);
         if (!m) {
             const char *h = NULL;
-            m = take(argc, argv, &i, "--header", &h);
+            m = edrctl_take_flag(argc, argv, &i, "--header", &h);
             if (m == 1) {
                 if (a->n_headers == MAX_HEADERS || !strchr(h, '=')) {
                     fprintf(stderr, "edrctl publish: --header takes "
@@ -191,15 +173,6 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     d->offset = m->offset;
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
-                    char *errstr, size_t errstr_size)
-{
-    return rd_kafka_conf_set(conf, name, value, errstr, errstr_size) ==
-                   RD_KAFKA_CONF_OK
-               ? 0
-               : -1;
-}
-
 /* Produces one record and waits for its report. Returns an edrctl_exit. */
 static int produce(const struct config *cfg, const char *key, size_t key_len,
                    const char *value, size_t len, rd_kafka_headers_t *hdrs)
@@ -211,13 +184,15 @@ static int produce(const struct config *cfg, const char *key, size_t key_len,
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
     snprintf(timeout, sizeof(timeout), "%d", cfg->timeout_ms);
-    if (conf_set(conf, "bootstrap.servers", cfg->brokers, errstr,
-                 sizeof(errstr)) ||
-        conf_set(conf, "linger.ms", "0", errstr, sizeof(errstr)) ||
-        conf_set(conf, "message.timeout.ms", timeout, errstr, sizeof(errstr)) ||
-        conf_set(conf, "client.id", "edrctl", errstr, sizeof(errstr)) ||
+    if (config_kafka_set(conf, "bootstrap.servers", cfg->brokers, errstr,
+                         sizeof(errstr)) ||
+        config_kafka_set(conf, "linger.ms", "0", errstr, sizeof(errstr)) ||
+        config_kafka_set(conf, "message.timeout.ms", timeout, errstr,
+                         sizeof(errstr)) ||
+        config_kafka_set(conf, "client.id", "edrctl", errstr, sizeof(errstr)) ||
         config_apply_kafka_props(cfg, conf, errstr, sizeof(errstr)) ||
-        conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr))) {
+        config_kafka_set(conf, "enable.idempotence", "true", errstr,
+                         sizeof(errstr))) {
         fprintf(stderr, "edrctl publish: %s\n", errstr);
         code = EDRCTL_USAGE;
         goto out;

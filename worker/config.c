@@ -141,6 +141,15 @@ int config_check_kafka_prop(const char *prop, char *errstr, size_t errstr_size)
     return 0;
 }
 
+int config_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+                     char *errstr, size_t errstr_size)
+{
+    return rd_kafka_conf_set(conf, name, value, errstr, errstr_size) ==
+                   RD_KAFKA_CONF_OK
+               ? 0
+               : -1;
+}
+
 int config_apply_kafka_props(const struct config *cfg, rd_kafka_conf_t *conf,
                              char *errstr, size_t errstr_size)
 {

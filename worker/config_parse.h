@@ -65,6 +65,11 @@ int config_check_kafka_prop(const char *prop, char *errstr, size_t errstr_size);
 int config_apply_kafka_props(const struct config *cfg, rd_kafka_conf_t *conf,
                              char *errstr, size_t errstr_size);
 
+/* rd_kafka_conf_set as 0, or -1 with librdkafka's reason in errstr: the
+ * programs' own fixed properties chain with || this way. */
+int config_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+                     char *errstr, size_t errstr_size);
+
 /* The name part of a -X "name=value" into out (truncated to out_size). */
 void config_kafka_prop_name(const char *prop, char *out, size_t out_size);
 

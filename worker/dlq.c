@@ -45,15 +45,6 @@ static void dlq_log_cb(const rd_kafka_t *rk, int level, const char *fac,
             "kafka dlq producer: %s: %s", fac, buf);
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
-                    char *errstr, size_t errstr_size)
-{
-    return rd_kafka_conf_set(conf, name, value, errstr, errstr_size) ==
-                   RD_KAFKA_CONF_OK
-               ? 0
-               : -1;
-}
-
 struct dlq *dlq_open(const struct config *cfg, char *errstr, size_t errstr_size)
 {
     struct dlq *d = calloc(1, sizeof(*d));
@@ -64,13 +55,16 @@ struct dlq *dlq_open(const struct config *cfg, char *errstr, size_t errstr_size)
     }
     /* Defaults first, so -X can tune them; idempotence last, because a
      * duplicate in the dead-letter topic is harmless but a loss is not. */
-    if (conf_set(conf, "bootstrap.servers", cfg->brokers, errstr,
-                 errstr_size) ||
-        conf_set(conf, "linger.ms", "0", errstr, errstr_size) ||
-        conf_set(conf, "message.timeout.ms", "10000", errstr, errstr_size) ||
-        conf_set(conf, "client.id", "edr-worker-dlq", errstr, errstr_size) ||
+    if (config_kafka_set(conf, "bootstrap.servers", cfg->brokers, errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "linger.ms", "0", errstr, errstr_size) ||
+        config_kafka_set(conf, "message.timeout.ms", "10000", errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "client.id", "edr-worker-dlq", errstr,
+                         errstr_size) ||
         config_apply_kafka_props(cfg, conf, errstr, errstr_size) ||
-        conf_set(conf, "enable.idempotence", "true", errstr, errstr_size))
+        config_kafka_set(conf, "enable.idempotence", "true", errstr,
+                         errstr_size))
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, dlq_dr_cb);
     rd_kafka_conf_set_log_cb(conf, dlq_log_cb);

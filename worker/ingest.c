@@ -8,6 +8,13 @@
  * move only after the store accepted the batch, so a crash replays, and
  * replays are harmless (CONTRACT.md §1).
  *
+ * While a batch is being stored (file and postgres stores), the messages
+ * already queued form the next batch, which the decoder thread decodes
+ * meanwhile (the ingest thread joins in once the store returns): storing
+ * (journal fsync, PostgreSQL round trips) and decoding overlap instead of
+ * taking turns. The next batch is only decoded, never applied or dead-lettered,
+ * before the current one is done, so the order of store batches is unchanged.
+ *
  * While the store or the dead-letter topic is failing, every assigned
  * partition is paused and the consumer is still polled, so rebalances are
  * served and the group keeps this member; the same batch is retried with
@@ -27,6 +34,7 @@
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +51,8 @@
 #define RETRY_MAX_MS 5000
 /* Batches at least this big are decoded by two threads. */
 #define PARALLEL_DECODE_MIN 64
+/* Items a decoding thread takes at a time from a shared batch. */
+#define DECODE_CHUNK 16
 
 enum { ROUND_OK = 0, ROUND_STOPPED = 1, ROUND_FATAL = -1 };
 
@@ -70,16 +80,19 @@ struct item {
     char reason[320];
 };
 
-/* A second thread that decodes the back half of a batch while the ingest
- * thread decodes the front half: decoding is most of the CPU time per
- * event, and it needs no shared state (schemas/event.h, handlers/). */
+/* A second thread that decodes a batch with the ingest thread: both take
+ * DECODE_CHUNK items at a time until none is left. Decoding is most of
+ * the CPU time per event, and it needs no shared state (schemas/event.h,
+ * handlers/). The ingest thread may store the previous batch first. */
 struct decoder_thread {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct item *items;
-    size_t from, to;
-    int has_work; /* a range is posted */
+    struct item *items; /* the batch posted; set under mu */
+    size_t n;
+    atomic_size_t next; /* first item not taken yet */
+    int posted;         /* the ingest thread waits for has_work == 0 */
+    int has_work;       /* a batch is posted to the thread */
     int quit;
     int inited;
     int started;
@@ -101,8 +114,12 @@ struct ingest {
     int32_t n_parts; /* parts[0..n_parts-1], indexed by partition id */
 
     rd_kafka_message_t *msgs[BATCH_MAX];
-    struct item *items;
+    struct item *items; /* the batch being stored */
     size_t n_items;
+    struct item *pre; /* the next batch, decoded while items is stored */
+    size_t n_pre;
+    int count_each_batch; /* count() is O(1): refresh the gauge per batch */
+    int overlap;          /* decode the next batch while storing one */
     struct store_op *ops;
     struct store_offset *offs;
     size_t offs_cap;
@@ -279,13 +296,22 @@ static void set_start_offsets(struct ingest *in,
 
 /* ---- group mode: rebalances ------------------------------------------ */
 
+static void drop_items_in(struct item *items, size_t n,
+                          const rd_kafka_topic_partition_list_t *l)
+{
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < l->cnt; j++)
+            if (items[i].msg->partition == l->elems[j].partition)
+                items[i].dropped = 1;
+}
+
+/* Both the batch being stored and the next one (which the decoder thread
+ * may be decoding: it never touches `dropped`). */
 static void drop_items_of(struct ingest *in,
                           const rd_kafka_topic_partition_list_t *l)
 {
-    for (size_t i = 0; i < in->n_items; i++)
-        for (int j = 0; j < l->cnt; j++)
-            if (in->items[i].msg->partition == l->elems[j].partition)
-                in->items[i].dropped = 1;
+    drop_items_in(in->items, in->n_items, l);
+    drop_items_in(in->pre, in->n_pre, l);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -563,9 +589,10 @@ static void wait_serving(struct ingest *in, unsigned ms)
     }
 }
 
-/* Takes one message into the batch, or drops it (error, revoked
- * partition, or stale: fetched before a seek). */
-static void accept_message(struct ingest *in, rd_kafka_message_t *m)
+/* Takes one message into the batch items[*n], or drops it (error,
+ * revoked partition, or stale: fetched before a seek). */
+static void accept_message(struct ingest *in, rd_kafka_message_t *m,
+                           struct item *items, size_t *n)
 {
     if (m->err) {
         consume_error(in, m);
@@ -582,34 +609,52 @@ static void accept_message(struct ingest *in, rd_kafka_message_t *m)
         in->kafka_down = 0;
         log_info("kafka: brokers reachable again");
     }
-    struct item *it = &in->items[in->n_items++];
+    struct item *it = &items[(*n)++];
     memset(it, 0, sizeof(*it));
     it->msg = m;
 }
 
-static size_t fill_batch(struct ingest *in)
+/* Fills the empty batch items[*n]: waits up to IDLE_WAIT_MS for a first
+ * message, then up to BATCH_WAIT_MS for more. */
+static size_t fill_batch(struct ingest *in, struct item *items, size_t *n)
 {
-    ssize_t n = rd_kafka_consume_batch_queue(in->q, IDLE_WAIT_MS, in->msgs, 1);
-    if (n <= 0)
+    ssize_t got =
+        rd_kafka_consume_batch_queue(in->q, IDLE_WAIT_MS, in->msgs, 1);
+    if (got <= 0)
         return 0;
     ssize_t more = rd_kafka_consume_batch_queue(in->q, BATCH_WAIT_MS,
                                                 in->msgs + 1, BATCH_MAX - 1);
     if (more > 0)
-        n += more;
-    for (ssize_t i = 0; i < n; i++)
-        accept_message(in, in->msgs[i]);
-    return in->n_items;
+        got += more;
+    for (ssize_t i = 0; i < got; i++)
+        accept_message(in, in->msgs[i], items, n);
+    return *n;
 }
 
-static void clear_items(struct ingest *in)
+/* Fills the empty batch items[*n] with what is queued already, without
+ * waiting: the next batch, taken while the current one is stored. */
+static size_t fill_queued(struct ingest *in, struct item *items, size_t *n)
 {
-    for (size_t i = 0; i < in->n_items; i++) {
-        struct item *it = &in->items[i];
+    ssize_t got = rd_kafka_consume_batch_queue(in->q, 0, in->msgs, BATCH_MAX);
+    for (ssize_t i = 0; i < got; i++)
+        accept_message(in, in->msgs[i], items, n);
+    return *n;
+}
+
+static void clear_batch(struct item *items, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++) {
+        struct item *it = &items[i];
         if (it->decoded)
             event_clear(&it->ev);
         rd_kafka_message_destroy(it->msg);
     }
-    in->n_items = 0;
+    *n = 0;
+}
+
+static void clear_items(struct ingest *in)
+{
+    clear_batch(in->items, &in->n_items);
 }
 
 /* ---- one round ---------------------------------------------------------- */
@@ -635,6 +680,19 @@ static void decode_item(struct item *it)
     }
 }
 
+/* Decodes chunks of items[0..n) until none is left untaken. */
+static void decode_share(struct decoder_thread *d, struct item *items, size_t n)
+{
+    for (;;) {
+        size_t i = atomic_fetch_add(&d->next, DECODE_CHUNK);
+        if (i >= n)
+            return;
+        size_t end = n - i > DECODE_CHUNK ? i + DECODE_CHUNK : n;
+        for (; i < end; i++)
+            decode_item(&items[i]);
+    }
+}
+
 static void *decoder_main(void *arg)
 {
     struct decoder_thread *d = arg;
@@ -645,10 +703,9 @@ static void *decoder_main(void *arg)
         if (d->quit)
             break;
         struct item *items = d->items;
-        size_t from = d->from, to = d->to;
+        size_t n = d->n;
         pthread_mutex_unlock(&d->mu);
-        for (size_t i = from; i < to; i++)
-            decode_item(&items[i]);
+        decode_share(d, items, n);
         pthread_mutex_lock(&d->mu);
         d->has_work = 0;
         pthread_cond_broadcast(&d->cv);
@@ -681,28 +738,33 @@ static void decoder_stop(struct decoder_thread *d)
     pthread_mutex_destroy(&d->mu);
 }
 
-/* Decodes every item of the batch, the back half on the decoder thread. */
-static void decode_batch(struct ingest *in)
+/* Starts decoding items[0..n) on the decoder thread (if it runs and the
+ * batch is worth it); decode_finish completes it. One batch at a time. */
+static void decode_post(struct decoder_thread *d, struct item *items, size_t n)
 {
-    struct decoder_thread *d = &in->dec;
-    size_t n = in->n_items, half = n;
-    if (d->started && n >= PARALLEL_DECODE_MIN) {
-        half = n / 2;
+    d->items = items;
+    d->n = n;
+    atomic_store(&d->next, 0);
+    d->posted = d->started && n >= PARALLEL_DECODE_MIN;
+    if (d->posted) {
         pthread_mutex_lock(&d->mu);
-        d->items = in->items;
-        d->from = half;
-        d->to = n;
         d->has_work = 1;
         pthread_cond_broadcast(&d->cv);
         pthread_mutex_unlock(&d->mu);
     }
-    for (size_t i = 0; i < half; i++)
-        decode_item(&in->items[i]);
-    if (half < n) {
+}
+
+/* Decodes what the decoder thread has not taken of the posted batch and
+ * waits for the thread's part: afterwards every item is decoded. */
+static void decode_finish(struct decoder_thread *d)
+{
+    decode_share(d, d->items, d->n);
+    if (d->posted) {
         pthread_mutex_lock(&d->mu);
         while (d->has_work)
             pthread_cond_wait(&d->cv, &d->mu);
         pthread_mutex_unlock(&d->mu);
+        d->posted = 0;
     }
 }
 
@@ -916,6 +978,12 @@ static void after_apply(struct ingest *in, double started)
             metrics_events_applied((enum event_type)t, by_type[t]);
     in->applied += n_good;
     metrics_batch_applied(n_good, ingest_now() - started);
+    if (in->count_each_batch) {
+        uint64_t entries;
+        struct store_err err = {0};
+        if (in->st->ops->count(in->st, NULL, &entries, &err) == STORE_OK)
+            metrics_store_entries(entries);
+    }
 
     struct store_batch batch;
     build_batch(in, -1, 1, &batch);
@@ -948,7 +1016,7 @@ static int process_batch(struct ingest *in)
     double started = ingest_now();
     log_debug("batch of %zu messages", in->n_items);
     int has_bad = 0;
-    decode_batch(in);
+    /* Decoded already (the main loop). */
     for (size_t i = 0; i < in->n_items; i++)
         has_bad |= in->items[i].bad;
     if (has_bad) {
@@ -1110,11 +1178,19 @@ int ingest_run(const struct config *cfg, struct store *st,
     in->stop = stop;
     in->opts = opts;
     in->group_mode = strcmp(st->ops->name, "postgres") == 0;
+    /* Counting the memory and file stores' entries is O(1) (mem_table);
+     * PostgreSQL's is a scan, left to the periodic progress(). */
+    in->count_each_batch = strcmp(st->ops->name, "memory") == 0 ||
+                           strcmp(st->ops->name, "file") == 0;
+    /* The memory store takes a batch in well under a millisecond: nothing
+     * to overlap, and two batches in flight measured slower there. */
+    in->overlap = strcmp(st->ops->name, "memory") != 0;
     in->items = calloc(BATCH_MAX, sizeof(*in->items));
+    in->pre = calloc(BATCH_MAX, sizeof(*in->pre));
     in->ops = calloc(BATCH_MAX, sizeof(*in->ops));
     in->offs_cap = BATCH_MAX;
     in->offs = calloc(in->offs_cap, sizeof(*in->offs));
-    if (!in->items || !in->ops || !in->offs) {
+    if (!in->items || !in->pre || !in->ops || !in->offs) {
         log_error("out of memory");
         result = INGEST_FATAL;
         goto out;
@@ -1175,15 +1251,31 @@ int ingest_run(const struct config *cfg, struct store *st,
             break;
         }
 
-        if (fill_batch(in) == 0)
-            continue;
+        if (in->n_items == 0) {
+            if (fill_batch(in, in->items, &in->n_items) == 0)
+                continue;
+            decode_post(&in->dec, in->items, in->n_items);
+            decode_finish(&in->dec);
+        }
+        /* Decode the next batch while this one is stored. */
+        if (in->overlap) {
+            fill_queued(in, in->pre, &in->n_pre);
+            decode_post(&in->dec, in->pre, in->n_pre);
+        }
         int rc = process_batch(in);
+        if (in->overlap)
+            decode_finish(&in->dec);
         if (rc == ROUND_STOPPED) {
             dlq_abort(in->dlq);
         } else if (rc == ROUND_FATAL) {
             in->fatal = 1;
         }
         clear_items(in);
+        struct item *t = in->items;
+        in->items = in->pre;
+        in->n_items = in->n_pre;
+        in->pre = t;
+        in->n_pre = 0;
     }
     if (in->fatal)
         result = INGEST_FATAL;
@@ -1198,6 +1290,7 @@ out:
         }
         rd_kafka_consumer_close(in->rk);
         clear_items(in);
+        clear_batch(in->pre, &in->n_pre);
         if (in->rkt)
             rd_kafka_topic_destroy(in->rkt);
         if (in->q)
@@ -1207,6 +1300,7 @@ out:
     dlq_close(in->dlq);
     decoder_stop(&in->dec);
     free(in->items);
+    free(in->pre);
     free(in->ops);
     free(in->offs);
     free(in->saved);

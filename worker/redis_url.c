@@ -1,6 +1,8 @@
 /* redis_url.c: see redis_url.h. */
 #include "worker/redis_url.h"
 
+#include "schemas/text.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,17 +21,6 @@ void redis_url_clear(struct redis_url *u)
     memset(u, 0, sizeof(*u));
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* malloc'd percent-decoded copy of n bytes at s; NULL on a bad escape or
  * out of memory (*bad says which). */
 static char *pct_decode(const char *s, size_t n, int *bad)
@@ -41,8 +32,8 @@ static char *pct_decode(const char *s, size_t n, int *bad)
         return NULL;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 1 < n ? hex_val(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_val(s[i + 2]) : -1;
+            int hi = i + 1 < n ? text_hex_digit(s[i + 1]) : -1;
+            int lo = i + 2 < n ? text_hex_digit(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) { /* no NULs */
                 *bad = 1;
                 free(out);

@@ -46,7 +46,8 @@ int ops_free_port(void)
     return port;
 }
 
-int ops_http_get(const char *addr, const char *path, int *status, char **body)
+int ops_http_request(const char *addr, const char *method, const char *path,
+                     int *status, char *head, size_t head_size, char **body)
 {
     int rc = -1, fd = -1;
     char *buf = NULL;
@@ -69,8 +70,8 @@ int ops_http_get(const char *addr, const char *path, int *status, char **body)
     struct timeval tv = {10, 0}; /* a hung server fails the test, not CI */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     char req[512];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n",
-                     path, addr);
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: %s\r\n\r\n",
+                     method, path, addr);
     if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n)
         goto cleanup;
     for (;;) {
@@ -94,6 +95,8 @@ int ops_http_get(const char *addr, const char *path, int *status, char **body)
     char *sep = strstr(buf, "\r\n\r\n");
     if (!sep || sscanf(buf, "HTTP/1.%*d %d", status) != 1)
         goto cleanup;
+    if (head && head_size)
+        snprintf(head, head_size, "%.*s", (int)(sep - buf), buf);
     *body = strdup(sep + 4);
     rc = *body ? 0 : -1;
 cleanup:
@@ -101,6 +104,11 @@ cleanup:
         close(fd);
     free(buf);
     return rc;
+}
+
+int ops_http_get(const char *addr, const char *path, int *status, char **body)
+{
+    return ops_http_request(addr, "GET", path, status, NULL, 0, body);
 }
 
 int ops_wait_status(const char *addr, const char *path, int want_status,

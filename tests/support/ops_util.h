@@ -12,9 +12,14 @@
 /* A loopback TCP port that was free a moment ago; -1 on error. */
 int ops_free_port(void);
 
-/* GET http://<addr><path> with HTTP/1.0 (addr "127.0.0.1:port").
- * Returns 0 with *status and a malloc'd *body (caller frees), or -1 when
- * nothing answered. */
+/* `method` http://<addr><path> with HTTP/1.0 (addr "127.0.0.1:port"),
+ * read until the server closes. Returns 0 with *status, the header block
+ * (status line and headers, truncated to head_size; head may be NULL) and
+ * a malloc'd *body (caller frees), or -1 when nothing answered. */
+int ops_http_request(const char *addr, const char *method, const char *path,
+                     int *status, char *head, size_t head_size, char **body);
+
+/* ops_http_request with GET and no header block. */
 int ops_http_get(const char *addr, const char *path, int *status, char **body);
 
 /* Polls GET until it returns want_status; 0, or -1 after timeout_ms. */

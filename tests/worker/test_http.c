@@ -3,16 +3,13 @@
  * inputs of metrics.h, /metrics content type and body, 404, 405, HEAD,
  * and clear errors for bad or busy addresses. */
 #include "tests/support/cunit_main.h"
+#include "tests/support/ops_util.h"
 #include "worker/http.h"
 #include "worker/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 static int port;
 static char addr[64];
@@ -24,74 +21,18 @@ struct response {
     char *body; /* malloc'd */
 };
 
-/* A loopback port that was free a moment ago. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof(sa);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 /* Sends "METHOD path HTTP/1.0" and reads until the server closes. */
 static int fetch(const char *method, const char *path, struct response *r)
 {
-    int rc = -1;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     memset(r, 0, sizeof(*r));
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        goto cleanup;
-    char req[256];
-    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: x\r\n\r\n",
-                     method, path);
-    if (write(fd, req, (size_t)n) != n)
-        goto cleanup;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 16384;
-            char *b = realloc(buf, cap);
-            if (!b)
-                goto cleanup;
-            buf = b;
-        }
-        ssize_t got = read(fd, buf + len, cap - len - 1);
-        if (got < 0)
-            goto cleanup;
-        if (got == 0)
-            break;
-        len += (size_t)got;
-    }
-    buf[len] = '\0';
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &r->status) != 1)
-        goto cleanup;
-    snprintf(r->head, sizeof(r->head), "%.*s", (int)(sep - buf), buf);
-    r->body = strdup(sep + 4);
-    rc = r->body ? 0 : -1;
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    return rc;
+    return ops_http_request(addr, method, path, &r->status, r->head,
+                            sizeof(r->head), &r->body);
 }
 
 static int start_suite(void)
 {
     char err[256];
-    port = free_port();
+    port = ops_free_port();
     if (port < 0)
         return -1;
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
@@ -229,7 +170,7 @@ static void test_bad_addresses(void)
 static void test_restart_same_port(void)
 {
     char err[256];
-    int p = free_port();
+    int p = ops_free_port();
     char a[64];
     snprintf(a, sizeof(a), "127.0.0.1:%d", p);
     struct http_server *h = http_server_start(a, 0, err, sizeof(err));

@@ -4,6 +4,7 @@
  * exact counts under concurrent writers, and the exposition's shape (every
  * sample belongs to a family declared by HELP and TYPE). */
 #include "tests/support/cunit_main.h"
+#include "tests/support/ops_util.h"
 #include "worker/metrics.h"
 
 #include <pthread.h>
@@ -19,21 +20,6 @@ static char *render(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     CU_ASSERT_EQUAL(strlen(text), len);
     return text;
-}
-
-/* Value of the sample whose "name{labels}" part is exactly `series`; -1
- * when absent. */
-static double sample(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *line = text; line && *line;) {
-        if (strncmp(line, series, n) == 0 && line[n] == ' ')
-            return strtod(line + n + 1, NULL);
-        line = strchr(line, '\n');
-        if (line)
-            line++;
-    }
-    return -1;
 }
 
 static void test_counters(void)
@@ -55,34 +41,36 @@ static void test_counters(void)
     metrics_lookup("no-such-op\"}", "weird", 0.001); /* -> invalid, error */
 
     char *t = render();
-    CU_ASSERT_EQUAL(sample(t, "edr_events_applied_total{type=\"edr."
-                              "negotiated\",store=\"memory\"}"),
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_events_applied_total{type=\"edr."
+                                  "negotiated\",store=\"memory\"}"),
                     3);
-    CU_ASSERT_EQUAL(sample(t, "edr_events_applied_total{type=\"edr.renewed\","
-                              "store=\"memory\"}"),
+    CU_ASSERT_EQUAL(ops_metric(t,
+                               "edr_events_applied_total{type=\"edr.renewed\","
+                               "store=\"memory\"}"),
                     2);
-    CU_ASSERT_EQUAL(sample(t, "edr_events_applied_total{type=\"edr.expired\","
-                              "store=\"memory\"}"),
+    CU_ASSERT_EQUAL(ops_metric(t,
+                               "edr_events_applied_total{type=\"edr.expired\","
+                               "store=\"memory\"}"),
                     1);
     CU_ASSERT_EQUAL(
-        sample(t, "edr_events_dead_lettered_total{reason=\"json\"}"), 1);
+        ops_metric(t, "edr_events_dead_lettered_total{reason=\"json\"}"), 1);
     CU_ASSERT_EQUAL(
-        sample(t, "edr_events_dead_lettered_total{reason=\"schema\"}"), 2);
+        ops_metric(t, "edr_events_dead_lettered_total{reason=\"schema\"}"), 2);
     CU_ASSERT_EQUAL(
-        sample(t, "edr_events_dead_lettered_total{reason=\"size\"}"), 0);
-    CU_ASSERT_EQUAL(sample(t, "edr_outages_total{component=\"store\"}"), 1);
-    CU_ASSERT_EQUAL(sample(t, "edr_retries_total{component=\"redis\"}"), 2);
-    CU_ASSERT_EQUAL(sample(t, "edr_store_entries"), 42);
-    CU_ASSERT_EQUAL(sample(t, "edr_lookups_total{op=\"ping\",status=\"ok\"}"),
+        ops_metric(t, "edr_events_dead_lettered_total{reason=\"size\"}"), 0);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_outages_total{component=\"store\"}"), 1);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_retries_total{component=\"redis\"}"), 2);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_store_entries"), 42);
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_lookups_total{op=\"ping\",status=\"ok\"}"), 1);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_lookups_total{op=\"get_connection\","
+                                  "status=\"not_found\"}"),
                     1);
-    CU_ASSERT_EQUAL(sample(t, "edr_lookups_total{op=\"get_connection\","
-                              "status=\"not_found\"}"),
-                    1);
     CU_ASSERT_EQUAL(
-        sample(t, "edr_lookups_total{op=\"invalid\",status=\"error\"}"), 1);
+        ops_metric(t, "edr_lookups_total{op=\"invalid\",status=\"error\"}"), 1);
     CU_ASSERT_PTR_NULL(strstr(t, "no-such-op"));
-    CU_ASSERT_EQUAL(sample(t, "edr_build_info{version=\"" EDR_VERSION
-                              "\",store=\"memory\",worker=\"w-1\"}"),
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_build_info{version=\"" EDR_VERSION
+                                  "\",store=\"memory\",worker=\"w-1\"}"),
                     1);
     free(t);
 }
@@ -95,18 +83,19 @@ static void test_histogram(void)
     metrics_batch_applied(10, 20);     /* only +Inf */
 
     char *t = render();
-    CU_ASSERT_EQUAL(sample(t, "edr_batches_total"), 4);
-    CU_ASSERT_EQUAL(sample(t, "edr_batch_apply_seconds_bucket{le=\"0.0005\"}"),
-                    1);
-    CU_ASSERT_EQUAL(sample(t, "edr_batch_apply_seconds_bucket{le=\"0.0025\"}"),
-                    1);
-    CU_ASSERT_EQUAL(sample(t, "edr_batch_apply_seconds_bucket{le=\"0.005\"}"),
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_batches_total"), 4);
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_batch_apply_seconds_bucket{le=\"0.0005\"}"), 1);
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_batch_apply_seconds_bucket{le=\"0.0025\"}"), 1);
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_batch_apply_seconds_bucket{le=\"0.005\"}"), 3);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_batch_apply_seconds_bucket{le=\"10\"}"),
                     3);
-    CU_ASSERT_EQUAL(sample(t, "edr_batch_apply_seconds_bucket{le=\"10\"}"), 3);
-    CU_ASSERT_EQUAL(sample(t, "edr_batch_apply_seconds_bucket{le=\"+Inf\"}"),
-                    4);
-    CU_ASSERT_EQUAL(sample(t, "edr_batch_apply_seconds_count"), 4);
-    double sum = sample(t, "edr_batch_apply_seconds_sum");
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_batch_apply_seconds_bucket{le=\"+Inf\"}"), 4);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_batch_apply_seconds_count"), 4);
+    double sum = ops_metric(t, "edr_batch_apply_seconds_sum");
     CU_ASSERT_DOUBLE_EQUAL(sum, 20.0081, 1e-6);
 
     /* Every bucket series is non-decreasing and ends at _count. */
@@ -120,13 +109,14 @@ static void test_histogram(void)
         n_buckets++;
     }
     CU_ASSERT(n_buckets >= 10);
-    CU_ASSERT_EQUAL(last, sample(t, "edr_batch_apply_seconds_count"));
+    CU_ASSERT_EQUAL(last, ops_metric(t, "edr_batch_apply_seconds_count"));
 
-    CU_ASSERT_EQUAL(sample(t, "edr_lookup_seconds_bucket{op=\"ping\","
-                              "le=\"0.00025\"}"),
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_lookup_seconds_bucket{op=\"ping\","
+                                  "le=\"0.00025\"}"),
                     1);
-    CU_ASSERT_EQUAL(sample(t, "edr_lookup_seconds_count{op=\"ping\"}"), 1);
-    CU_ASSERT_EQUAL(sample(t, "edr_lookup_seconds_count{op=\"invalid\"}"), 1);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_lookup_seconds_count{op=\"ping\"}"), 1);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_lookup_seconds_count{op=\"invalid\"}"),
+                    1);
     free(t);
 }
 
@@ -134,9 +124,9 @@ static void test_label_escaping(void)
 {
     metrics_init("postgres", "a\"b\\c\nd");
     char *t = render();
-    CU_ASSERT_EQUAL(sample(t, "edr_build_info{version=\"" EDR_VERSION
-                              "\",store=\"postgres\",worker=\"a\\\"b\\\\c"
-                              "\\nd\"}"),
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_build_info{version=\"" EDR_VERSION
+                                  "\",store=\"postgres\",worker=\"a\\\"b\\\\c"
+                                  "\\nd\"}"),
                     1);
     /* The raw newline must not reach the output (it would split a line). */
     CU_ASSERT_PTR_NULL(strstr(t, "a\"b"));
@@ -161,10 +151,10 @@ static void test_lag_and_readiness(void)
     CU_ASSERT_EQUAL(r.n_partitions, 2);
 
     char *t = render();
-    CU_ASSERT_EQUAL(sample(t, "edr_consumer_lag{partition=\"0\"}"), 5);
-    CU_ASSERT_EQUAL(sample(t, "edr_consumer_lag{partition=\"3\"}"), 8);
-    CU_ASSERT_EQUAL(sample(t, "edr_store_ok"), 1);
-    CU_ASSERT_EQUAL(sample(t, "edr_redis_connected"), 0);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_consumer_lag{partition=\"0\"}"), 5);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_consumer_lag{partition=\"3\"}"), 8);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_store_ok"), 1);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_redis_connected"), 0);
     /* Partitions come out sorted. */
     CU_ASSERT(strstr(t, "partition=\"0\"") < strstr(t, "partition=\"3\""));
     free(t);
@@ -202,8 +192,8 @@ static void *hammer(void *arg)
 static void test_concurrent_exact(void)
 {
     char *before = render();
-    double applied0 = sample(before, "edr_events_applied_total{type=\"edr."
-                                     "renewed\",store=\"memory\"}");
+    double applied0 = ops_metric(before, "edr_events_applied_total{type=\"edr."
+                                         "renewed\",store=\"memory\"}");
     free(before);
 
     pthread_t th[N_THREADS];
@@ -215,12 +205,14 @@ static void test_concurrent_exact(void)
         pthread_join(th[i], NULL);
 
     char *t = render();
-    CU_ASSERT_EQUAL(sample(t, "edr_lookups_total{op=\"count\",status=\"ok\"}"),
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_lookups_total{op=\"count\",status=\"ok\"}"),
+        N_THREADS * N_PER_THREAD);
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_lookup_seconds_count{op=\"count\"}"),
                     N_THREADS * N_PER_THREAD);
-    CU_ASSERT_EQUAL(sample(t, "edr_lookup_seconds_count{op=\"count\"}"),
-                    N_THREADS * N_PER_THREAD);
-    CU_ASSERT_EQUAL(sample(t, "edr_events_applied_total{type=\"edr.renewed\","
-                              "store=\"memory\"}"),
+    CU_ASSERT_EQUAL(ops_metric(t,
+                               "edr_events_applied_total{type=\"edr.renewed\","
+                               "store=\"memory\"}"),
                     applied0 + N_THREADS * N_PER_THREAD);
     free(t);
 }
