@@ -19,6 +19,8 @@
 #                  pre-filled topic; the memory run is the rebuild time
 #   lookup_bench   lookup latency/throughput at 1/8/32 clients, bare-Redis
 #                  floor in the same run
+#   adapter_bench  the Python adapter (clients/python) vs the SDK's
+#                  PostgresConnectionManager, get_connection from Python
 #
 # full: 5 runs, 100,000 entries, 1,000,000 events. --quick: 3 runs,
 # 10,000 entries, 50,000 events, short windows (under two minutes).
@@ -34,7 +36,7 @@ case "${1:-}" in
 "") ;;
 --quick) MODE=quick ;;
 -h | --help)
-    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)

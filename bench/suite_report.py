@@ -289,7 +289,7 @@ def plot(name: str, data: str, script: str) -> None:
     if not GP:
         return
     (CHART_DIR / f"{name}.dat").write_text(data)
-    gp = (f"{TERM}\nset output '{OUT / (name + '.png')}'\n"
+    gp = (f"{TERM}\nset output '../../{name}.png'\n"
           f"set datafile missing 'NaN'\nset key top right\nset grid ytics\n{script}\n")
     (CHART_DIR / f"{name}.gp").write_text(gp)
     r = subprocess.run([GP, str(CHART_DIR / f"{name}.gp")], capture_output=True, text=True,
@@ -470,8 +470,20 @@ for fid, lbl in (
         ("lookup.memory.c1.p50_us", "lookup p50, 1 client, memory store (µs)"),
         ("lookup.floor.c1.p50_us", "… bare-Redis floor p50 (µs)"),
         ("lookup.memory.c8.lookups_per_s", "lookups/s, 8 clients, memory store"),
-        ("lookup.floor.c8.lookups_per_s", "… bare-Redis floor, 8 clients")):
+        ("lookup.floor.c8.lookups_per_s", "… bare-Redis floor, 8 clients"),
+        ("lookup.memory.c1.p50_ratio_to_floor", "lookup p50 memory / floor, 1 client"),
+        ("lookup.memory.c1.p99_ratio_to_floor", "lookup p99 memory / floor, 1 client"),
+        ("lookup.memory.c8.throughput_ratio_to_floor", "lookups/s memory / floor, 8 clients"),
+        ("lookup.memory.c32.throughput_ratio_to_floor", "lookups/s memory / floor, 32 clients")):
     w(f"| {lbl} | {cell(fid)} |")
+for c in comparisons:
+    if c["ratio_edr_worker_over_sdk"] and c["operation"] in ("put", "get"):
+        w(f"| {c['backend']} {c['operation']}s: edr-worker / SDK "
+          f"{c['backend']} manager ({c['sdk_version']}) | "
+          f"**{c['ratio_edr_worker_over_sdk']:.1f}x** (ratio of medians) |")
+for size in sorted(adapter_sizes):
+    w(f"| Python get_connection at {size:,} entries: adapter / SDK Postgres manager, "
+      f"lookups/s | {cell(f'adapter.{size}.throughput_ratio_adapter_over_sdk')} |")
 w("")
 
 # stores
@@ -531,11 +543,15 @@ if sdk_printed:
     for line, n in sorted(sdk_printed.items(), key=lambda x: -x[1])[:10]:
         w(f"- `{line[:200]}` ({n})")
     w("")
-    if any("Error saving" in ln or "Error loading" in ln for ln in sdk_printed):
-        w("These come from FileSystemConnectionManager's background thread: it serialises the "
-          "dicts without holding the manager's lock while the benchmark thread changes them, "
-          "and it truncates and rewrites the file in place, so its own reload can read a "
-          "half-written file (see ../shared/SDK-MANAGERS.md).\n")
+    if any("Error saving" in ln for ln in sdk_printed):
+        w("'Error saving': FileSystemConnectionManager's background thread serialises the "
+          "dicts without holding the manager's lock while the benchmark thread changes them; "
+          "that save is lost and retried `persist_interval` later.")
+    if any("Error loading" in ln for ln in sdk_printed):
+        w("'Error loading': the manager truncates and rewrites its file in place, so its own "
+          "periodic reload read a half-written file (a crash at that moment would leave it "
+          "corrupt).")
+    w("")
 w("What each side measures (fairness):\n")
 w("- **memory**: both in-process, one thread, one call per operation. The SDK's "
   "`get_connection` returns its live internal dict (no copy); edr-worker's `get` returns "

@@ -1,15 +1,17 @@
 /* event.c: see event.h. Decodes one CloudEvents 1.0 JSON event of
- * CONTRACT.md §1 with yajl's streaming parser.
+ * CONTRACT.md §1 with callbacks, from our own strict reader or yajl's
+ * streaming parser.
  *
  * Three passes over the bytes, all bounded by len (the input is not
  * NUL-terminated): a size check, our own UTF-8 and \u-escape scan (yajl's
  * check cannot say at which byte it failed), then one parse with
- * callbacks: fast_parse for plain JSON, else yajl_parse (see fast_parse). The
- * callbacks validate members as they stream by and write data.edr straight into
- * a yajl_gen, so no tree is ever built. Members may arrive in any order, so
- * rules that depend on `type` are settled at the end. All scratch memory
- * (yajl's own included) comes from one arena per call that starts on the stack;
- * only the strings handed back in struct event are malloc'd.
+ * callbacks: fast_parse for plain JSON, else yajl_parse (see fast_parse).
+ * The callbacks validate members as they stream by and write data.edr
+ * straight into an entry writer (a yajl_gen on the yajl path), so no tree
+ * is ever built. Members may arrive in any order, so rules that depend on
+ * `type` are settled at the end. All scratch memory (yajl's own included)
+ * comes from one arena per call that starts on the stack; what struct
+ * event hands back is one malloc'd block (pack_event).
  *
  * Member paths in error messages are dotted from the top level, with
  * [i] for array elements: "data.edr.transferProcessId", "data.edr.x[2].y".
@@ -372,6 +374,18 @@ enum edr_state {
     EDR_BROKEN,  /* broke a rule before type was known: edr_err */
 };
 
+/* The fast path's entry writer: it writes exactly what yajl_gen writes
+ * (no whitespace, yajl's string escapes; yajl_gen's own state checks can
+ * never fire for the decoder's well-formed sequence of calls) into one
+ * arena buffer, without yajl_gen's call per separator and per piece. */
+struct entry_writer {
+    unsigned char *p;
+    size_t len, cap;
+    int depth; /* containers open; 0 before data.edr's own */
+    bool is_array[EVENT_MAX_DEPTH + 2];
+    bool empty[EVENT_MAX_DEPTH + 2]; /* nothing written in it yet */
+};
+
 struct decoder {
     struct event *ev;
     const unsigned char *buf;
@@ -391,7 +405,9 @@ struct decoder {
     char *edr_transfer_id;  /* data.edr.transferProcessId */
     char *data_transfer_id; /* data.transfer_process_id */
     bool data_transfer_bad; /* ... present but not a string */
-    yajl_gen gen;
+    yajl_gen gen;           /* the entry, on the yajl path */
+    bool fast;              /* fast_parse is running: the entry goes to jw */
+    struct entry_writer jw; /* the entry, on the fast path */
 
     struct dup_slot *dups;
     size_t dup_cap, dup_used;
@@ -473,11 +489,11 @@ static void render_path(const struct decoder *d, char *out, size_t cap)
     }
 }
 
-static char *copy_str(const unsigned char *s, size_t n)
+/* A NUL-terminated copy in the arena: strings of the event live there
+ * until pack_event moves them all into one malloc'd block. */
+static char *copy_str(struct decoder *d, const unsigned char *s, size_t n)
 {
-    char *p = malloc(n + 1);
-    if (!p)
-        abort(); /* see arena_alloc */
+    char *p = arena_alloc(&d->arena, n + 1);
     memcpy(p, s, n);
     p[n] = '\0';
     return p;
@@ -520,6 +536,183 @@ static int gen_failed(struct decoder *d)
     return fail(d, EVENT_ERR_SCHEMA, "data.edr: cannot be re-serialized");
 }
 
+/* ---- the entry writer (fast path) ---------------------------------- */
+
+static void jw_put(struct decoder *d, const void *s, size_t n)
+{
+    struct entry_writer *w = &d->jw;
+    if (w->cap - w->len < n) {
+        size_t cap = w->cap ? w->cap * 2 : 1024;
+        while (cap - w->len < n)
+            cap *= 2;
+        w->p = arena_realloc(&d->arena, w->p, cap);
+        w->cap = cap;
+    }
+    memcpy(w->p + w->len, s, n);
+    w->len += n;
+}
+
+/* The separator before a value (container or scalar) or a member name;
+ * a value in a map follows its name and the ':' written with it. */
+static void jw_sep(struct decoder *d, bool is_key)
+{
+    struct entry_writer *w = &d->jw;
+    if (w->depth == 0 || (!is_key && !w->is_array[w->depth]))
+        return;
+    if (!w->empty[w->depth])
+        jw_put(d, ",", 1);
+    w->empty[w->depth] = false;
+}
+
+static void jw_open(struct decoder *d, bool is_array)
+{
+    struct entry_writer *w = &d->jw;
+    jw_sep(d, false);
+    w->depth++;
+    w->is_array[w->depth] = is_array;
+    w->empty[w->depth] = true;
+    jw_put(d, is_array ? "[" : "{", 1);
+}
+
+static void jw_close(struct decoder *d)
+{
+    struct entry_writer *w = &d->jw;
+    jw_put(d, w->is_array[w->depth] ? "]" : "}", 1);
+    w->depth--;
+}
+
+/* A token written as is: a number, true, false, null, or a string in
+ * its quoted form from the input. */
+static void jw_token(struct decoder *d, const void *s, size_t n)
+{
+    jw_sep(d, false);
+    jw_put(d, s, n);
+}
+
+/* A string quoted with yajl_string_encode's escapes. */
+static void jw_escaped(struct decoder *d, const unsigned char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t beg = 0;
+    jw_put(d, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        const char *esc = NULL;
+        char u[6] = {'\\', 'u', '0', '0', 0, 0};
+        switch (s[i]) {
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        default:
+            break;
+        }
+        if (!esc && s[i] >= 0x20)
+            continue;
+        jw_put(d, s + beg, i - beg);
+        if (esc) {
+            jw_put(d, esc, 2);
+        } else {
+            u[4] = hex[s[i] >> 4];
+            u[5] = hex[s[i] & 15];
+            jw_put(d, u, 6);
+        }
+        beg = i + 1;
+    }
+    jw_put(d, s + beg, n - beg);
+    jw_put(d, "\"", 1);
+}
+
+static bool in_input(const struct decoder *d, const unsigned char *p, size_t n);
+
+static void jw_key(struct decoder *d, const unsigned char *s, size_t n)
+{
+    jw_sep(d, true);
+    /* The fast path's names need no escapes: copy the quoted form. */
+    if (in_input(d, s, n) && s > d->buf && s + n + 1 < d->buf + d->len &&
+        s[-1] == '"' && s[n] == '"' && s[n + 1] == ':') {
+        jw_put(d, s - 1, n + 3);
+        return;
+    }
+    jw_escaped(d, s, n);
+    jw_put(d, ":", 1);
+}
+
+/* ---- the entry, on either path -------------------------------------- */
+
+static int out_begin(struct decoder *d)
+{
+    if (d->fast) {
+        d->jw.p = NULL;
+        d->jw.len = d->jw.cap = 0;
+        d->jw.depth = 0;
+        jw_open(d, false);
+        return 1;
+    }
+    d->gen = yajl_gen_alloc(&d->afs);
+    if (!d->gen)
+        return gen_failed(d);
+    return gen_ok(yajl_gen_map_open(d->gen)) ? 1 : gen_failed(d);
+}
+
+static int out_open(struct decoder *d, bool is_array)
+{
+    if (d->fast) {
+        jw_open(d, is_array);
+        return 1;
+    }
+    yajl_gen_status gs =
+        is_array ? yajl_gen_array_open(d->gen) : yajl_gen_map_open(d->gen);
+    return gen_ok(gs) ? 1 : gen_failed(d);
+}
+
+static int out_close(struct decoder *d, bool is_array)
+{
+    if (d->fast) {
+        jw_close(d);
+        return 1;
+    }
+    yajl_gen_status gs =
+        is_array ? yajl_gen_array_close(d->gen) : yajl_gen_map_close(d->gen);
+    return gen_ok(gs) ? 1 : gen_failed(d);
+}
+
+static int out_key(struct decoder *d, const unsigned char *k, size_t n)
+{
+    if (d->fast) {
+        jw_key(d, k, n);
+        return 1;
+    }
+    return gen_ok(yajl_gen_string(d->gen, k, n)) ? 1 : gen_failed(d);
+}
+
+static void out_result(struct decoder *d, const unsigned char **out,
+                       size_t *len)
+{
+    if (d->fast) {
+        *out = d->jw.p;
+        *len = d->jw.len;
+    } else {
+        yajl_gen_get_buf(d->gen, out, len);
+    }
+}
+
 /* Validates a required non-empty key string of data and keeps it. */
 static int take_key_field(struct decoder *d, char **dst, const char *name,
                           const unsigned char *s, size_t n)
@@ -530,7 +723,7 @@ static int take_key_field(struct decoder *d, char **dst, const char *name,
     if (n > EDR_KEY_FIELD_MAX)
         return fail(d, EVENT_ERR_SCHEMA, "data.%s: longer than %d bytes", name,
                     EDR_KEY_FIELD_MAX);
-    *dst = copy_str(s, n);
+    *dst = copy_str(d, s, n);
     return 1;
 }
 
@@ -585,7 +778,7 @@ static int take_transfer_process_id(struct decoder *d, const unsigned char *s,
         d->data_transfer_bad = true;
         return 1;
     }
-    d->data_transfer_id = copy_str(s, n);
+    d->data_transfer_id = copy_str(d, s, n);
     return 1;
 }
 
@@ -607,7 +800,7 @@ static int envelope_value(struct decoder *d, unsigned member,
         if (!s || n == 0)
             return fail(d, EVENT_ERR_SCHEMA, "%s: must be a non-empty string",
                         name);
-        *(member == M_ID ? &ev->id : &ev->source) = copy_str(s, n);
+        *(member == M_ID ? &ev->id : &ev->source) = copy_str(d, s, n);
         return 1;
     }
     case M_TYPE:
@@ -620,7 +813,7 @@ static int envelope_value(struct decoder *d, unsigned member,
     case M_SUBJECT:
         if (!s)
             return fail(d, EVENT_ERR_SCHEMA, "subject: must be a string");
-        ev->subject = copy_str(s, n);
+        ev->subject = copy_str(d, s, n);
         return 1;
     case M_DATACONTENTTYPE:
         if (!s || n != 16 || memcmp(s, "application/json", 16) != 0)
@@ -719,13 +912,39 @@ static int on_scalar(struct decoder *d, char kind, const unsigned char *s,
                                   "data.edr.transferProcessId: must be a "
                                   "non-empty string",
                                   edr_open_below_data(d));
-            d->edr_transfer_id = copy_str(s, n);
+            d->edr_transfer_id = copy_str(d, s, n);
         }
         break;
     default:
         break;
     }
     /* Inside data.edr: copy the value. */
+    if (d->fast) {
+        switch (kind) {
+        case 'n':
+            jw_token(d, "null", 4);
+            break;
+        case 'b':
+            if (n)
+                jw_token(d, "true", 4);
+            else
+                jw_token(d, "false", 5);
+            break;
+        case '#':
+            jw_token(d, s, n);
+            break;
+        default:
+            if (in_input(d, s, n) && s > d->buf && s + n < d->buf + d->len &&
+                s[-1] == '"' && s[n] == '"') {
+                jw_token(d, s - 1, n + 2);
+            } else {
+                jw_sep(d, false);
+                jw_escaped(d, s, n);
+            }
+            break;
+        }
+        return 1;
+    }
     yajl_gen_status gs;
     switch (kind) {
     case 'n':
@@ -808,10 +1027,7 @@ static int on_open(struct decoder *d, bool is_array)
             if (!push(d, false, ROLE_EDR))
                 return 0;
             d->edr = EDR_COPYING;
-            d->gen = yajl_gen_alloc(&d->afs);
-            if (!d->gen)
-                return gen_failed(d);
-            return gen_ok(yajl_gen_map_open(d->gen)) ? 1 : gen_failed(d);
+            return out_begin(d);
         }
         if (member == M_TRANSFER_PROCESS_ID) {
             if (!take_transfer_process_id(d, NULL, 0))
@@ -833,9 +1049,7 @@ static int on_open(struct decoder *d, bool is_array)
     }
     if (!push(d, is_array, ROLE_EDR_INNER))
         return 0;
-    yajl_gen_status gs =
-        is_array ? yajl_gen_array_open(d->gen) : yajl_gen_map_open(d->gen);
-    return gen_ok(gs) ? 1 : gen_failed(d);
+    return out_open(d, is_array);
 }
 
 static int on_close(struct decoder *d, bool is_array)
@@ -847,10 +1061,8 @@ static int on_close(struct decoder *d, bool is_array)
     }
     struct frame *f = &d->frames[d->depth];
     if (f->role == ROLE_EDR || f->role == ROLE_EDR_INNER) {
-        yajl_gen_status gs = f->is_array ? yajl_gen_array_close(d->gen)
-                                         : yajl_gen_map_close(d->gen);
-        if (!gen_ok(gs))
-            return gen_failed(d);
+        if (!out_close(d, f->is_array))
+            return 0;
         if (f->role == ROLE_EDR)
             d->edr = EDR_DONE;
     }
@@ -1037,7 +1249,7 @@ static int on_key(struct decoder *d, const unsigned char *key, size_t n)
         return duplicate(d);
     if (f->member == M_EDR_DROPPED)
         return 1;
-    return gen_ok(yajl_gen_string(d->gen, key, n)) ? 1 : gen_failed(d);
+    return out_key(d, key, n);
 }
 
 /* yajl callbacks */
@@ -1083,6 +1295,47 @@ static const yajl_callbacks callbacks = {
     cb_number,  cb_string,      cb_start_map, cb_map_key,
     cb_end_map, cb_start_array, cb_end_array};
 
+/* Moves the event's strings (in the arena so far) and the entry into one
+ * malloc'd block that ev->id heads, which event_clear frees: one
+ * allocation per event instead of one per string. No string holds a NUL
+ * (scan_text rejects \u0000; JSON has no raw control characters). */
+static void pack_event(struct decoder *d, const unsigned char *entry,
+                       size_t entry_len)
+{
+    struct event *ev = d->ev;
+    char **f[] = {&ev->id,
+                  &ev->source,
+                  &ev->subject,
+                  &ev->counter_party_id,
+                  &ev->counter_party_address,
+                  &ev->query_checksum,
+                  &ev->policy_checksum,
+                  &ev->transfer_id};
+    size_t n = sizeof(f) / sizeof(f[0]), len[sizeof(f) / sizeof(f[0])];
+    size_t total = entry ? entry_len + 1 : 0;
+
+    for (size_t i = 0; i < n; i++) {
+        len[i] = *f[i] ? strlen(*f[i]) + 1 : 0;
+        total += len[i];
+    }
+    char *b = malloc(total), *o = b;
+    if (!b)
+        abort(); /* see arena_alloc */
+    for (size_t i = 0; i < n; i++) {
+        if (*f[i]) {
+            memcpy(o, *f[i], len[i]);
+            *f[i] = o;
+            o += len[i];
+        }
+    }
+    if (entry) {
+        memcpy(o, entry, entry_len);
+        o[entry_len] = '\0';
+        ev->entry_json = o;
+        ev->entry_len = entry_len;
+    }
+}
+
 /* The rules that need the whole event, in the contract's order. */
 static int finish(struct decoder *d)
 {
@@ -1108,7 +1361,7 @@ static int finish(struct decoder *d)
     }
     if (ev->type == EVENT_EXPIRED) {
         ev->transfer_id = d->data_transfer_id;
-        d->data_transfer_id = NULL;
+        pack_event(d, NULL, 0);
         return 1;
     }
     /* take_type already rejected a broken edr or transfer_process_id that
@@ -1121,11 +1374,9 @@ static int finish(struct decoder *d)
         return fail(d, EVENT_ERR_SCHEMA, "data.edr.transferProcessId: missing");
     const unsigned char *out;
     size_t out_len;
-    yajl_gen_get_buf(d->gen, &out, &out_len);
-    ev->entry_json = copy_str(out, out_len);
-    ev->entry_len = out_len;
+    out_result(d, &out, &out_len);
     ev->transfer_id = d->edr_transfer_id;
-    d->edr_transfer_id = NULL;
+    pack_event(d, out, out_len);
     return 1;
 }
 
@@ -1160,6 +1411,7 @@ static void decoder_begin(struct decoder *d)
     d->data_transfer_id = NULL;
     d->data_transfer_bad = false;
     d->gen = NULL;
+    d->fast = false;
     memset(d->dup_inline, 0, sizeof(d->dup_inline));
     d->dups = d->dup_inline;
     d->dup_cap = DUP_INLINE;
@@ -1176,9 +1428,7 @@ static void decoder_end(struct decoder *d)
     if (d->gen)
         yajl_gen_free(d->gen);
     d->gen = NULL;
-    free(d->edr_transfer_id);
-    d->edr_transfer_id = NULL;
-    free(d->data_transfer_id);
+    d->edr_transfer_id = NULL; /* in the arena */
     d->data_transfer_id = NULL;
     arena_release(&d->arena);
 }
@@ -1436,6 +1686,7 @@ enum event_error event_decode(struct event *ev, const void *buf, size_t len,
 #ifdef EVENT_NO_FAST_PATH /* for differential testing against yajl only */
     enum fast_result fr = FAST_FALLBACK;
 #else
+    d->fast = true;
     enum fast_result fr = fast_parse(d);
 #endif
     if (fr == FAST_OK) {
@@ -1449,7 +1700,7 @@ enum event_error event_decode(struct event *ev, const void *buf, size_t len,
         goto done;
     }
     decoder_end(d);
-    event_clear(ev);
+    memset(ev, 0, sizeof(*ev)); /* its strings were in the arena */
     decoder_begin(d);
 
     h = yajl_alloc(&callbacks, &d->afs, d);
@@ -1476,9 +1727,9 @@ enum event_error event_decode(struct event *ev, const void *buf, size_t len,
 done:
     if (h)
         yajl_free(h);
-    decoder_end(d);
     if (d->err != EVENT_OK)
-        event_clear(ev);
+        memset(ev, 0, sizeof(*ev)); /* its strings were in the arena */
+    decoder_end(d);
     return d->err;
 }
 
@@ -1486,15 +1737,7 @@ void event_clear(struct event *ev)
 {
     if (!ev)
         return;
-    free(ev->id);
-    free(ev->source);
-    free(ev->subject);
-    free(ev->counter_party_id);
-    free(ev->counter_party_address);
-    free(ev->query_checksum);
-    free(ev->policy_checksum);
-    free(ev->transfer_id);
-    free(ev->entry_json);
+    free(ev->id); /* the block of every string (pack_event) */
     memset(ev, 0, sizeof(*ev));
 }
 

@@ -8,13 +8,6 @@
  * move only after the store accepted the batch, so a crash replays, and
  * replays are harmless (CONTRACT.md §1).
  *
- * While a batch is being stored (file and postgres stores), the messages
- * already queued form the next batch, which the decoder thread decodes
- * meanwhile (the ingest thread joins in once the store returns): storing
- * (journal fsync, PostgreSQL round trips) and decoding overlap instead of
- * taking turns. The next batch is only decoded, never applied or dead-lettered,
- * before the current one is done, so the order of store batches is unchanged.
- *
  * While the store or the dead-letter topic is failing, every assigned
  * partition is paused and the consumer is still polled, so rebalances are
  * served and the group keeps this member; the same batch is retried with
@@ -81,9 +74,11 @@ struct item {
 };
 
 /* A second thread that decodes a batch with the ingest thread: both take
- * DECODE_CHUNK items at a time until none is left. Decoding is most of
- * the CPU time per event, and it needs no shared state (schemas/event.h,
- * handlers/). The ingest thread may store the previous batch first. */
+ * DECODE_CHUNK items at a time until none is left, so neither waits long
+ * for the other when the scheduler delays one. Decoding is most of the
+ * CPU time per event, and it needs no shared state (schemas/event.h,
+ * handlers/). (Decoding the next batch while storing one was tried: no
+ * measurable gain for the file or postgres store, slower for memory.) */
 struct decoder_thread {
     pthread_t thread;
     pthread_mutex_t mu;
@@ -114,12 +109,9 @@ struct ingest {
     int32_t n_parts; /* parts[0..n_parts-1], indexed by partition id */
 
     rd_kafka_message_t *msgs[BATCH_MAX];
-    struct item *items; /* the batch being stored */
+    struct item *items;
     size_t n_items;
-    struct item *pre; /* the next batch, decoded while items is stored */
-    size_t n_pre;
     int count_each_batch; /* count() is O(1): refresh the gauge per batch */
-    int overlap;          /* decode the next batch while storing one */
     struct store_op *ops;
     struct store_offset *offs;
     size_t offs_cap;
@@ -296,22 +288,13 @@ static void set_start_offsets(struct ingest *in,
 
 /* ---- group mode: rebalances ------------------------------------------ */
 
-static void drop_items_in(struct item *items, size_t n,
-                          const rd_kafka_topic_partition_list_t *l)
-{
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < l->cnt; j++)
-            if (items[i].msg->partition == l->elems[j].partition)
-                items[i].dropped = 1;
-}
-
-/* Both the batch being stored and the next one (which the decoder thread
- * may be decoding: it never touches `dropped`). */
 static void drop_items_of(struct ingest *in,
                           const rd_kafka_topic_partition_list_t *l)
 {
-    drop_items_in(in->items, in->n_items, l);
-    drop_items_in(in->pre, in->n_pre, l);
+    for (size_t i = 0; i < in->n_items; i++)
+        for (int j = 0; j < l->cnt; j++)
+            if (in->items[i].msg->partition == l->elems[j].partition)
+                in->items[i].dropped = 1;
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -589,10 +572,9 @@ static void wait_serving(struct ingest *in, unsigned ms)
     }
 }
 
-/* Takes one message into the batch items[*n], or drops it (error,
- * revoked partition, or stale: fetched before a seek). */
-static void accept_message(struct ingest *in, rd_kafka_message_t *m,
-                           struct item *items, size_t *n)
+/* Takes one message into the batch, or drops it (error, revoked
+ * partition, or stale: fetched before a seek). */
+static void accept_message(struct ingest *in, rd_kafka_message_t *m)
 {
     if (m->err) {
         consume_error(in, m);
@@ -609,52 +591,34 @@ static void accept_message(struct ingest *in, rd_kafka_message_t *m,
         in->kafka_down = 0;
         log_info("kafka: brokers reachable again");
     }
-    struct item *it = &items[(*n)++];
+    struct item *it = &in->items[in->n_items++];
     memset(it, 0, sizeof(*it));
     it->msg = m;
 }
 
-/* Fills the empty batch items[*n]: waits up to IDLE_WAIT_MS for a first
- * message, then up to BATCH_WAIT_MS for more. */
-static size_t fill_batch(struct ingest *in, struct item *items, size_t *n)
+static size_t fill_batch(struct ingest *in)
 {
-    ssize_t got =
-        rd_kafka_consume_batch_queue(in->q, IDLE_WAIT_MS, in->msgs, 1);
-    if (got <= 0)
+    ssize_t n = rd_kafka_consume_batch_queue(in->q, IDLE_WAIT_MS, in->msgs, 1);
+    if (n <= 0)
         return 0;
     ssize_t more = rd_kafka_consume_batch_queue(in->q, BATCH_WAIT_MS,
                                                 in->msgs + 1, BATCH_MAX - 1);
     if (more > 0)
-        got += more;
-    for (ssize_t i = 0; i < got; i++)
-        accept_message(in, in->msgs[i], items, n);
-    return *n;
-}
-
-/* Fills the empty batch items[*n] with what is queued already, without
- * waiting: the next batch, taken while the current one is stored. */
-static size_t fill_queued(struct ingest *in, struct item *items, size_t *n)
-{
-    ssize_t got = rd_kafka_consume_batch_queue(in->q, 0, in->msgs, BATCH_MAX);
-    for (ssize_t i = 0; i < got; i++)
-        accept_message(in, in->msgs[i], items, n);
-    return *n;
-}
-
-static void clear_batch(struct item *items, size_t *n)
-{
-    for (size_t i = 0; i < *n; i++) {
-        struct item *it = &items[i];
-        if (it->decoded)
-            event_clear(&it->ev);
-        rd_kafka_message_destroy(it->msg);
-    }
-    *n = 0;
+        n += more;
+    for (ssize_t i = 0; i < n; i++)
+        accept_message(in, in->msgs[i]);
+    return in->n_items;
 }
 
 static void clear_items(struct ingest *in)
 {
-    clear_batch(in->items, &in->n_items);
+    for (size_t i = 0; i < in->n_items; i++) {
+        struct item *it = &in->items[i];
+        if (it->decoded)
+            event_clear(&it->ev);
+        rd_kafka_message_destroy(it->msg);
+    }
+    in->n_items = 0;
 }
 
 /* ---- one round ---------------------------------------------------------- */
@@ -1016,7 +980,8 @@ static int process_batch(struct ingest *in)
     double started = ingest_now();
     log_debug("batch of %zu messages", in->n_items);
     int has_bad = 0;
-    /* Decoded already (the main loop). */
+    decode_post(&in->dec, in->items, in->n_items);
+    decode_finish(&in->dec);
     for (size_t i = 0; i < in->n_items; i++)
         has_bad |= in->items[i].bad;
     if (has_bad) {
@@ -1182,15 +1147,11 @@ int ingest_run(const struct config *cfg, struct store *st,
      * PostgreSQL's is a scan, left to the periodic progress(). */
     in->count_each_batch = strcmp(st->ops->name, "memory") == 0 ||
                            strcmp(st->ops->name, "file") == 0;
-    /* The memory store takes a batch in well under a millisecond: nothing
-     * to overlap, and two batches in flight measured slower there. */
-    in->overlap = strcmp(st->ops->name, "memory") != 0;
     in->items = calloc(BATCH_MAX, sizeof(*in->items));
-    in->pre = calloc(BATCH_MAX, sizeof(*in->pre));
     in->ops = calloc(BATCH_MAX, sizeof(*in->ops));
     in->offs_cap = BATCH_MAX;
     in->offs = calloc(in->offs_cap, sizeof(*in->offs));
-    if (!in->items || !in->pre || !in->ops || !in->offs) {
+    if (!in->items || !in->ops || !in->offs) {
         log_error("out of memory");
         result = INGEST_FATAL;
         goto out;
@@ -1251,31 +1212,15 @@ int ingest_run(const struct config *cfg, struct store *st,
             break;
         }
 
-        if (in->n_items == 0) {
-            if (fill_batch(in, in->items, &in->n_items) == 0)
-                continue;
-            decode_post(&in->dec, in->items, in->n_items);
-            decode_finish(&in->dec);
-        }
-        /* Decode the next batch while this one is stored. */
-        if (in->overlap) {
-            fill_queued(in, in->pre, &in->n_pre);
-            decode_post(&in->dec, in->pre, in->n_pre);
-        }
+        if (fill_batch(in) == 0)
+            continue;
         int rc = process_batch(in);
-        if (in->overlap)
-            decode_finish(&in->dec);
         if (rc == ROUND_STOPPED) {
             dlq_abort(in->dlq);
         } else if (rc == ROUND_FATAL) {
             in->fatal = 1;
         }
         clear_items(in);
-        struct item *t = in->items;
-        in->items = in->pre;
-        in->n_items = in->n_pre;
-        in->pre = t;
-        in->n_pre = 0;
     }
     if (in->fatal)
         result = INGEST_FATAL;
@@ -1290,7 +1235,6 @@ out:
         }
         rd_kafka_consumer_close(in->rk);
         clear_items(in);
-        clear_batch(in->pre, &in->n_pre);
         if (in->rkt)
             rd_kafka_topic_destroy(in->rkt);
         if (in->q)
@@ -1300,7 +1244,6 @@ out:
     dlq_close(in->dlq);
     decoder_stop(&in->dec);
     free(in->items);
-    free(in->pre);
     free(in->ops);
     free(in->offs);
     free(in->saved);
