@@ -479,6 +479,18 @@ static int consumer_open(struct ingest *in, char *errstr, size_t errstr_size)
     if (in->group_mode && conf_set(conf, "partition.assignment.strategy",
                                    "cooperative-sticky", errstr, errstr_size))
         goto fail;
+    /* Prefetch (overridable with -X): once the local queue reaches either
+     * limit, librdkafka before 2.1 stops fetching for a whole second
+     * (upstream issue #2879), long after this loop has drained it: with
+     * the defaults (64 MiB, 100,000 messages) catching up on a backlog
+     * spent most of its time idle. 256 MiB is about 0.3 s of consumption
+     * at full speed. Newer versions make the pause configurable. */
+    if (conf_set(conf, "queued.max.messages.kbytes", "262144", errstr,
+                 errstr_size) ||
+        conf_set(conf, "queued.min.messages", "1000000", errstr, errstr_size))
+        goto fail;
+    if (rd_kafka_version() >= 0x020100ff)
+        conf_set(conf, "fetch.queue.backoff.ms", "20", errstr, errstr_size);
     if (config_apply_kafka_props(cfg, conf, errstr, errstr_size))
         goto fail;
     /* Not overridable: offsets move only after the store took the batch,
