@@ -1,17 +1,15 @@
 /* event.c: see event.h. Decodes one CloudEvents 1.0 JSON event of
- * CONTRACT.md §1 with callbacks, from our own strict reader or yajl's
- * streaming parser.
+ * CONTRACT.md §1 with yajl's streaming parser.
  *
  * Three passes over the bytes, all bounded by len (the input is not
  * NUL-terminated): a size check, our own UTF-8 and \u-escape scan (yajl's
- * check cannot say at which byte it failed), then one parse with
- * callbacks: fast_parse for plain JSON, else yajl_parse (see fast_parse).
- * The callbacks validate members as they stream by and write data.edr
- * straight into an entry writer (a yajl_gen on the yajl path), so no tree
- * is ever built. Members may arrive in any order, so rules that depend on
- * `type` are settled at the end. All scratch memory (yajl's own included)
- * comes from one arena per call that starts on the stack; what struct
- * event hands back is one malloc'd block (pack_event).
+ * check cannot say at which byte it failed), then one yajl_parse with
+ * callbacks. The callbacks validate members as they stream by and write
+ * data.edr straight into a yajl_gen, so no tree is ever built. Members may
+ * arrive in any order, so rules that depend on `type` are settled at the end.
+ * All scratch memory (yajl's own included) comes from one arena per call that
+ * starts on the stack; what struct event hands back is one malloc'd block
+ * (pack_event).
  *
  * Member paths in error messages are dotted from the top level, with
  * [i] for array elements: "data.edr.transferProcessId", "data.edr.x[2].y".
@@ -374,18 +372,6 @@ enum edr_state {
     EDR_BROKEN,  /* broke a rule before type was known: edr_err */
 };
 
-/* The fast path's entry writer: it writes exactly what yajl_gen writes
- * (no whitespace, yajl's string escapes; yajl_gen's own state checks can
- * never fire for the decoder's well-formed sequence of calls) into one
- * arena buffer, without yajl_gen's call per separator and per piece. */
-struct entry_writer {
-    unsigned char *p;
-    size_t len, cap;
-    int depth; /* containers open; 0 before data.edr's own */
-    bool is_array[EVENT_MAX_DEPTH + 2];
-    bool empty[EVENT_MAX_DEPTH + 2]; /* nothing written in it yet */
-};
-
 struct decoder {
     struct event *ev;
     const unsigned char *buf;
@@ -405,9 +391,7 @@ struct decoder {
     char *edr_transfer_id;  /* data.edr.transferProcessId */
     char *data_transfer_id; /* data.transfer_process_id */
     bool data_transfer_bad; /* ... present but not a string */
-    yajl_gen gen;           /* the entry, on the yajl path */
-    bool fast;              /* fast_parse is running: the entry goes to jw */
-    struct entry_writer jw; /* the entry, on the fast path */
+    yajl_gen gen;           /* the entry: data.edr re-serialized */
 
     struct dup_slot *dups;
     size_t dup_cap, dup_used;
@@ -536,135 +520,10 @@ static int gen_failed(struct decoder *d)
     return fail(d, EVENT_ERR_SCHEMA, "data.edr: cannot be re-serialized");
 }
 
-/* ---- the entry writer (fast path) ---------------------------------- */
-
-static void jw_put(struct decoder *d, const void *s, size_t n)
-{
-    struct entry_writer *w = &d->jw;
-    if (w->cap - w->len < n) {
-        size_t cap = w->cap ? w->cap * 2 : 1024;
-        while (cap - w->len < n)
-            cap *= 2;
-        w->p = arena_realloc(&d->arena, w->p, cap);
-        w->cap = cap;
-    }
-    memcpy(w->p + w->len, s, n);
-    w->len += n;
-}
-
-/* The separator before a value (container or scalar) or a member name;
- * a value in a map follows its name and the ':' written with it. */
-static void jw_sep(struct decoder *d, bool is_key)
-{
-    struct entry_writer *w = &d->jw;
-    if (w->depth == 0 || (!is_key && !w->is_array[w->depth]))
-        return;
-    if (!w->empty[w->depth])
-        jw_put(d, ",", 1);
-    w->empty[w->depth] = false;
-}
-
-static void jw_open(struct decoder *d, bool is_array)
-{
-    struct entry_writer *w = &d->jw;
-    jw_sep(d, false);
-    w->depth++;
-    w->is_array[w->depth] = is_array;
-    w->empty[w->depth] = true;
-    jw_put(d, is_array ? "[" : "{", 1);
-}
-
-static void jw_close(struct decoder *d)
-{
-    struct entry_writer *w = &d->jw;
-    jw_put(d, w->is_array[w->depth] ? "]" : "}", 1);
-    w->depth--;
-}
-
-/* A token written as is: a number, true, false, null, or a string in
- * its quoted form from the input. */
-static void jw_token(struct decoder *d, const void *s, size_t n)
-{
-    jw_sep(d, false);
-    jw_put(d, s, n);
-}
-
-/* A string quoted with yajl_string_encode's escapes. */
-static void jw_escaped(struct decoder *d, const unsigned char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t beg = 0;
-    jw_put(d, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        const char *esc = NULL;
-        char u[6] = {'\\', 'u', '0', '0', 0, 0};
-        switch (s[i]) {
-        case '\r':
-            esc = "\\r";
-            break;
-        case '\n':
-            esc = "\\n";
-            break;
-        case '\\':
-            esc = "\\\\";
-            break;
-        case '"':
-            esc = "\\\"";
-            break;
-        case '\f':
-            esc = "\\f";
-            break;
-        case '\b':
-            esc = "\\b";
-            break;
-        case '\t':
-            esc = "\\t";
-            break;
-        default:
-            break;
-        }
-        if (!esc && s[i] >= 0x20)
-            continue;
-        jw_put(d, s + beg, i - beg);
-        if (esc) {
-            jw_put(d, esc, 2);
-        } else {
-            u[4] = hex[s[i] >> 4];
-            u[5] = hex[s[i] & 15];
-            jw_put(d, u, 6);
-        }
-        beg = i + 1;
-    }
-    jw_put(d, s + beg, n - beg);
-    jw_put(d, "\"", 1);
-}
-
-static bool in_input(const struct decoder *d, const unsigned char *p, size_t n);
-
-static void jw_key(struct decoder *d, const unsigned char *s, size_t n)
-{
-    jw_sep(d, true);
-    /* The fast path's names need no escapes: copy the quoted form. */
-    if (in_input(d, s, n) && s > d->buf && s + n + 1 < d->buf + d->len &&
-        s[-1] == '"' && s[n] == '"' && s[n + 1] == ':') {
-        jw_put(d, s - 1, n + 3);
-        return;
-    }
-    jw_escaped(d, s, n);
-    jw_put(d, ":", 1);
-}
-
-/* ---- the entry, on either path -------------------------------------- */
+/* ---- the entry -------------------------------------- */
 
 static int out_begin(struct decoder *d)
 {
-    if (d->fast) {
-        d->jw.p = NULL;
-        d->jw.len = d->jw.cap = 0;
-        d->jw.depth = 0;
-        jw_open(d, false);
-        return 1;
-    }
     d->gen = yajl_gen_alloc(&d->afs);
     if (!d->gen)
         return gen_failed(d);
@@ -673,10 +532,6 @@ static int out_begin(struct decoder *d)
 
 static int out_open(struct decoder *d, bool is_array)
 {
-    if (d->fast) {
-        jw_open(d, is_array);
-        return 1;
-    }
     yajl_gen_status gs =
         is_array ? yajl_gen_array_open(d->gen) : yajl_gen_map_open(d->gen);
     return gen_ok(gs) ? 1 : gen_failed(d);
@@ -684,10 +539,6 @@ static int out_open(struct decoder *d, bool is_array)
 
 static int out_close(struct decoder *d, bool is_array)
 {
-    if (d->fast) {
-        jw_close(d);
-        return 1;
-    }
     yajl_gen_status gs =
         is_array ? yajl_gen_array_close(d->gen) : yajl_gen_map_close(d->gen);
     return gen_ok(gs) ? 1 : gen_failed(d);
@@ -695,22 +546,13 @@ static int out_close(struct decoder *d, bool is_array)
 
 static int out_key(struct decoder *d, const unsigned char *k, size_t n)
 {
-    if (d->fast) {
-        jw_key(d, k, n);
-        return 1;
-    }
     return gen_ok(yajl_gen_string(d->gen, k, n)) ? 1 : gen_failed(d);
 }
 
 static void out_result(struct decoder *d, const unsigned char **out,
                        size_t *len)
 {
-    if (d->fast) {
-        *out = d->jw.p;
-        *len = d->jw.len;
-    } else {
-        yajl_gen_get_buf(d->gen, out, len);
-    }
+    yajl_gen_get_buf(d->gen, out, len);
 }
 
 /* Validates a required non-empty key string of data and keeps it. */
@@ -919,32 +761,6 @@ static int on_scalar(struct decoder *d, char kind, const unsigned char *s,
         break;
     }
     /* Inside data.edr: copy the value. */
-    if (d->fast) {
-        switch (kind) {
-        case 'n':
-            jw_token(d, "null", 4);
-            break;
-        case 'b':
-            if (n)
-                jw_token(d, "true", 4);
-            else
-                jw_token(d, "false", 5);
-            break;
-        case '#':
-            jw_token(d, s, n);
-            break;
-        default:
-            if (in_input(d, s, n) && s > d->buf && s + n < d->buf + d->len &&
-                s[-1] == '"' && s[n] == '"') {
-                jw_token(d, s - 1, n + 2);
-            } else {
-                jw_sep(d, false);
-                jw_escaped(d, s, n);
-            }
-            break;
-        }
-        return 1;
-    }
     yajl_gen_status gs;
     switch (kind) {
     case 'n':
@@ -1411,7 +1227,6 @@ static void decoder_begin(struct decoder *d)
     d->data_transfer_id = NULL;
     d->data_transfer_bad = false;
     d->gen = NULL;
-    d->fast = false;
     memset(d->dup_inline, 0, sizeof(d->dup_inline));
     d->dups = d->dup_inline;
     d->dup_cap = DUP_INLINE;
@@ -1431,213 +1246,6 @@ static void decoder_end(struct decoder *d)
     d->edr_transfer_id = NULL; /* in the arena */
     d->data_transfer_id = NULL;
     arena_release(&d->arena);
-}
-
-/* ------------------------------------------------------------------ */
-/* The fast path: a strict JSON reader for the common case.            */
-
-/* fast_parse makes the same callbacks as yajl_parse + yajl_complete_parse
- * on the same text (yajl_dont_validate_strings, no comments, one value),
- * each only once yajl would have made it, but it accepts a strict subset
- * of what yajl accepts: no escapes in strings, only space, tab, CR and LF
- * as whitespace, nesting up to FAST_MAX_DEPTH. On anything else, well-
- * formed or not, it returns FAST_FALLBACK before a callback has failed,
- * and the caller starts over with yajl, which also words every JSON
- * error. So results and messages are yajl's, only cheaper: yajl's lexer
- * reads a byte at a time through a lookup table and was most of the
- * decoder's time. */
-#define FAST_MAX_DEPTH 128
-
-enum fast_result {
-    FAST_OK,       /* parsed; the callbacks all accepted */
-    FAST_STOPPED,  /* a callback stopped the parse: d->err says why */
-    FAST_FALLBACK, /* not for the fast path: start over with yajl */
-};
-
-static const unsigned char *fast_ws(const unsigned char *p,
-                                    const unsigned char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    return p;
-}
-
-/* p is just past an opening quote: the closing quote, or NULL if the
- * string holds a backslash or a control character or is not closed. */
-static const unsigned char *fast_string_end(const unsigned char *p,
-                                            const unsigned char *end)
-{
-#ifdef __SSE2__
-    const __m128i quote = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
-    const __m128i ctl = _mm_set1_epi8(0x1f);
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        __m128i m = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bs)),
-            _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v)); /* v <= 0x1f */
-        unsigned bits = (unsigned)_mm_movemask_epi8(m);
-        if (bits) {
-            p += __builtin_ctz(bits);
-            return *p == '"' ? p : NULL;
-        }
-        p += 16;
-    }
-#endif
-    for (; p < end; p++) {
-        if (*p == '"')
-            return p;
-        if (*p == '\\' || *p < 0x20)
-            return NULL;
-    }
-    return NULL;
-}
-
-static bool is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* A JSON number at p: its end, or NULL (yajl will say what is wrong). */
-static const unsigned char *fast_number(const unsigned char *p,
-                                        const unsigned char *end)
-{
-    const unsigned char *q;
-    if (p < end && *p == '-')
-        p++;
-    if (p >= end)
-        return NULL;
-    if (*p == '0')
-        p++;
-    else if (*p >= '1' && *p <= '9')
-        while (p < end && is_digit(*p))
-            p++;
-    else
-        return NULL;
-    if (p < end && *p == '.') {
-        q = ++p;
-        while (p < end && is_digit(*p))
-            p++;
-        if (p == q)
-            return NULL;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-'))
-            p++;
-        q = p;
-        while (p < end && is_digit(*p))
-            p++;
-        if (p == q)
-            return NULL;
-    }
-    return p;
-}
-
-static bool fast_lit(const unsigned char *p, const unsigned char *end,
-                     const char *lit, size_t n)
-{
-    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0;
-}
-
-#define FAST_CB(call)                                                          \
-    do {                                                                       \
-        if (!(call))                                                           \
-            return FAST_STOPPED;                                               \
-    } while (0)
-
-static enum fast_result fast_parse(struct decoder *d)
-{
-    const unsigned char *p = d->buf, *end = d->buf + d->len, *e;
-    bool is_array[FAST_MAX_DEPTH];
-    int depth = 0;
-
-    p = fast_ws(p, end);
-    if (p == end || *p != '{')
-        return FAST_FALLBACK;
-
-value: /* p: first byte of a value, after whitespace */
-    if (p >= end)
-        return FAST_FALLBACK;
-    switch (*p) {
-    case '{':
-    case '[': {
-        bool arr = *p == '[';
-        if (depth == FAST_MAX_DEPTH)
-            return FAST_FALLBACK;
-        FAST_CB(on_open(d, arr));
-        is_array[depth++] = arr;
-        p = fast_ws(p + 1, end);
-        if (p < end && *p == (arr ? ']' : '}')) {
-            p++;
-            FAST_CB(on_close(d, arr));
-            depth--;
-            goto after_value;
-        }
-        if (arr)
-            goto value;
-        goto key;
-    }
-    case '"':
-        if (!(e = fast_string_end(p + 1, end)))
-            return FAST_FALLBACK;
-        FAST_CB(on_scalar(d, 's', p + 1, (size_t)(e - p - 1)));
-        p = e + 1;
-        goto after_value;
-    case 't':
-        if (!fast_lit(p, end, "true", 4))
-            return FAST_FALLBACK;
-        FAST_CB(on_scalar(d, 'b', NULL, 1));
-        p += 4;
-        goto after_value;
-    case 'f':
-        if (!fast_lit(p, end, "false", 5))
-            return FAST_FALLBACK;
-        FAST_CB(on_scalar(d, 'b', NULL, 0));
-        p += 5;
-        goto after_value;
-    case 'n':
-        if (!fast_lit(p, end, "null", 4))
-            return FAST_FALLBACK;
-        FAST_CB(on_scalar(d, 'n', NULL, 0));
-        p += 4;
-        goto after_value;
-    default:
-        if (!(e = fast_number(p, end)))
-            return FAST_FALLBACK;
-        FAST_CB(on_scalar(d, '#', p, (size_t)(e - p)));
-        p = e;
-        goto after_value;
-    }
-
-key: /* p: where a member's name must start */
-    if (p >= end || *p != '"' || !(e = fast_string_end(p + 1, end)))
-        return FAST_FALLBACK;
-    FAST_CB(on_key(d, p + 1, (size_t)(e - p - 1)));
-    p = fast_ws(e + 1, end);
-    if (p >= end || *p != ':')
-        return FAST_FALLBACK;
-    p = fast_ws(p + 1, end);
-    goto value;
-
-after_value: /* p: just past a complete value */
-    p = fast_ws(p, end);
-    if (depth == 0)
-        return p == end ? FAST_OK : FAST_FALLBACK;
-    if (p >= end)
-        return FAST_FALLBACK;
-    if (*p == ',') {
-        p = fast_ws(p + 1, end);
-        if (is_array[depth - 1])
-            goto value;
-        goto key;
-    }
-    if (*p == (is_array[depth - 1] ? ']' : '}')) {
-        p++;
-        FAST_CB(on_close(d, is_array[depth - 1]));
-        depth--;
-        goto after_value;
-    }
-    return FAST_FALLBACK;
 }
 
 enum event_error event_decode(struct event *ev, const void *buf, size_t len,
@@ -1680,29 +1288,7 @@ enum event_error event_decode(struct event *ev, const void *buf, size_t len,
         return EVENT_ERR_SCHEMA;
     }
 
-    /* Most events are plain JSON that fast_parse reads without yajl; it
-     * hands anything it is not sure of back, and yajl starts over. */
     decoder_begin(d);
-#ifdef EVENT_NO_FAST_PATH /* for differential testing against yajl only */
-    enum fast_result fr = FAST_FALLBACK;
-#else
-    d->fast = true;
-    enum fast_result fr = fast_parse(d);
-#endif
-    if (fr == FAST_OK) {
-        if (!finish(d) && d->err == EVENT_OK)
-            d->err = EVENT_ERR_SCHEMA;
-        goto done;
-    }
-    if (fr == FAST_STOPPED) {
-        if (d->err == EVENT_OK)
-            fail(d, EVENT_ERR_SCHEMA, "decoder stopped without a reason");
-        goto done;
-    }
-    decoder_end(d);
-    memset(ev, 0, sizeof(*ev)); /* its strings were in the arena */
-    decoder_begin(d);
-
     h = yajl_alloc(&callbacks, &d->afs, d);
     if (!h) {
         fail(d, EVENT_ERR_JSON, "cannot allocate a JSON parser");
