@@ -146,7 +146,7 @@ static double sb_apply_all(struct store *st, const struct sb_data *d, int put,
                     : (struct store_op){STORE_OP_DELETE, d->keys[k], NULL, NULL,
                                         0};
         }
-        struct store_offset off = {0, (int64_t)(i + m)};
+        struct store_offset off = {0, (int64_t)(i + m), -1};
         struct store_batch b = {.ops = ops,
                                 .n_ops = m,
                                 .topic = "edr.events.bench",

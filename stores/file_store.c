@@ -577,6 +577,7 @@ static int fs_parse_offset(struct fj_reader *r, struct fs_ops *o, char **topic)
         o->cap_offs = cap;
     }
     struct store_offset *so = &o->offs[o->n_offs++];
+    so->first_offset = -1; /* replaying the journal: already fenced */
     if (fj_expect(r, '{') != 0)
         return -1;
     do {

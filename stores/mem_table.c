@@ -15,6 +15,7 @@
 #include "schemas/sha256.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -318,6 +319,29 @@ static int mt_validate(const struct store_batch *b, size_t *n_puts,
     return STORE_OK;
 }
 
+/* The offset fence (store.h, struct store_offset): one writer owns this
+ * table, so it only trips when a caller replays work behind its own
+ * progress, but every backend keeps the same contract. Writer lock held,
+ * so t->offs cannot change underneath. */
+static int mt_fence(const struct mem_table *t, const struct store_batch *b,
+                    struct store_err *err)
+{
+    for (size_t i = 0; i < b->n_offsets; i++) {
+        const struct store_offset *o = &b->offsets[i];
+        if (o->first_offset < 0)
+            continue;
+        ptrdiff_t at = mt_off_find(t->offs, t->n_offs, b->topic, o->partition);
+        if (at >= 0 && t->offs[at].next_offset > o->first_offset)
+            return store_fail(err, STORE_CONFLICT,
+                              "offsets fenced: partition %" PRId32
+                              " is at %" PRId64 ", past this batch's first "
+                              "offset %" PRId64,
+                              o->partition, t->offs[at].next_offset,
+                              o->first_offset);
+    }
+    return STORE_OK;
+}
+
 int mem_table_prepare(struct mem_table *t, const struct store_batch *b,
                       struct mem_prep *p, struct store_err *err)
 {
@@ -325,6 +349,8 @@ int mem_table_prepare(struct mem_table *t, const struct store_batch *b,
     memset(p, 0, sizeof(*p));
     int rc = mt_validate(b, &n_puts, err);
     if (rc != STORE_OK)
+        return rc;
+    if ((rc = mt_fence(t, b, err)) != STORE_OK)
         return rc;
 
     p->n_ops = b->n_ops;
@@ -835,7 +861,7 @@ int mem_table_load_offsets(struct mem_table *t, const char *topic,
             for (size_t i = 0; i < t->n_offs; i++)
                 if (strcmp(t->offs[i].topic, topic) == 0)
                     o[j++] = (struct store_offset){t->offs[i].partition,
-                                                   t->offs[i].next_offset};
+                                                   t->offs[i].next_offset, -1};
             *out = o;
             *n = cnt;
         } else {

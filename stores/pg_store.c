@@ -8,8 +8,8 @@
  * rewrites escapes; reads return edr_text).
  *
  * The single writer thread owns one connection. A batch goes as one libpq
- * pipeline (BEGIN, one prepared upsert or delete per op in order, the
- * offsets, COMMIT): one round trip instead of one per op, and ops on the
+ * pipeline (BEGIN, the offsets, one prepared upsert or delete per op in
+ * order, COMMIT): one round trip instead of one per op, and ops on the
  * same key apply in handler order. A large batch of puts only is instead
  * copied into a session staging table and merged by one INSERT ... SELECT
  * (measured faster: fewer statements for the server). Readers take a
@@ -53,6 +53,8 @@
 /* PostgreSQL's text type OID: the entry is sent as binary text (its raw
  * bytes and length, no NUL needed) and cast to jsonb by the server. */
 #define PG_TEXT_OID 25
+/* The SQLSTATE the offsets fence raises (pg_fence_fmt): STORE_CONFLICT. */
+#define PG_FENCED_STATE "EDRFC"
 
 enum pg_stmt {
     PG_PUT, /* writer connection only: PG_PUT .. PG_CLEAR */
@@ -118,11 +120,11 @@ static const struct {
                    "DELETE FROM {t} WHERE connection_key = $1 "
                    "AND transfer_process_id = $2",
                    2},
+    /* Every offset of the batch in one call, fenced (pg_fence_sql). */
     [PG_OFFSET_PUT] = {"edr_offset_put",
-                       "INSERT INTO {o} (topic, partition, next_offset) "
-                       "VALUES ($1, $2, $3) ON CONFLICT (topic, partition) "
-                       "DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                       3},
+                       "SELECT pg_temp.edr_offsets_put($1, $2::integer[], "
+                       "$3::bigint[], $4::bigint[])",
+                       4},
     [PG_CLEAR] = {"edr_clear",
                   "DELETE FROM {t} WHERE strpos(counter_party_id, $1) > 0", 1},
     [PG_GET] = {"edr_get",
@@ -170,6 +172,7 @@ struct pg_store {
     char qtable[PG_STORE_TABLE_MAX + 3];       /* "<table>" */
     char qoffsets[PG_STORE_TABLE_MAX + 8 + 3]; /* "<table>_offsets" */
     char *sql[PG_NSTMT];
+    char *fence_sql; /* pg_fence_fmt expanded */
 
     pthread_mutex_t wlock; /* the writer connection: apply, clear_party */
     PGconn *writer;        /* NULL after a loss until the next call */
@@ -253,6 +256,8 @@ static int pg_status_of(const char *state)
 {
     if (!state || strlen(state) != 5)
         return STORE_TRANSIENT; /* libpq-side failure: the link */
+    if (!strcmp(state, PG_FENCED_STATE))
+        return STORE_CONFLICT;
     /* 08 connection, 53 resources (disk full), 57 operator intervention
      * (admin shutdown, cancel), 40 rollback (deadlock, serialization), 58
      * system I/O, 55P03 lock not available: retrying can succeed. */
@@ -346,6 +351,31 @@ static const char pg_stage_sql[] =
     "query_checksum text, policy_checksum text, transfer_process_id text, "
     "edr text, edr_json text) ON COMMIT DELETE ROWS";
 
+/* The writer's offsets upsert with the fence (store.h, struct
+ * store_offset), private to its session like edr_stage. For each
+ * partition: upsert next_offset unless first_offset >= 0 and the stored
+ * next_offset is past it. ON CONFLICT locks the row whether or not the
+ * WHERE holds, and waits for a concurrent inserter, so two writers of one
+ * partition serialise here and the later one sees the other's progress.
+ * Any fenced partition raises SQLSTATE PG_FENCED_STATE naming them all,
+ * which aborts the pipeline: the transaction rolls back whole. Sent first
+ * in the batch's transaction, so a zombie writer stops before its ops. */
+static const char pg_fence_fmt[] =
+    "CREATE OR REPLACE FUNCTION pg_temp.edr_offsets_put(t text, "
+    "p integer[], f bigint[], n bigint[]) RETURNS void "
+    "LANGUAGE plpgsql AS $edr$ DECLARE bad text; BEGIN "
+    "FOR i IN 1 .. coalesce(array_length(p, 1), 0) LOOP "
+    "INSERT INTO {o} AS o (topic, partition, next_offset) "
+    "VALUES (t, p[i], n[i]) ON CONFLICT (topic, partition) "
+    "DO UPDATE SET next_offset = EXCLUDED.next_offset "
+    "WHERE f[i] < 0 OR o.next_offset <= f[i]; "
+    "IF NOT FOUND THEN bad := concat_ws(', ', bad, p[i]::text); END IF; "
+    "END LOOP; "
+    "IF bad IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '" PG_FENCED_STATE
+    "', MESSAGE = 'offsets fenced: partition(s) ' || bad || "
+    "' advanced by another writer past this batch''s first offset'; "
+    "END IF; END $edr$";
+
 /* Prepares the statements a writer or a reader uses, in one pipelined
  * round trip. */
 static int pg_prepare(struct pg_store *s, PGconn *c, int writer,
@@ -360,7 +390,8 @@ static int pg_prepare(struct pg_store *s, PGconn *c, int writer,
     if (!PQenterPipelineMode(c))
         return pg_fail_conn(err, STORE_TRANSIENT, "pipeline mode", c);
     if (writer &&
-        !PQsendQueryParams(c, pg_stage_sql, 0, NULL, NULL, NULL, NULL, 0)) {
+        (!PQsendQueryParams(c, pg_stage_sql, 0, NULL, NULL, NULL, NULL, 0) ||
+         !PQsendQueryParams(c, s->fence_sql, 0, NULL, NULL, NULL, NULL, 0))) {
         rc = pg_fail_conn(err, STORE_TRANSIENT, "prepare", c);
         goto out;
     }
@@ -664,6 +695,7 @@ static void pg_free(struct pg_store *s)
         PQfinish(s->idle[i]);
     for (int i = 0; i < PG_NSTMT; i++)
         free(s->sql[i]);
+    free(s->fence_sql);
     free(s->dsn);
     pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->plock);
@@ -706,6 +738,10 @@ struct store *pg_store_open(const char *dsn, const char *table,
             store_fail(err, STORE_FATAL, "postgres: out of memory");
             goto fail;
         }
+    }
+    if (!(s->fence_sql = pg_expand(pg_fence_fmt, s->qtable, s->qoffsets))) {
+        store_fail(err, STORE_FATAL, "postgres: out of memory");
+        goto fail;
     }
 
     if (!(c = pg_connect_raw(s->dsn, &rc, err)))
@@ -1035,22 +1071,25 @@ out:
 }
 
 /* Sends the rest of the batch as one pipeline and reads its results;
- * wlock held and the writer connected. Without copied: BEGIN, one upsert
- * or delete per op in order, the offsets, COMMIT. With copied (the
- * transaction is open and the puts are staged, pg_copy_in()): the merge,
- * the offsets, COMMIT. A fault or a lost link drops the writer, which
+ * wlock held and the writer connected. Without copied: BEGIN, the
+ * offsets, one upsert or delete per op in order, COMMIT. With copied (the
+ * transaction is open and the puts are staged, pg_copy_in()): the
+ * offsets, the merge, COMMIT. A fenced offset (pg_fence_fmt) fails the
+ * lot with STORE_CONFLICT. A fault or a lost link drops the writer, which
  * rolls the open transaction back on the server. */
 static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
                         struct store_err *err)
 {
     PGconn *c = s->writer;
     char(*keys)[EDR_CONNECTION_KEY_LEN + 1] = NULL;
-    char(*nums)[2][24] = NULL;
+    char *nums = NULL; /* the offsets as three array literals */
     size_t n_queries = 0, changed = 0, n_ops = copied ? 0 : b->n_ops;
+    size_t op_first; /* the query number of the first op */
+    size_t nums_cap = 3 * (b->n_offsets * 22 + 3);
     int rc = STORE_OK;
 
     keys = malloc((n_ops ? n_ops : 1) * sizeof(*keys));
-    nums = malloc((b->n_offsets ? b->n_offsets : 1) * sizeof(*nums));
+    nums = malloc(nums_cap);
     if (!keys || !nums) {
         rc = store_fail(err, STORE_TRANSIENT, "postgres: out of memory");
         if (copied)
@@ -1064,33 +1103,52 @@ static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
 
     if (fault_hit(FAULT_QUERY))
         goto fault;
+    if (!copied) {
+        if (!PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0))
+            goto send_failed;
+        n_queries++;
+    }
+    /* The offsets first: the fence stops a stale writer before its ops
+     * and holds the partitions' rows until COMMIT. */
+    if (b->n_offsets > 0) {
+        const char *vals[4] = {b->topic, nums, NULL, NULL};
+        char *w = nums, *end = nums + nums_cap;
+        for (int col = 0; col < 3; col++) {
+            if (col > 0)
+                vals[1 + col] = w;
+            *w++ = '{';
+            for (size_t i = 0; i < b->n_offsets; i++) {
+                const struct store_offset *o = &b->offsets[i];
+                int64_t v = col == 0 ? o->partition
+                            : col == 1
+                                ? (o->first_offset < 0 ? -1 : o->first_offset)
+                                : o->next_offset;
+                w += snprintf(w, (size_t)(end - w), "%s%" PRId64, i ? "," : "",
+                              v);
+            }
+            *w++ = '}';
+            *w++ = '\0';
+        }
+        if (fault_hit(FAULT_QUERY))
+            goto fault;
+        if (!PQsendQueryPrepared(c, pg_stmts[PG_OFFSET_PUT].name, 4, vals, NULL,
+                                 NULL, 0))
+            goto send_failed;
+        n_queries++;
+    }
     if (copied) {
         if (!PQsendQueryPrepared(c, pg_stmts[PG_MERGE].name, 0, NULL, NULL,
                                  NULL, 0))
             goto send_failed;
         changed = b->n_ops; /* every put replaces or inserts */
-    } else if (!PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) {
-        goto send_failed;
+        n_queries++;
     }
-    n_queries++;
+    op_first = n_queries;
     for (size_t i = 0; i < n_ops; i++) {
         edr_connection_key(&b->ops[i].key, keys[i]);
         if (fault_hit(FAULT_QUERY))
             goto fault;
         if (!pg_send_op(c, &b->ops[i], keys[i]))
-            goto send_failed;
-        n_queries++;
-    }
-    for (size_t i = 0; i < b->n_offsets; i++) {
-        snprintf(nums[i][0], sizeof(nums[i][0]), "%" PRId32,
-                 b->offsets[i].partition);
-        snprintf(nums[i][1], sizeof(nums[i][1]), "%" PRId64,
-                 b->offsets[i].next_offset);
-        const char *vals[3] = {b->topic, nums[i][0], nums[i][1]};
-        if (fault_hit(FAULT_QUERY))
-            goto fault;
-        if (!PQsendQueryPrepared(c, pg_stmts[PG_OFFSET_PUT].name, 3, vals, NULL,
-                                 NULL, 0))
             goto send_failed;
         n_queries++;
     }
@@ -1114,7 +1172,8 @@ static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
         ExecStatusType es = PQresultStatus(res);
         if (es == PGRES_FATAL_ERROR && rc == STORE_OK)
             rc = pg_fail_result(c, res, err);
-        else if (es == PGRES_COMMAND_OK && q >= 1 && q <= n_ops)
+        else if (es == PGRES_COMMAND_OK && q >= op_first &&
+                 q < op_first + n_ops)
             changed += strtoul(PQcmdTuples(res), NULL, 10);
         PQclear(res);
         if (es == PGRES_PIPELINE_SYNC)
@@ -1431,6 +1490,7 @@ static int pg_load_offsets(struct store *st, const char *topic,
         (*out)[i].partition =
             (int32_t)strtol(PQgetvalue(res, (int)i, 0), NULL, 10);
         (*out)[i].next_offset = strtoll(PQgetvalue(res, (int)i, 1), NULL, 10);
+        (*out)[i].first_offset = -1;
     }
     *n = rows;
     rc = STORE_OK;

@@ -29,6 +29,12 @@ enum store_status {
     STORE_INVALID = -1,   /* input rejected, state unchanged: don't retry */
     STORE_TRANSIENT = -2, /* server gone, disk full: back off and retry */
     STORE_FATAL = -3,     /* store unusable (corrupt, misconfigured) */
+    /* Offsets fenced: another writer advanced a partition past the
+     * batch's first_offset (struct store_offset); nothing applied. The
+     * writer lost that partition (a zombie after a group rebalance): it
+     * must drop that partition's pending work and re-read the offsets,
+     * never retry the batch as is. */
+    STORE_CONFLICT = -4,
 };
 
 struct store_err {
@@ -56,10 +62,19 @@ struct store_op {
     size_t entry_len;
 };
 
-/* Kafka progress: the next offset to consume in one partition. */
+/* Kafka progress: the next offset to consume in one partition.
+ *
+ * Fencing: when first_offset >= 0, apply() fails with STORE_CONFLICT and
+ * applies nothing if the stored next_offset of (topic, partition) is
+ * greater than first_offset, i.e. another writer already applied events
+ * past where this batch starts: a worker that lost the partition in a
+ * consumer group rebalance cannot overwrite its new owner's work.
+ * load_offsets() returns -1 there. */
 struct store_offset {
     int32_t partition;
     int64_t next_offset;
+    int64_t first_offset; /* offset of the batch's first message in this
+                           * partition; -1: no fence */
 };
 
 /* A batch of writes applied together with the offsets they came from. */

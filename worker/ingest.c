@@ -829,15 +829,79 @@ static void build_batch(struct ingest *in, long single, int offsets_only,
         size_t j = 0;
         while (j < n_offs && in->offs[j].partition != it->msg->partition)
             j++;
-        if (j == n_offs)
-            in->offs[n_offs++].partition = it->msg->partition;
+        if (j == n_offs) {
+            in->offs[n_offs].partition = it->msg->partition;
+            in->offs[n_offs++].first_offset =
+                in->group_mode ? it->msg->offset : -1;
+        }
         in->offs[j].next_offset = it->msg->offset + 1;
+    }
+    /* One event alone (apply_one_by_one) is fenced too, at the start of
+     * its partition's part of the batch, without moving the offset. */
+    for (size_t i = 0;
+         single >= 0 && n_ops > 0 && in->group_mode && i < in->n_items; i++) {
+        const struct item *it = &in->items[i];
+        if (!it->dropped &&
+            it->msg->partition == in->items[single].msg->partition) {
+            in->offs[0] = (struct store_offset){
+                it->msg->partition, it->msg->offset, it->msg->offset};
+            n_offs = 1;
+            break;
+        }
     }
     *b = (struct store_batch){.ops = in->ops,
                               .n_ops = n_ops,
                               .topic = in->cfg->topic,
                               .offsets = in->offs,
                               .n_offsets = n_offs};
+}
+
+/* The store fenced batch b (STORE_CONFLICT): another worker applied
+ * events of some partition past where this batch starts, so the group
+ * gave that partition away while this worker was frozen. Re-reads the
+ * store's offsets, drops the items of every such partition and, if it is
+ * still assigned here, seeks it to what the store holds so nothing this
+ * worker still owns is skipped. *dropped = how many partitions it
+ * dropped. ROUND_OK, or ROUND_STOPPED / ROUND_FATAL when the offsets
+ * cannot be loaded. */
+static int drop_fenced(struct ingest *in, const struct store_batch *b,
+                       int *dropped)
+{
+    *dropped = 0;
+    int rc = load_saved_offsets(in);
+    if (rc != 0)
+        return rc;
+    for (size_t j = 0; j < b->n_offsets; j++) {
+        const struct store_offset *o = &b->offsets[j];
+        int64_t stored = saved_offset(in, o->partition);
+        if (o->first_offset < 0 || stored <= o->first_offset)
+            continue;
+        log_warn("partition %" PRId32 " was advanced by another worker past "
+                 "offset %" PRId64 " (to %" PRId64 "): this worker lost it; "
+                 "dropping its pending events and re-reading the offsets",
+                 o->partition, o->first_offset, stored);
+        (*dropped)++;
+        for (size_t i = 0; i < in->n_items; i++)
+            if (in->items[i].msg->partition == o->partition)
+                in->items[i].dropped = 1;
+        struct part *p = part_get(in, o->partition, 0);
+        if (!p || !p->assigned)
+            continue;
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, in->cfg->topic, o->partition)
+            ->offset = stored;
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(in->rk, l, 0);
+        if (e) {
+            log_warn("kafka: seek partition %" PRId32 ": %s", o->partition,
+                     rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        p->next = stored;
+        p->expect = stored;
+    }
+    return ROUND_OK;
 }
 
 /* Applies the batch build_batch(single, offsets_only) makes, retrying
@@ -869,7 +933,21 @@ static int apply_retry(struct ingest *in, long single, int offsets_only,
             *rejected = err;
             return STORE_INVALID;
         }
-        if (rc != STORE_TRANSIENT) {
+        if (rc == STORE_CONFLICT) {
+            /* Each round drops at least one partition of the batch, so
+             * this ends; if none was found stale (offsets moved back
+             * meanwhile?), retry like an outage rather than spin. */
+            int dropped, r = drop_fenced(in, &batch, &dropped);
+            if (r == ROUND_STOPPED)
+                return STORE_TRANSIENT;
+            if (r == ROUND_FATAL)
+                return STORE_FATAL;
+            if (dropped > 0)
+                continue;
+            log_warn("store: %s, but no partition is behind the store; "
+                     "retrying",
+                     err.msg);
+        } else if (rc != STORE_TRANSIENT) {
             log_error("store: fatal error: %s", err.msg);
             return STORE_FATAL;
         }

@@ -640,7 +640,7 @@ static void test_offsets_roundtrip(void)
     sc_key_num(&a, 1);
     int na = sc_entry(ja, sizeof(ja), "tp-1", 1);
     struct store_op put = {STORE_OP_PUT, a.k, "tp-1", ja, (size_t)na};
-    struct store_offset o1[] = {{0, 10}, {1, 20}};
+    struct store_offset o1[] = {{0, 10, -1}, {1, 20, -1}};
     struct store_batch b1 = {.ops = &put,
                              .n_ops = 1,
                              .topic = SC_TOPIC,
@@ -648,10 +648,10 @@ static void test_offsets_roundtrip(void)
                              .n_offsets = 2};
     CU_ASSERT_EQUAL(st->ops->apply(st, &b1, &err), STORE_OK);
     /* Offsets only, no ops: e.g. a run of rejected events. */
-    struct store_offset o2[] = {{1, 25}, {2, 5}};
+    struct store_offset o2[] = {{1, 25, -1}, {2, 5, -1}};
     struct store_batch b2 = {.topic = SC_TOPIC, .offsets = o2, .n_offsets = 2};
     CU_ASSERT_EQUAL(st->ops->apply(st, &b2, &err), STORE_OK);
-    struct store_offset o3[] = {{0, 7}};
+    struct store_offset o3[] = {{0, 7, -1}};
     struct store_batch b3 = {.topic = SC_TOPIC2, .offsets = o3, .n_offsets = 1};
     CU_ASSERT_EQUAL(st->ops->apply(st, &b3, &err), STORE_OK);
 
@@ -681,6 +681,104 @@ static void test_offsets_roundtrip(void)
     store_close(st);
 }
 
+/* Loads SC_TOPIC's offset of partition 0 (-1 when none). */
+static int64_t sc_p0_offset(struct store *st)
+{
+    struct store_err err = {0};
+    struct store_offset *o = NULL;
+    size_t n = 0;
+    int64_t got = -1;
+    CU_ASSERT_EQUAL(st->ops->load_offsets(st, SC_TOPIC, &o, &n, &err),
+                    STORE_OK);
+    for (size_t i = 0; i < n; i++)
+        if (o[i].partition == 0)
+            got = o[i].next_offset;
+    free(o);
+    return got;
+}
+
+/* The offset fence (store.h): a batch starting behind the stored offset
+ * of one of its partitions applies nothing and reports STORE_CONFLICT. */
+static void test_offset_fence(void)
+{
+    struct store *st = sc_open();
+    struct store_err err = {0};
+    struct sc_key a, b;
+    char ja[256], jb[256], jc[256];
+    sc_key_num(&a, 1);
+    sc_key_num(&b, 2);
+    int na = sc_entry(ja, sizeof(ja), "tp-1", 1);
+    int nb = sc_entry(jb, sizeof(jb), "tp-2", 2);
+    int nc = sc_entry(jc, sizeof(jc), "tp-3", 3);
+
+    struct store_op put_a = {STORE_OP_PUT, a.k, "tp-1", ja, (size_t)na};
+    struct store_offset o1[] = {{0, 10, 0}};
+    struct store_batch b1 = {.ops = &put_a,
+                             .n_ops = 1,
+                             .topic = SC_TOPIC,
+                             .offsets = o1,
+                             .n_offsets = 1};
+    CU_ASSERT_EQUAL(st->ops->apply(st, &b1, &err), STORE_OK);
+    CU_ASSERT_EQUAL(sc_p0_offset(st), 10);
+
+    /* A stale writer: starts at 5, the store is at 10. Its replacement of
+     * a, its new b and its partition 1 offset must all stay out. */
+    struct store_op stale[2] = {
+        {STORE_OP_PUT, a.k, "tp-3", jc, (size_t)nc},
+        {STORE_OP_PUT, b.k, "tp-2", jb, (size_t)nb},
+    };
+    struct store_offset o2[] = {{1, 40, 30}, {0, 12, 5}};
+    struct store_batch b2 = {.ops = stale,
+                             .n_ops = 2,
+                             .topic = SC_TOPIC,
+                             .offsets = o2,
+                             .n_offsets = 2};
+    memset(&err, 0, sizeof(err));
+    CU_ASSERT_EQUAL(st->ops->apply(st, &b2, &err), STORE_CONFLICT);
+    CU_ASSERT_EQUAL(err.status, STORE_CONFLICT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "0"));
+    for (int pass = 0; pass < 2; pass++) {
+        char *tid = NULL;
+        CU_ASSERT_EQUAL(st->ops->get_transfer_id(st, &a.k, &tid, &err),
+                        STORE_OK);
+        CU_ASSERT_STRING_EQUAL(tid ? tid : "", "tp-1");
+        free(tid);
+        CU_ASSERT_EQUAL(st->ops->get_transfer_id(st, &b.k, &tid, &err),
+                        STORE_NOT_FOUND);
+        CU_ASSERT_EQUAL(sc_count(st, NULL), 1);
+        CU_ASSERT_EQUAL(sc_p0_offset(st), 10);
+        struct store_offset *o = NULL;
+        size_t n = 0;
+        CU_ASSERT_EQUAL(st->ops->load_offsets(st, SC_TOPIC, &o, &n, &err),
+                        STORE_OK);
+        CU_ASSERT_EQUAL(n, 1); /* partition 1 was not recorded either */
+        for (size_t i = 0; i < n; i++)
+            CU_ASSERT_EQUAL(o[i].first_offset, -1);
+        free(o);
+        if (!sc_b->reopen)
+            break;
+        st = sc_reopen(st);
+    }
+
+    /* Starting exactly where the store is: applies. */
+    struct store_offset o3[] = {{0, 15, 10}};
+    struct store_batch b3 = {.ops = &stale[1],
+                             .n_ops = 1,
+                             .topic = SC_TOPIC,
+                             .offsets = o3,
+                             .n_offsets = 1};
+    CU_ASSERT_EQUAL(st->ops->apply(st, &b3, &err), STORE_OK);
+    CU_ASSERT_EQUAL(sc_p0_offset(st), 15);
+    CU_ASSERT_EQUAL(sc_count(st, NULL), 2);
+
+    /* -1: no fence, even behind the store (offsets only). */
+    struct store_offset o4[] = {{0, 3, -1}};
+    struct store_batch b4 = {.topic = SC_TOPIC, .offsets = o4, .n_offsets = 1};
+    CU_ASSERT_EQUAL(st->ops->apply(st, &b4, &err), STORE_OK);
+    CU_ASSERT_EQUAL(sc_p0_offset(st), 3);
+    store_close(st);
+}
+
 /* A baseline state used by the all-or-nothing tests. */
 static void sc_baseline(struct store *st)
 {
@@ -697,7 +795,7 @@ static void sc_baseline(struct store *st)
         ops[i] =
             (struct store_op){STORE_OP_PUT, k[i].k, tid[i], json[i], (size_t)n};
     }
-    struct store_offset off[] = {{0, 100}, {1, 200}};
+    struct store_offset off[] = {{0, 100, -1}, {1, 200, -1}};
     struct store_batch b = {.ops = ops,
                             .n_ops = 3,
                             .topic = SC_TOPIC,
@@ -736,8 +834,8 @@ static void sc_batch_make(struct sc_batch *sb)
     /* Replaces the new entry again within the same batch. */
     sb->ops[4] = (struct store_op){STORE_OP_PUT, sb->k[0].k, "tp-new-11",
                                    sb->json[2], (size_t)n2};
-    sb->off[0] = (struct store_offset){1, 260};
-    sb->off[1] = (struct store_offset){2, 5};
+    sb->off[0] = (struct store_offset){1, 260, -1};
+    sb->off[1] = (struct store_offset){2, 5, -1};
     sb->b = (struct store_batch){.ops = sb->ops,
                                  .n_ops = 5,
                                  .topic = SC_TOPIC,
@@ -938,7 +1036,7 @@ static void test_concurrent_readers(void)
                 ops[j] = (struct store_op){STORE_OP_PUT, c.keys[i].k, tids[j],
                                            json[j], (size_t)n};
         }
-        struct store_offset off = {0, round + 1};
+        struct store_offset off = {0, round + 1, -1};
         struct store_batch b = {.ops = ops,
                                 .n_ops = SC_CONC_KEYS / 4,
                                 .topic = SC_TOPIC,
@@ -1125,6 +1223,8 @@ void store_contract_register(const struct store_contract_backend *b)
     CU_add_test(s, "unicode and 1 KiB keys", test_unicode_and_long_keys);
     CU_add_test(s, "list paging in connection-key order", test_list_paging);
     CU_add_test(s, "offsets round-trip per topic", test_offsets_roundtrip);
+    CU_add_test(s, "offset fence: a stale batch applies nothing",
+                test_offset_fence);
     CU_add_test(s, "invalid op midway leaves no trace",
                 test_batch_invalid_midway);
     CU_add_test(s, "reopen sees everything", test_reopen_sees_everything);

@@ -475,7 +475,7 @@ static int cr_apply(struct store *st, int b)
             ops[k++] = (struct store_op){STORE_OP_DELETE, ek, NULL, NULL, 0};
         }
     }
-    struct store_offset off = {0, b};
+    struct store_offset off = {0, b, -1};
     struct store_batch batch = {.ops = ops,
                                 .n_ops = (size_t)k,
                                 .topic = CR_TOPIC,

@@ -171,7 +171,7 @@ static void test_two_workers(void)
                               .transfer_id = "tp-1",
                               .entry_json = "{\"transferProcessId\":\"tp-1\"}",
                               .entry_len = 28}};
-    struct store_offset offs[] = {{0, 10}, {1, 20}};
+    struct store_offset offs[] = {{0, 10, -1}, {1, 20, -1}};
     struct store_batch batch = {.ops = ops,
                                 .n_ops = 1,
                                 .topic = "edr.t",
@@ -323,7 +323,7 @@ static void test_injection_literal(void)
     CU_ASSERT_EQUAL(n, 2); /* the table is still there, with its rows */
 
     /* A topic that looks like SQL is just a topic. */
-    struct store_offset off = {3, 42};
+    struct store_offset off = {3, 42, -1};
     struct store_batch b = {
         .topic = "t'; DROP TABLE x; --", .offsets = &off, .n_offsets = 1};
     CU_ASSERT_EQUAL(st->ops->apply(st, &b, &err), STORE_OK);
@@ -362,7 +362,7 @@ static void test_invalid_and_order(void)
                               .transfer_id = "b",
                               .entry_json = "{not json",
                               .entry_len = 9}};
-    struct store_offset off = {0, 5};
+    struct store_offset off = {0, 5, -1};
     struct store_batch b = {
         .ops = bad, .n_ops = 2, .topic = "t", .offsets = &off, .n_offsets = 1};
     CU_ASSERT_EQUAL(st->ops->apply(st, &b, &err), STORE_INVALID);
@@ -459,7 +459,7 @@ static void test_fault_mid_batch(void)
                                    .transfer_id = "tp",
                                    .entry_json = "{\"x\":1}",
                                    .entry_len = 7};
-    struct store_offset off = {0, 3};
+    struct store_offset off = {0, 3, -1};
     /* BEGIN, 3 ops, 1 offset, COMMIT: six queries, each may fail. */
     for (unsigned nth = 1; nth <= 6; nth++) {
         struct store_batch b = {.ops = ops,
@@ -606,7 +606,7 @@ static void copy_batch_make(struct copy_batch *cb, int round)
                               .entry_json = cb->json[i],
                               .entry_len = (size_t)n};
     }
-    cb->off = (struct store_offset){7, 1000 + round};
+    cb->off = (struct store_offset){7, 1000 + round, -1};
     cb->b = (struct store_batch){.ops = cb->ops,
                                  .n_ops = COPY_N,
                                  .topic = "t",
@@ -884,7 +884,7 @@ static void test_outage(void)
                              .transfer_id = "tp-1",
                              .entry_json = "{\"a\":1}",
                              .entry_len = 7};
-    struct store_offset off1 = {0, 1};
+    struct store_offset off1 = {0, 1, -1};
     struct store_batch b1 = {.ops = &first,
                              .n_ops = 1,
                              .topic = "t",
@@ -903,7 +903,7 @@ static void test_outage(void)
                                  .entry_json = "{\"b\":2}",
                                  .entry_len = 7},
                                 {.kind = STORE_OP_DELETE, .key = k1}};
-    struct store_offset off2 = {0, 3};
+    struct store_offset off2 = {0, 3, -1};
     struct store_batch b2 = {.ops = second,
                              .n_ops = 2,
                              .topic = "t",

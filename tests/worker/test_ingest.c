@@ -829,6 +829,135 @@ static void test_postgres_group(void)
     run_free(&r);
 }
 
+/* Produces negotiated events for keys BPNLFENCE<from..to-1> to partition 0
+ * (offsets in that order), then flushes. */
+static int produce_fence(rd_kafka_t *rk, const char *topic, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char buf[640];
+        int n = snprintf(
+            buf, sizeof(buf),
+            "{\"specversion\":\"1.0\",\"id\":\"fence-%d\",\"source\":"
+            "\"urn:test\",\"type\":\"edr.negotiated\",\"data\":{"
+            "\"counter_party_id\":\"BPNLFENCE%02d\",\"counter_party_address\":"
+            "\"https://f/\",\"query_checksum\":\"q\",\"policy_checksum\":\"p\","
+            "\"edr\":{\"transferProcessId\":\"tp-fence-%d\"}}}",
+            i, i, i);
+        if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_PARTITION(0),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_VALUE(buf, (size_t)n),
+                              RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return -1;
+    }
+    return rd_kafka_flush(rk, 30000) == 0 ? 0 : -1;
+}
+
+/* Partition 0's stored offset, waiting up to seconds for it to be want;
+ * returns the last seen (-1: none). */
+static int64_t wait_p0_offset(struct store *st, const char *topic, int64_t want,
+                              int seconds)
+{
+    int64_t got = -1;
+    for (int i = 0; i < seconds * 10 && got != want; i++) {
+        struct store_err err = {0};
+        struct store_offset *o = NULL;
+        size_t n = 0;
+        got = -1;
+        if (st->ops->load_offsets(st, topic, &o, &n, &err) == STORE_OK)
+            for (size_t j = 0; j < n; j++)
+                if (o[j].partition == 0)
+                    got = o[j].next_offset;
+        free(o);
+        if (got != want)
+            usleep(100000);
+    }
+    return got;
+}
+
+static int log_has(const char *path, const char *needle)
+{
+    char line[1024];
+    int found = 0;
+    FILE *f = fopen(path, "r");
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+static int fence_present(struct store *st, int i)
+{
+    char party[32], *tid = NULL;
+    snprintf(party, sizeof(party), "BPNLFENCE%02d", i);
+    struct edr_key k = {party, "https://f/", "q", "p"};
+    struct store_err err = {0};
+    int rc = st->ops->get_transfer_id(st, &k, &tid, &err);
+    free(tid);
+    return rc == STORE_OK;
+}
+
+/* A zombie's view: another writer applied partition 0 past where this
+ * worker's next batch starts. The worker's batch is fenced: it drops that
+ * partition's events the other writer covered, seeks to the stored offset
+ * and applies only what follows. */
+static void test_postgres_fence(void)
+{
+    struct run r;
+    run_init(&r, "fence");
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    const char *dsn = test_env("EDR_PG_DSN");
+    CU_ASSERT_FATAL(brokers && dsn);
+    CU_ASSERT_FATAL(setup_topic(&r) == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_fence(rk, r.topic, 0, 10), 0);
+    const char *env[] = {r.env_topic,
+                         r.env_dlq,
+                         r.env_prefix,
+                         r.env_table,
+                         r.env_group,
+                         "EDR_STORE=postgres",
+                         "EDR_HTTP_ADDR=off",
+                         "EDR_WORKER_ID=worker-f",
+                         NULL};
+    pid_t a = worker_start(env, NULL, r.log);
+    CU_ASSERT_EQUAL(wait_assigned(r.log, "worker-f", 30), 0);
+    struct store_err err = {0};
+    struct store *st = pg_store_open(dsn, r.table, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL(wait_p0_offset(st, r.topic, 10, 30), 10);
+
+    /* The other writer takes offsets 10..14 of partition 0. */
+    struct edr_key ok = {"BPNLFENCEOTHER", "https://f/", "q", "p"};
+    static const char json[] = "{\"transferProcessId\":\"tp-other\"}";
+    struct store_op put = {STORE_OP_PUT, ok, "tp-other", json,
+                           sizeof(json) - 1};
+    struct store_offset off = {0, 15, 10};
+    struct store_batch b = {.ops = &put,
+                            .n_ops = 1,
+                            .topic = r.topic,
+                            .offsets = &off,
+                            .n_offsets = 1};
+    CU_ASSERT_EQUAL(st->ops->apply(st, &b, &err), STORE_OK);
+    CU_ASSERT_EQUAL(produce_fence(rk, r.topic, 10, 20), 0);
+
+    CU_ASSERT_EQUAL(wait_p0_offset(st, r.topic, 20, 30), 20);
+    int wrong = 0;
+    for (int i = 0; i < 20; i++)
+        wrong += fence_present(st, i) != (i < 10 || i >= 15);
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT(log_has(r.log, "partition 0 was advanced by another worker "
+                             "past offset 10"));
+    store_close(st);
+    CU_ASSERT_EQUAL(ops_worker_stop(a, 10000), 0);
+    if (wrong)
+        ops_dump_log(r.log, 60);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
 static void test_dead_letters(void)
 {
     struct run r;
@@ -1014,6 +1143,8 @@ static void register_tests(void)
     CU_add_test(s, "postgres: two workers, one killed", test_postgres_group);
     CU_add_test(s, "rejected events go to the DLQ", test_dead_letters);
     CU_add_test(s, "postgres outage is waited out", test_postgres_outage);
+    CU_add_test(s, "postgres: a fenced batch drops the lost events",
+                test_postgres_fence);
 }
 
 int main(void)
