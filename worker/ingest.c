@@ -108,7 +108,6 @@ struct ingest {
     struct part *parts;
     int32_t n_parts; /* parts[0..n_parts-1], indexed by partition id */
 
-    rd_kafka_message_t *msgs[BATCH_MAX];
     struct item *items;
     size_t n_items;
     int count_each_batch; /* count() is O(1): refresh the gauge per batch */
@@ -550,8 +549,9 @@ static void consume_error(struct ingest *in, const rd_kafka_message_t *m)
 
 /* Waits up to ms while serving callbacks; used while paused for an
  * outage. A message that still arrives (fetched before the pause took
- * effect) is handed back: the partition is sought to it so it comes
- * again after the resume. */
+ * effect) is handed back: its partition is sought to the first offset the
+ * batch has not taken (not to the message, which may not be the first one
+ * fetched), so everything from there comes again after the resume. */
 static void wait_serving(struct ingest *in, unsigned ms)
 {
     double until = ingest_now() + ms / 1000.0;
@@ -560,27 +560,26 @@ static void wait_serving(struct ingest *in, unsigned ms)
         if (left <= 0 || *in->stop)
             return;
         int wait = left > 0.1 ? 100 : (int)(left * 1000) + 1;
-        ssize_t n = rd_kafka_consume_batch_queue(in->q, wait, in->msgs, 64);
-        for (ssize_t i = 0; i < n; i++) {
-            rd_kafka_message_t *m = in->msgs[i];
-            struct part *p = part_get(in, m->partition, 0);
-            if (!m->err && p && p->assigned &&
-                (p->expect < 0 || m->offset >= p->expect)) {
-                rd_kafka_topic_partition_list_t *l =
-                    rd_kafka_topic_partition_list_new(1);
-                rd_kafka_topic_partition_list_add(l, in->cfg->topic,
-                                                  m->partition)
-                    ->offset = m->offset;
-                rd_kafka_error_t *e = rd_kafka_seek_partitions(in->rk, l, 0);
-                if (e)
-                    rd_kafka_error_destroy(e);
-                rd_kafka_topic_partition_list_destroy(l);
-                p->expect = m->offset;
-            } else if (m->err) {
-                consume_error(in, m);
-            }
-            rd_kafka_message_destroy(m);
+        rd_kafka_message_t *m = rd_kafka_consume_queue(in->q, wait);
+        if (!m)
+            continue;
+        struct part *p = part_get(in, m->partition, 0);
+        if (!m->err && p && p->assigned &&
+            (p->expect < 0 || m->offset >= p->expect)) {
+            if (p->expect < 0)
+                p->expect = m->offset; /* the first since the assignment */
+            rd_kafka_topic_partition_list_t *l =
+                rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(l, in->cfg->topic, m->partition)
+                ->offset = p->expect;
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(in->rk, l, 0);
+            if (e)
+                rd_kafka_error_destroy(e);
+            rd_kafka_topic_partition_list_destroy(l);
+        } else if (m->err) {
+            consume_error(in, m);
         }
+        rd_kafka_message_destroy(m);
     }
 }
 
@@ -608,17 +607,31 @@ static void accept_message(struct ingest *in, rd_kafka_message_t *m)
     it->msg = m;
 }
 
+/* Fills the batch: waits up to IDLE_WAIT_MS for a first message, then up
+ * to BATCH_WAIT_MS for more. One message per call on purpose: librdkafka
+ * 2.0's batch calls (rd_kafka_consume_batch_queue) can skip offsets when
+ * pause, resume, seek or a rebalance happen during the call (fixed
+ * upstream in 2.1.0), and this loop uses all four. */
 static size_t fill_batch(struct ingest *in)
 {
-    ssize_t n = rd_kafka_consume_batch_queue(in->q, IDLE_WAIT_MS, in->msgs, 1);
-    if (n <= 0)
+    rd_kafka_message_t *m = rd_kafka_consume_queue(in->q, IDLE_WAIT_MS);
+    if (!m)
         return 0;
-    ssize_t more = rd_kafka_consume_batch_queue(in->q, BATCH_WAIT_MS,
-                                                in->msgs + 1, BATCH_MAX - 1);
-    if (more > 0)
-        n += more;
-    for (ssize_t i = 0; i < n; i++)
-        accept_message(in, in->msgs[i]);
+    accept_message(in, m);
+    double until = ingest_now() + BATCH_WAIT_MS / 1000.0;
+    while (in->n_items < BATCH_MAX) {
+        /* Take what is queued without waiting; wait only when it is dry. */
+        m = rd_kafka_consume_queue(in->q, 0);
+        if (!m) {
+            double left = until - ingest_now();
+            if (left <= 0)
+                break;
+            m = rd_kafka_consume_queue(in->q, (int)(left * 1000) + 1);
+            if (!m)
+                break;
+        }
+        accept_message(in, m);
+    }
     return in->n_items;
 }
 
