@@ -930,9 +930,12 @@ static int apply_retry(struct ingest *in, long single, int offsets_only,
         struct store_batch batch;
         struct store_err err = {0};
         build_batch(in, single, offsets_only, &batch);
-        if (batch.n_ops == 0 && batch.n_offsets == 0)
-            return STORE_OK; /* everything was revoked meanwhile */
-        int rc = in->st->ops->apply(in->st, &batch, &err);
+        /* Nothing left (every partition revoked or fenced meanwhile) is a
+         * success too: it must end the outage, or the partitions would
+         * stay paused for good. */
+        int rc = batch.n_ops == 0 && batch.n_offsets == 0
+                     ? STORE_OK
+                     : in->st->ops->apply(in->st, &batch, &err);
         if (rc == STORE_OK) {
             if (in->outage && b.attempts) {
                 metrics_set_store_ok(1);

@@ -9,11 +9,13 @@
 
 #include <CUnit/CUnit.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SC_TOPIC "edr.events.contract"
 #define SC_TOPIC2 "edr.events.contract2"
@@ -1016,11 +1018,17 @@ static void test_concurrent_readers(void)
         CU_ASSERT_EQUAL_FATAL(pthread_create(&th[t], NULL, sc_reader, &c), 0);
     /* At least SC_CONC_ROUNDS batches, and on until the readers have
      * really overlapped with the writes (a fast store would otherwise be
-     * done before the threads start). */
-    for (int round = 0;
-         round < SC_CONC_ROUNDS ||
-         (__atomic_load_n(&c.reads, __ATOMIC_RELAXED) < 500 && round < 200000);
-         round++) {
+     * done before the threads start), for at most 10 s: under valgrind,
+     * which runs one thread at a time, readers get few turns and each
+     * file-store batch is an fsync. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int round = 0;; round++) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (round >= SC_CONC_ROUNDS &&
+            (__atomic_load_n(&c.reads, __ATOMIC_RELAXED) >= 500 ||
+             t1.tv_sec - t0.tv_sec >= 10))
+            break;
         struct store_op ops[SC_CONC_KEYS / 4];
         char tids[SC_CONC_KEYS / 4][48];
         char json[SC_CONC_KEYS / 4][256];
@@ -1043,6 +1051,7 @@ static void test_concurrent_readers(void)
                                 .offsets = &off,
                                 .n_offsets = 1};
         CU_ASSERT_EQUAL(c.st->ops->apply(c.st, &b, &err), STORE_OK);
+        sched_yield(); /* let the readers in between batches */
     }
     atomic_store(&c.stop, 1);
     for (int t = 0; t < 2; t++)
