@@ -20,19 +20,7 @@ export EDR_BUILD_DIR="${EDR_BUILD_DIR:-$ROOT/build}"
 
 log() { printf 'adapter_bench: %s\n' "$*" >&2; }
 
-find_python() {
-    local c
-    for c in "${EDR_PYTHON:-}" python3.13 python3.12 \
-        "$HOME"/.pyenv/versions/3.13*/bin/python3 "$HOME"/.pyenv/versions/3.12*/bin/python3 python3; do
-        [ -n "$c" ] || continue
-        if command -v "$c" >/dev/null 2>&1 &&
-            "$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
-            command -v "$c"
-            return 0
-        fi
-    done
-    return 1
-}
+. "$ROOT/scripts/lib/python.sh" # find_python
 
 ensure_venv() { # DIR
     if [ ! -x "$1/bin/python" ]; then

@@ -450,33 +450,28 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
             "kafka: %s: %s", fac, buf);
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
-                    char *errstr, size_t errstr_size)
-{
-    return rd_kafka_conf_set(conf, name, value, errstr, errstr_size) ==
-                   RD_KAFKA_CONF_OK
-               ? 0
-               : -1;
-}
-
 static int consumer_open(struct ingest *in, char *errstr, size_t errstr_size)
 {
     const struct config *cfg = in->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (conf_set(conf, "bootstrap.servers", cfg->brokers, errstr,
-                 errstr_size) ||
-        conf_set(conf, "client.id", "edr-worker", errstr, errstr_size) ||
-        conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
-        conf_set(conf, "enable.partition.eof", "false", errstr, errstr_size) ||
-        conf_set(conf, "topic.metadata.refresh.interval.ms", "5000", errstr,
-                 errstr_size))
+    if (config_kafka_set(conf, "bootstrap.servers", cfg->brokers, errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "client.id", "edr-worker", errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "auto.offset.reset", "earliest", errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "enable.partition.eof", "false", errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "topic.metadata.refresh.interval.ms", "5000",
+                         errstr, errstr_size))
         goto fail;
     /* librdkafka needs a group id even to assign partitions itself; in
      * memory and file mode the group is never joined nor committed to. */
-    if (conf_set(conf, "group.id", cfg->group_id, errstr, errstr_size))
+    if (config_kafka_set(conf, "group.id", cfg->group_id, errstr, errstr_size))
         goto fail;
-    if (in->group_mode && conf_set(conf, "partition.assignment.strategy",
-                                   "cooperative-sticky", errstr, errstr_size))
+    if (in->group_mode &&
+        config_kafka_set(conf, "partition.assignment.strategy",
+                         "cooperative-sticky", errstr, errstr_size))
         goto fail;
     /* Prefetch (overridable with -X): once the local queue reaches either
      * limit, librdkafka before 2.1 stops fetching for a whole second
@@ -484,19 +479,22 @@ static int consumer_open(struct ingest *in, char *errstr, size_t errstr_size)
      * the defaults (64 MiB, 100,000 messages) catching up on a backlog
      * spent most of its time idle. 256 MiB is about 0.3 s of consumption
      * at full speed. Newer versions make the pause configurable. */
-    if (conf_set(conf, "queued.max.messages.kbytes", "262144", errstr,
-                 errstr_size) ||
-        conf_set(conf, "queued.min.messages", "1000000", errstr, errstr_size))
+    if (config_kafka_set(conf, "queued.max.messages.kbytes", "262144", errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "queued.min.messages", "1000000", errstr,
+                         errstr_size))
         goto fail;
     if (rd_kafka_version() >= 0x020100ff)
-        conf_set(conf, "fetch.queue.backoff.ms", "20", errstr, errstr_size);
+        config_kafka_set(conf, "fetch.queue.backoff.ms", "20", errstr,
+                         errstr_size);
     if (config_apply_kafka_props(cfg, conf, errstr, errstr_size))
         goto fail;
     /* Not overridable: offsets move only after the store took the batch,
      * and only this code commits them. */
-    if (conf_set(conf, "enable.auto.offset.store", "false", errstr,
-                 errstr_size) ||
-        conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size))
+    if (config_kafka_set(conf, "enable.auto.offset.store", "false", errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "enable.auto.commit", "false", errstr,
+                         errstr_size))
         goto fail;
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);

@@ -13,24 +13,7 @@ export EDR_BUILD_DIR="${EDR_BUILD_DIR:-$ROOT/build}"
 
 log() { printf '70-python: %s\n' "$*" >&2; }
 
-# python_ok BIN: BIN runs and is Python 3.12 or newer.
-python_ok() {
-    "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null
-}
-
-find_python() {
-    local c
-    for c in "${EDR_PYTHON:-}" python3.13 python3.12 \
-        "$HOME"/.pyenv/versions/3.13*/bin/python3 "$HOME"/.pyenv/versions/3.12*/bin/python3 \
-        /usr/bin/python3.13 /usr/bin/python3.12 python3; do
-        [ -n "$c" ] || continue
-        if command -v "$c" >/dev/null 2>&1 && python_ok "$c"; then
-            command -v "$c"
-            return 0
-        fi
-    done
-    return 1
-}
+. "$ROOT/scripts/lib/python.sh" # python_ok, find_python
 
 if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
     PY="$(find_python)" || {
