@@ -1,4 +1,4 @@
-/* lookup_bench.c: lookup round trips through Redis (CONTRACT.md §2), the
+/* lookup_bench.c: lookup round trips through Redis (schemas/README.md §2), the
  * worker's responder against the bare floor of Redis itself.
  *
  * In one run, against the Redis of $EDR_REDIS_URL:

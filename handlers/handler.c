@@ -1,4 +1,5 @@
-/* handler.c: see handler.h. The whole decision table of CONTRACT.md §1. */
+/* handler.c: see handler.h. The whole decision table of schemas/README.md §1.
+ */
 #include "handlers/handler.h"
 
 #include <string.h>

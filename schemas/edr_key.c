@@ -1,4 +1,4 @@
-/* edr_key.c: the connection key of CONTRACT.md §1. */
+/* edr_key.c: the connection key of schemas/README.md §1. */
 #include "schemas/edr_key.h"
 
 #include "schemas/sha256.h"

@@ -1,5 +1,5 @@
 /* edr_key.h: the four strings that address one EDR connection, and the
- * connection key derived from them (CONTRACT.md §1).
+ * connection key derived from them (schemas/README.md §1).
  *
  * The connection key is the lowercase hex SHA-256 of
  *   counter_party_id 0x1F counter_party_address 0x1F query_checksum 0x1F
@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-/* Longest allowed key field, in bytes (CONTRACT.md §1). */
+/* Longest allowed key field, in bytes (schemas/README.md §1). */
 #define EDR_KEY_FIELD_MAX 1024
 /* Hex connection key length, without the terminating NUL. */
 #define EDR_CONNECTION_KEY_LEN 64

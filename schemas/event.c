@@ -1,5 +1,5 @@
 /* event.c: see event.h. Decodes one CloudEvents 1.0 JSON event of
- * CONTRACT.md §1 with yajl's streaming parser.
+ * schemas/README.md §1 with yajl's streaming parser.
  *
  * Three passes over the bytes, all bounded by len (the input is not
  * NUL-terminated): a size check, our own UTF-8 and \u-escape scan (yajl's

@@ -1,4 +1,4 @@
-/* event.h: decoding of one EDR lifecycle event (CONTRACT.md §1), a
+/* event.h: decoding of one EDR lifecycle event (schemas/README.md §1), a
  * CloudEvents 1.0 JSON document, with yajl's streaming parser.
  *
  * The decoder enforces every rule of the contract and keeps only what the

@@ -1,4 +1,4 @@
-/* event_encode.h: building one EDR lifecycle event (CONTRACT.md §1) as
+/* event_encode.h: building one EDR lifecycle event (schemas/README.md §1) as
  * CloudEvents 1.0 JSON, for edrctl publish and the tests.
  *
  * The encoder only shapes the document; whether it satisfies the contract

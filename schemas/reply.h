@@ -1,4 +1,4 @@
-/* reply.h: encoding and decoding of lookup replies (CONTRACT.md §2).
+/* reply.h: encoding and decoding of lookup replies (schemas/README.md §2).
  *
  *   {"id": "c0ffee-1", "status": "ok", "result": ...}
  *   {"id": "c0ffee-1", "status": "error", "error": "reason", "result": null}

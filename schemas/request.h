@@ -1,4 +1,4 @@
-/* request.h: decoding of one lookup request (CONTRACT.md §2), a JSON
+/* request.h: decoding of one lookup request (schemas/README.md §2), a JSON
  * object popped from <EDR_RPC_PREFIX>:requests, with yajl's streaming
  * parser.
  *

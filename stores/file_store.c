@@ -1013,6 +1013,7 @@ static void fs_close(struct store *st)
 
 static const struct store_ops file_store_ops = {
     .name = "file",
+    .caps = {.cheap_count = 1},
     .apply = fs_apply,
     .get = fs_get,
     .get_transfer_id = fs_get_transfer_id,

@@ -1,7 +1,7 @@
 /* mem_store.c: the "memory" store: a mem_table behind struct store_ops.
  *
  * Nothing survives the process; the worker replays the Kafka log from the
- * beginning at start (CONTRACT.md §4). */
+ * beginning at start (schemas/README.md §4). */
 #include "stores/mem_table.h"
 #include "stores/store.h"
 
@@ -88,6 +88,7 @@ static void ms_close(struct store *st)
 
 static const struct store_ops mem_store_ops = {
     .name = "memory",
+    .caps = {.volatile_state = 1, .cheap_count = 1},
     .apply = ms_apply,
     .get = ms_get,
     .get_transfer_id = ms_get_transfer_id,

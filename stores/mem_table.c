@@ -113,7 +113,7 @@ static struct mem_entry *mt_entry_new(uint64_t hash, const char *const f[4],
     return e;
 }
 
-/* The raw connection key of e (CONTRACT.md §1), cached in e. */
+/* The raw connection key of e (schemas/README.md §1), cached in e. */
 static void mt_entry_ck(struct mem_entry *e, unsigned char out[32])
 {
     if (atomic_load_explicit(&e->ck_state, memory_order_acquire) == 2) {

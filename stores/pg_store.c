@@ -1,9 +1,9 @@
-/* pg_store.c: the PostgreSQL store (CONTRACT.md §4), the only file that
+/* pg_store.c: the PostgreSQL store (schemas/README.md §4), the only file that
  * includes libpq-fe.h.
  *
  * One table keyed by the connection key (schemas/edr_key.h) plus
  * "<table>_offsets" for the Kafka progress, written in the same
- * transaction as the data. The table has the columns of CONTRACT.md §4
+ * transaction as the data. The table has the columns of schemas/README.md §4
  * and edr_text, the entry exactly as given (jsonb reorders keys and
  * rewrites escapes; reads return edr_text).
  *
@@ -422,7 +422,7 @@ static int pg_prepare(struct pg_store *s, PGconn *c, int writer,
             if (rc == STORE_FATAL || rc == STORE_INVALID)
                 rc = store_fail(err, STORE_FATAL,
                                 "postgres: cannot prepare statements on %s "
-                                "(is it laid out as CONTRACT.md §4?): %s",
+                                "(is it laid out as schemas/README.md §4?): %s",
                                 s->qtable, why.msg);
             else
                 rc = store_fail(err, rc, "%s", why.msg);
@@ -624,7 +624,7 @@ static int pg_schema_present(PGconn *c, const char *const names[3])
     return yes;
 }
 
-/* Creates what is missing. The layout is CONTRACT.md §4 plus edr_text:
+/* Creates what is missing. The layout is schemas/README.md §4 plus edr_text:
  * jsonb reorders keys and rewrites escapes and numbers, while a store
  * returns an entry exactly as it was given (store.h). */
 static int pg_create_schema(struct pg_store *s, PGconn *c,
@@ -1501,6 +1501,7 @@ out:
 
 static const struct store_ops pg_store_ops = {
     .name = "postgres",
+    .caps = {.shared = 1},
     .apply = pg_apply,
     .get = pg_get,
     .get_transfer_id = pg_get_transfer_id,

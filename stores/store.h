@@ -54,7 +54,7 @@ struct store_op {
     /* PUT: the entry's transferProcessId, required and non-empty.
      * DELETE: NULL deletes unconditionally; otherwise the entry is deleted
      * only if its stored transfer id equals this (a late expiry never
-     * removes a newer EDR, CONTRACT.md §1). */
+     * removes a newer EDR, schemas/README.md §1). */
     const char *transfer_id;
     /* PUT only: the entry, a JSON object as compact text, stored as given
      * (removing @type/@context/providerId is the handler's job). */
@@ -111,8 +111,23 @@ struct store_list {
 
 struct store;
 
+/* What a backend is, for the worker's Kafka loop: ingest reads these
+ * instead of the backend's name, so a new backend needs no edit there. */
+struct store_caps {
+    /* The state is shared by every worker (one table): workers split the
+     * partitions in a consumer group. 0: each worker holds the whole
+     * state and reads every partition itself. */
+    unsigned shared : 1;
+    /* The state does not survive a restart: saved offsets are ignored
+     * and the log is replayed from its start (or restored, §4). */
+    unsigned volatile_state : 1;
+    /* count() is O(1), cheap enough to refresh the gauge every batch. */
+    unsigned cheap_count : 1;
+};
+
 struct store_ops {
     const char *name; /* "memory", "file" or "postgres" */
+    struct store_caps caps;
 
     /* Applies every op of b and records its offsets, all or nothing. */
     int (*apply)(struct store *st, struct store_batch *b,

@@ -1,4 +1,4 @@
-/* edrctl.c: the client's entry point (CONTRACT.md §5). The subcommand
+/* edrctl.c: the client's entry point (schemas/README.md §5). The subcommand
  * comes first; its flags follow it, the common settings (worker/config.h,
  * the same variables and flags as edr-worker) among them. What the common
  * parser does not know is handed to the subcommand. */

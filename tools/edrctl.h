@@ -1,4 +1,4 @@
-/* edrctl.h: the pieces of the edrctl client (CONTRACT.md §5).
+/* edrctl.h: the pieces of the edrctl client (schemas/README.md §5).
  *
  * edrctl.c parses the common settings (worker/config.h, the same variables
  * and flags as edr-worker) and dispatches on the subcommand; each

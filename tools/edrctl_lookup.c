@@ -1,4 +1,4 @@
-/* edrctl_lookup.c: edrctl get|transfer-id|count|list|ping (CONTRACT.md §2
+/* edrctl_lookup.c: edrctl get|transfer-id|count|list|ping (schemas/README.md §2
  * and §5).
  *
  * Each command sends one request with a reply_to of its own

@@ -1,4 +1,4 @@
-/* edrctl_publish.c: `edrctl publish` (CONTRACT.md §5). Builds a
+/* edrctl_publish.c: `edrctl publish` (schemas/README.md §5). Builds a
  * CloudEvent (schemas/event_encode.h), checks it with the worker's own
  * decoder, produces it idempotently with the connection key as record key
  * and waits for the delivery report. --raw publishes bytes verbatim, a

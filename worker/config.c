@@ -1,5 +1,5 @@
 /* config.c: see config_parse.h. One table lists every setting of
- * CONTRACT.md §3 (plus the operability ones); parsing, defaults, --help
+ * schemas/README.md §3 (plus the operability ones); parsing, defaults, --help
  * and error messages are all driven by it, so a setting can't be
  * documented but unparsed or the other way round. */
 #include "worker/config_parse.h"

@@ -1,4 +1,4 @@
-/* config.h: every setting of edr-worker and edrctl (CONTRACT.md §3).
+/* config.h: every setting of edr-worker and edrctl (schemas/README.md §3).
  *
  * Each setting comes from its environment variable, then its flag (the
  * flag wins), then the default. An invalid value stops the program with

@@ -38,7 +38,7 @@ struct config_rest {
 };
 
 /* Fills *cfg (which it initialises; free with config_clear even on error)
- * from the environment variables of CONTRACT.md §3, then argv[1..argc-1]
+ * from the environment variables of schemas/README.md §3, then argv[1..argc-1]
  * (flags win), then the defaults, and validates the result.
  * Flags take their value as "--flag value" or "--flag=value"; -X as
  * "-X name=value" or "-Xname=value" and is checked against librdkafka.

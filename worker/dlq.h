@@ -1,4 +1,4 @@
-/* dlq.h: the dead-letter producer (CONTRACT.md §1, "Rejected events").
+/* dlq.h: the dead-letter producer (schemas/README.md §1, "Rejected events").
  *
  * A rejected event is copied unchanged (key, value, headers) to
  * EDR_DLQ_TOPIC with the headers edr-error, edr-source-topic,

@@ -6,7 +6,7 @@
  * broker's acknowledgement, then apply the good ones and the offsets of
  * all of them (last offset + 1 per partition) as one store batch. Offsets
  * move only after the store accepted the batch, so a crash replays, and
- * replays are harmless (CONTRACT.md §1).
+ * replays are harmless (schemas/README.md §1).
  *
  * While the store or the dead-letter topic is failing, every assigned
  * partition is paused and the consumer is still polled, so rebalances are
@@ -1246,11 +1246,9 @@ int ingest_run(const struct config *cfg, struct store *st,
     in->st = st;
     in->stop = stop;
     in->opts = opts;
-    in->group_mode = strcmp(st->ops->name, "postgres") == 0;
-    /* Counting the memory and file stores' entries is O(1) (mem_table);
-     * PostgreSQL's is a scan, left to the periodic progress(). */
-    in->count_each_batch = strcmp(st->ops->name, "memory") == 0 ||
-                           strcmp(st->ops->name, "file") == 0;
+    in->group_mode = st->ops->caps.shared;
+    /* A scan-priced count (PostgreSQL) is left to the periodic progress(). */
+    in->count_each_batch = st->ops->caps.cheap_count;
     in->items = calloc(BATCH_MAX, sizeof(*in->items));
     in->ops = calloc(BATCH_MAX, sizeof(*in->ops));
     in->offs_cap = BATCH_MAX;
@@ -1280,8 +1278,8 @@ int ingest_run(const struct config *cfg, struct store *st,
         }
         if (rc == ROUND_STOPPED)
             goto out;
-        if (strcmp(st->ops->name, "memory") == 0)
-            in->n_saved = 0; /* memory replays the log from its start */
+        if (st->ops->caps.volatile_state)
+            in->n_saved = 0; /* nothing survived: replay the log's start */
         metrics_set_store_ok(1);
     }
     log_info("consuming %s (%s store, %s)", cfg->topic, st->ops->name,

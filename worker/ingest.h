@@ -1,4 +1,4 @@
-/* ingest.h: the Kafka loop of edr-worker (CONTRACT.md §4, issue 5).
+/* ingest.h: the Kafka loop of edr-worker (schemas/README.md §4, issue 5).
  *
  * Consumes EDR_TOPIC, decodes each event (schemas/), turns it into a store
  * operation (handlers/), dead-letters what is rejected (worker/dlq.h) and

@@ -1,4 +1,4 @@
-/* rpc.c: the Redis request/reply responder (CONTRACT.md §2).
+/* rpc.c: the Redis request/reply responder (schemas/README.md §2).
  *
  * cfg->rpc_threads threads, each with its own hiredis connection, loop on
  * BRPOP <prefix>:requests with a 1 s timeout (so a stop is noticed within

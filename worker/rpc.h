@@ -1,4 +1,4 @@
-/* rpc.h: the Redis request/reply responder (CONTRACT.md §2).
+/* rpc.h: the Redis request/reply responder (schemas/README.md §2).
  *
  * rpc_server_start() runs cfg->rpc_threads threads, each with its own
  * hiredis connection, popping requests from <rpc_prefix>:requests and

@@ -4,7 +4,7 @@
 - OwnRedis (port 16395), OwnPostgres (15447), OwnKafka (19096/19097):
   private servers that scenarios stop and restart. The shared stack of
   scripts/services.sh (19092, 16379, 15432) is never stopped.
-- Rpc: the lookup client of CONTRACT.md section 2 (many requests in flight
+- Rpc: the lookup client of schemas/README.md section 2 (many requests in flight
   on one reply list, matched by id).
 """
 

@@ -1,5 +1,5 @@
 """model.py: the seeded event sequence of the fault suite and the state it
-must leave, computed independently of the worker (CONTRACT.md section 1).
+must leave, computed independently of the worker (schemas/README.md section 1).
 
 A Model holds, in publish order, every record the driver will produce:
 good events (negotiated, renewed, expired with a matching, a non-matching

@@ -1,5 +1,5 @@
 /* test_handler.c: handler_event_to_op() as a table: event JSON in, the
- * expected store operation out (CONTRACT.md §1, "Effects"). */
+ * expected store operation out (schemas/README.md §1, "Effects"). */
 #include "handlers/handler.h"
 #include "tests/support/cunit_main.h"
 

@@ -1,8 +1,8 @@
 /* test_metrics_scaleout.c: three edr-worker processes share one
- * PostgreSQL table and consumer group (CONTRACT.md §4); the test publishes
- * a known mix of events and checks, by scraping each worker's /metrics,
- * that the counters summed over the workers agree exactly with what was
- * published: applied events per type, dead-lettered events per reason,
+ * PostgreSQL table and consumer group (schemas/README.md §4); the test
+ * publishes a known mix of events and checks, by scraping each worker's
+ * /metrics, that the counters summed over the workers agree exactly with what
+ * was published: applied events per type, dead-lettered events per reason,
  * store entries, zero lag, and that /readyz says ready on each.
  *
  * Needs the local stack (scripts/services.sh env) and the built

@@ -1,4 +1,5 @@
-/* test_event_decode.c: event_decode() against every rule of CONTRACT.md §1.
+/* test_event_decode.c: event_decode() against every rule of schemas/README.md
+ * §1.
  *
  * Tables of input JSON and the expected error class and reason; the
  * schemas/examples/ event files (EDR_EXAMPLES_DIR, set by CMake) must
@@ -719,7 +720,7 @@ static void test_examples(void)
     CU_ASSERT(seen >= 4);
 }
 
-/* The connection key of CONTRACT.md §1, against vectors computed with
+/* The connection key of schemas/README.md §1, against vectors computed with
  * Python's hashlib:
  *   hashlib.sha256("\x1f".join(fields).encode()).hexdigest() */
 static void test_connection_key(void)

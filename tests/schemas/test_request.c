@@ -1,4 +1,4 @@
-/* test_request.c: schemas/request.c against every rule of CONTRACT.md §2,
+/* test_request.c: schemas/request.c against every rule of schemas/README.md §2,
  * as a table of request text and expected outcome (error class, reason,
  * and whether id/reply_to survive for an error reply), plus the reply
  * writer (schemas/reply.c): every reply it builds parses back with

@@ -533,7 +533,8 @@ static void test_jsonb_escapes(void)
     drop_table(table);
 }
 
-/* ---- rows another program wrote (CONTRACT.md §4 columns only) --------- */
+/* ---- rows another program wrote (schemas/README.md §4 columns only) ---------
+ */
 
 static void test_foreign_row(void)
 {

@@ -1,5 +1,5 @@
 /* test_config.c: settings of edr-worker and edrctl (worker/config.c,
- * CONTRACT.md §3): defaults, environment versus flag, -X checked against
+ * schemas/README.md §3): defaults, environment versus flag, -X checked against
  * librdkafka, invalid values naming their setting; and the programs
  * themselves: --help lists every variable, a bad setting exits 2. */
 #include "tests/support/cunit_main.h"

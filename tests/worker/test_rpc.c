@@ -796,7 +796,7 @@ static int edrctl(const char *const *args, char *out, size_t n)
 }
 
 /* edrctl's lookups against the in-process responder: results on stdout
- * and the exit codes of CONTRACT.md §5. */
+ * and the exit codes of schemas/README.md §5. */
 static void test_edrctl(void)
 {
     char cp[64], addr[64], q[32], p[32], entry[160], tid[32], out[1024];

@@ -1,4 +1,4 @@
-"""Building the Kafka records of the wire contract (CONTRACT.md section 1).
+"""Building the Kafka records of the wire contract (schemas/README.md section 1).
 
 Pure functions, no I/O: the connection key and the CloudEvents 1.0 event in
 JSON structured mode.

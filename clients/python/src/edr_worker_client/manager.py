@@ -1,6 +1,6 @@
 """A Tractus-X SDK connection manager backed by edr-worker.
 
-Writes become events on Kafka (CONTRACT.md section 1) that every worker
+Writes become events on Kafka (schemas/README.md section 1) that every worker
 applies; reads are lookups over Redis request/reply (section 2) that any
 worker answers. Several connector replicas using this manager therefore share
 one EDR cache, where the SDK's own managers keep one per process (memory,

@@ -1,4 +1,4 @@
-"""Lookups over Redis request/reply (CONTRACT.md section 2).
+"""Lookups over Redis request/reply (schemas/README.md section 2).
 
 One request is LPUSHed onto ``<prefix>:requests``; the reply is awaited with
 BLPOP on a list name that is unique per request, so a late reply to a
