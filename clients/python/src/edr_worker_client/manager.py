@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -54,14 +55,106 @@ _JSONLD_TYPE = "@type"
 _JSONLD_CONTEXT = "@context"
 
 
+DEFAULT_PROVIDER_ID_KEY = "providerId"
+DEFAULT_EDRS_KEY = "edrs"
+#: The SDK managers' storage arguments: accepted, logged, ignored (the worker stores).
+_SDK_STORAGE_ARGS = ("engine", "table_name", "path", "file_path", "persist_interval")
+_UNSET: Any = object()
+
+# The SDK managers' positional orders (tractusx-sdk 0.8.0-0.8.3).
+_ORDER_MEMORY = ("provider_id_key", "edrs_key", "logger", "verbose")
+_ORDER_FILE = ("path", "persist_interval")
+_ORDER_POSTGRES_MEMORY = ("engine", "provider_id_key", "table_name", "edrs_key", "logger",
+                          "verbose")
+_ORDER_POSTGRES_REFRESH = ("engine", "persist_interval", "provider_id_key", "table_name",
+                           "edrs_key", "logger", "verbose")
+_ORDER_POSTGRES = ("engine", "provider_id_key", "table_name", "logger", "verbose")
+_BROKER_LIST = re.compile(r"^[^\s/,]+:\d+(,[^\s/,]+:\d+)*$")
+_PATH_PREFIXES = ("/", "./", "../", "~")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _sdk_positional(args: tuple[Any, ...]) -> tuple[str | None, dict[str, Any]]:
+    """Name the positional arguments after the SDK manager whose signature they fit.
+
+    - a ``str`` first: ``MemoryConnectionManager(provider_id_key, edrs_key,
+      logger, verbose)``; but ``FileSystemConnectionManager(path,
+      persist_interval)`` when the second is a number or the first looks like
+      a file (ends with ``.json`` or starts with ``/``, ``./``, ``../``, ``~``);
+    - anything else first (an SQLAlchemy engine or session):
+      ``PostgresMemoryRefreshConnectionManager(engine, persist_interval, ...)``
+      when the second is a number, ``PostgresConnectionManager(engine,
+      provider_id_key, table_name, logger, verbose)`` when the fourth is a
+      logger, else ``PostgresMemoryConnectionManager(engine, provider_id_key,
+      table_name, edrs_key, logger, verbose)``.
+
+    A first ``str`` shaped like ``host:port`` raises TypeError: before 0.2 the
+    first positional argument was the Kafka brokers, now ``brokers=`` is
+    keyword-only and silently reading it as a provider id key would be wrong.
+    """
+    if not args:
+        return None, {}
+    first = args[0]
+    if isinstance(first, str):
+        if _BROKER_LIST.match(first):
+            raise TypeError("the adapter's settings are keyword-only: pass brokers=%r" % first)
+        looks_like_file = first.endswith(".json") or first.startswith(_PATH_PREFIXES)
+        if looks_like_file or (len(args) > 1 and _is_number(args[1])):
+            name, order = "FileSystemConnectionManager", _ORDER_FILE
+        else:
+            name, order = "MemoryConnectionManager", _ORDER_MEMORY
+    elif len(args) > 1 and _is_number(args[1]):
+        name, order = "PostgresMemoryRefreshConnectionManager", _ORDER_POSTGRES_REFRESH
+    elif len(args) > 3 and (args[3] is None or isinstance(args[3], (logging.Logger,
+                                                                     logging.LoggerAdapter))):
+        name, order = "PostgresConnectionManager", _ORDER_POSTGRES
+    else:
+        name, order = "PostgresMemoryConnectionManager", _ORDER_POSTGRES_MEMORY
+    if len(args) > len(order):
+        raise TypeError(f"{name}'s signature takes at most {len(order)} positional arguments "
+                        f"({len(args)} given); pass the adapter's settings by keyword")
+    return name, dict(zip(order, args))
+
+
 def _default_source() -> str:
     return os.environ.get("EDR_SOURCE") or f"urn:connector:{socket.gethostname()}"
 
 
 class EdrWorkerConnectionManager(BaseConnectionManager):
-    """Drop-in replacement for the SDK's Memory/FileSystem/PostgresConnectionManager.
+    """Drop-in replacement for the SDK's Memory/FileSystem/Postgres(Memory)ConnectionManager.
 
-    Every setting defaults to the environment variable the worker reads:
+    **The SDK managers' arguments** are accepted, by keyword or positionally:
+
+    - ``provider_id_key`` (default ``providerId``): the entry member removed
+      before storing, as in the SDK (only that member: with a custom key a
+      ``providerId`` member is kept, as the SDK keeps it);
+    - ``edrs_key`` (default ``edrs``): the counter's key in :attr:`open_connections`;
+    - ``logger``: where this manager logs (default: this module's logger;
+      EDR contents and tokens are never logged);
+    - ``verbose``: log each write at INFO instead of DEBUG;
+    - ``engine``, ``table_name``, ``path``, ``file_path``, ``persist_interval``:
+      storage settings of the SDK's managers. They have no meaning here (the
+      workers hold the state), so they are ignored and an INFO note naming
+      them (never their values) is logged.
+
+    Positional arguments follow the signature of the SDK manager they fit
+    (see :func:`_sdk_positional`): a ``str`` first is
+    ``MemoryConnectionManager(provider_id_key, edrs_key, logger, verbose)``,
+    or ``FileSystemConnectionManager(path, persist_interval)`` when it looks
+    like a file (``.json``, ``/``, ``./``, ``../``, ``~``) or the second is a
+    number; a non-``str`` first (an SQLAlchemy engine or session) is
+    ``PostgresMemoryConnectionManager(engine, provider_id_key, table_name,
+    edrs_key, logger, verbose)``, ``PostgresMemoryRefreshConnectionManager(engine,
+    persist_interval, ...)`` when the second is a number, or
+    ``PostgresConnectionManager(engine, provider_id_key, table_name, logger,
+    verbose)`` when the fourth is a logger. A ``host:port`` string first raises
+    TypeError (it used to mean the brokers).
+
+    **The adapter's own settings are keyword-only** and default to the
+    environment variable the worker reads:
 
     :param brokers: Kafka bootstrap servers (``EDR_KAFKA_BROKERS``, default ``127.0.0.1:9092``).
     :param topic: event topic (``EDR_TOPIC``, default ``edr.events``).
@@ -70,44 +163,84 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
     :param timeout: seconds to wait for a lookup reply (``EDR_TIMEOUT_MS``, default 5 s).
     :param source: CloudEvents ``source`` of the events (``EDR_SOURCE``, default
         ``urn:connector:<hostname>``).
-    :param provider_id_key: entry member removed before storing, as in the SDK.
     :param publish_timeout: seconds to wait for Kafka's delivery report.
     :param wait_applied: after a write, wait until a lookup sees its effect
         (read-your-writes). If that takes longer than ``apply_timeout`` the
-        write stays published (it will be applied) and a warning is logged.
+        write stays published (it will be applied), a warning is logged and
+        :meth:`stop` waits for it again.
     :param apply_timeout: bound of that wait in seconds (default: ``timeout``).
     :param producer_config: extra librdkafka producer properties.
-    :param logger: logger to use (default: this module's); EDR contents are never logged.
-    :param verbose: log each write at INFO instead of DEBUG, like the SDK's ``verbose``.
     :param rpc_client: an :class:`EdrRpcClient` to use instead of building one.
 
     Lookups raise :class:`~edr_worker_client.errors.EdrWorkerError` subclasses on
     timeouts, Redis failures and worker error replies -- never a silent ``{}``.
+
+    Return values are the SDK's (``MemoryConnectionManager``), except where the
+    SDK's value is a bug (README, "Where the SDK's behaviour is not copied"):
+    ``clear_connections_by_party`` counts only parties that still had entries,
+    ``delete_connection`` answers ``False`` when nothing was there (the
+    Postgres-memory manager always answers ``True``), and ``get_connection``
+    returns a copy.
     """
 
-    def __init__(self, brokers: str | None = None, topic: str | None = None,
+    def __init__(self, *sdk_args: Any, provider_id_key: str | None = None,
+                 edrs_key: str | None = None, logger: logging.Logger | None = None,
+                 verbose: bool | None = None, engine: Any = _UNSET, table_name: Any = _UNSET,
+                 path: Any = _UNSET, file_path: Any = _UNSET, persist_interval: Any = _UNSET,
+                 brokers: str | None = None, topic: str | None = None,
                  redis_url: str | None = None, rpc_prefix: str | None = None,
-                 timeout: float | None = None, *, source: str | None = None,
-                 provider_id_key: str = "providerId",
+                 timeout: float | None = None, source: str | None = None,
                  publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT_S, wait_applied: bool = True,
                  apply_timeout: float | None = None,
                  producer_config: Mapping[str, Any] | None = None,
-                 logger: logging.Logger | None = None, verbose: bool = False,
                  rpc_client: EdrRpcClient | None = None) -> None:
+        given: dict[str, Any] = {}
+        for name, value in (("provider_id_key", provider_id_key), ("edrs_key", edrs_key),
+                            ("logger", logger), ("verbose", verbose)):
+            if value is not None:
+                given[name] = value
+        for name, value in (("engine", engine), ("table_name", table_name), ("path", path),
+                            ("file_path", file_path), ("persist_interval", persist_interval)):
+            if value is not _UNSET:
+                given[name] = value
+        signature, positional = _sdk_positional(sdk_args)
+        for name, value in positional.items():
+            if name in given:
+                raise TypeError(f"{type(self).__name__}() got multiple values for argument "
+                                f"{name!r}")
+            given[name] = value
+        provider_id_key = given.get("provider_id_key", DEFAULT_PROVIDER_ID_KEY)
+        edrs_key = given.get("edrs_key", DEFAULT_EDRS_KEY)
+        logger = given.get("logger")
+        if not isinstance(provider_id_key, str) or not provider_id_key:
+            raise TypeError("provider_id_key must be a non-empty string")
+        if not isinstance(edrs_key, str) or not edrs_key:
+            raise TypeError("edrs_key must be a non-empty string")
+        if logger is not None and not callable(getattr(logger, "log", None)):
+            raise TypeError("logger must be a logging.Logger (or have its log method)")
+        self.provider_id_key = provider_id_key
+        self.edrs_key = edrs_key
+        self.logger = logger or _module_log
+        self.verbose = bool(given.get("verbose", False))
+        ignored = [name for name in _SDK_STORAGE_ARGS if name in given]
+        if signature is not None:
+            self.logger.debug("edr-worker-client: positional arguments read as %s", signature)
+        if ignored:
+            # Names only: an engine's or a path's value may carry a DSN or a secret.
+            self.logger.info(
+                "edr-worker-client: ignoring the SDK storage argument(s) %s: the edr-worker "
+                "holds the shared state (see its EDR_STORE setting)", ", ".join(ignored))
         # BaseConnectionManager.__init__ is abstract and raises: not called.
         self.brokers = brokers or os.environ.get("EDR_KAFKA_BROKERS") or DEFAULT_BROKERS
         self.topic = topic or os.environ.get("EDR_TOPIC") or DEFAULT_TOPIC
         self.rpc = rpc_client or EdrRpcClient(redis_url, rpc_prefix, timeout)
         self.timeout = self.rpc.timeout
         self.source = source or _default_source()
-        self.provider_id_key = provider_id_key
         if publish_timeout <= 0:
             raise EdrValidationError("publish_timeout must be positive")
         self.publish_timeout = float(publish_timeout)
         self.wait_applied = wait_applied
         self.apply_timeout = float(apply_timeout) if apply_timeout is not None else self.timeout
-        self.logger = logger or _module_log
-        self.verbose = verbose
         conf: dict[str, Any] = {
             "bootstrap.servers": self.brokers,
             # Idempotence keeps retries from duplicating or reordering the
@@ -128,6 +261,11 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
             raise EdrValidationError(f"invalid Kafka producer setting: {exc}") from exc
         self._closed = False
         self._close_lock = threading.Lock()
+        # Writes published but not yet seen applied by a lookup: connection
+        # key -> (token, predicate). The newest write on a key replaces the
+        # older one (a worker applies one key's events in order).
+        self._pending: dict[str, tuple[object, Callable[[], bool]]] = {}
+        self._pending_lock = threading.Lock()
 
     # -- life cycle -----------------------------------------------------------
 
@@ -146,6 +284,60 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         # with auto.create.topics.enable re-creates a topic deleted later.
         del producer
         self.rpc.close()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Flush and await every pending write; the manager stays usable.
+
+        The SDK's file and Postgres-memory managers have ``stop()`` (end the
+        background saver, save once more); code calls it at shutdown and may
+        then go on using the manager or open a second one on the same state.
+        Here it delivers everything still queued for Kafka (at most
+        ``publish_timeout`` s), then waits until a lookup shows each write
+        not yet seen applied -- those made with ``wait_applied=False``, those
+        whose own wait ran out, those of other threads in flight -- bounded by
+        ``timeout`` (default ``apply_timeout``) in total. A write still not
+        visible then is logged as a warning and stays pending (a later
+        ``stop()`` waits for it again); nothing raises, nothing is released.
+        Idempotent: with nothing pending it returns after one flush. Returns
+        ``None`` like the SDK's. :meth:`close` releases the clients.
+        """
+        producer = self._producer
+        if producer is not None:
+            remaining = producer.flush(self.publish_timeout)
+            if remaining:
+                self.logger.warning("edr-worker-client: stop: Kafka did not confirm %d event(s) "
+                                    "within %.1f s", remaining, self.publish_timeout)
+        deadline = time.monotonic() + (self.apply_timeout if timeout is None else float(timeout))
+        with self._pending_lock:
+            pending = list(self._pending.items())
+        for key, (token, predicate) in pending:
+            if self._wait_until(predicate, "stop", deadline=deadline, warn=False):
+                self._settle(key, token)
+        left = self.pending_writes
+        if left:
+            self.logger.warning("edr-worker-client: stop: %d write(s) published but not yet "
+                                "visible to lookups", left)
+        else:
+            self._note("edr-worker-client: stop: every write is applied")
+
+    @property
+    def pending_writes(self) -> int:
+        """Number of connections whose last write was published but not yet seen applied."""
+        with self._pending_lock:
+            return len(self._pending)
+
+    def _track(self, key: str, predicate: Callable[[], bool]) -> object:
+        token = object()
+        with self._pending_lock:
+            self._pending[key] = (token, predicate)
+        return token
+
+    def _settle(self, key: str, token: object) -> None:
+        """Forget a write seen applied, unless a newer write on the key replaced it."""
+        with self._pending_lock:
+            current = self._pending.get(key)
+            if current is not None and current[0] is token:
+                del self._pending[key]
 
     def __enter__(self) -> EdrWorkerConnectionManager:
         return self
@@ -227,12 +419,11 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         transfer_id = self.rpc.get_connection_transfer_id(keys)
         if transfer_id is None:
             return False
-        self._publish_expired([(keys, transfer_id)])
-        self._note("edr-worker-client: published edr.expired for connection %s",
-                   connection_key(**keys))
-        if self.wait_applied:
-            self._wait_until(lambda: self.rpc.get_connection_transfer_id(keys) != transfer_id,
-                             "delete_connection")
+        key = connection_key(**keys)
+        self._publish_tracked(self._expired_records([(keys, transfer_id)]),
+                              [(key, self._expired_check(keys, transfer_id))],
+                              "delete_connection")
+        self._note("edr-worker-client: published edr.expired for connection %s", key)
         return True
 
     def clear_connections_by_party(self, counter_party_id_substring: str) -> int:
@@ -242,8 +433,14 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         Each removal is an ``edr.expired`` carrying the listed transfer process
         id (a newer EDR negotiated meanwhile survives).
 
-        :returns: the number of distinct ``counter_party_id`` values cleared
-            (0 when nothing matched, so a second call returns 0).
+        :returns: the number of distinct ``counter_party_id`` values that had
+            entries and were cleared (0 when nothing matched, so a second call
+            returns 0). The SDK's memory manager counts the top-level party keys
+            it removes, which includes a party whose entries were all deleted
+            before (``delete_connection`` leaves its empty dicts behind); that
+            is not copied: such a party has nothing left to clear and is not
+            counted. Unlike the SDK, a party whose id equals ``edrs_key`` is
+            cleared too, and ``""`` clears every party, as ``"" in id`` does there.
         """
         if not isinstance(counter_party_id_substring, str):
             raise EdrValidationError("counter_party_id_substring must be a string")
@@ -261,19 +458,60 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
             parties.add(keys["counter_party_id"])
         if not targets:
             return 0
-        self._publish_expired(targets)
+        cleared = {(connection_key(**k), t) for k, t in targets}
+
+        def gone() -> bool:
+            remaining = self.rpc.iter_connections(counter_party_id_substring)
+            return not any((connection_key(**_item_keys(i)), i.get(TRANSFER_ID_KEY)) in cleared
+                           for i in remaining)
+
+        self._publish_tracked(self._expired_records(targets),
+                              [(connection_key(**k), self._expired_check(k, t))
+                               for k, t in targets],
+                              "clear_connections_by_party", applied=gone)
         self._note("edr-worker-client: published %d edr.expired events for %d parties",
                    len(targets), len(parties))
-        if self.wait_applied:
-            cleared = {(connection_key(**k), t) for k, t in targets}
-
-            def gone() -> bool:
-                remaining = self.rpc.iter_connections(counter_party_id_substring)
-                return not any((connection_key(**_item_keys(i)), i.get(TRANSFER_ID_KEY)) in cleared
-                               for i in remaining)
-
-            self._wait_until(gone, "clear_connections_by_party")
         return len(parties)
+
+    @property
+    def open_connections(self) -> dict[str, Any]:
+        """A read-only snapshot in the SDK managers' shape (costly: read it rarely).
+
+        ``{counter_party_id: {counter_party_address: {query_checksum:
+        {policy_checksum: entry}}}, edrs_key: number_of_entries}``, built by
+        paging ``list_connections`` (one lookup per 1000 entries) and then
+        fetching every entry with ``get_connection``: **one lookup per
+        entry**. It is a fresh deep copy on every read: changing it changes
+        nothing in the cache (evict with :meth:`delete_connection` or
+        :meth:`clear_connections_by_party`), and assigning to it raises
+        AttributeError. Entries written during the read may or may not
+        appear; one removed between listing and fetching is left out. The
+        ``edrs_key`` count is the number of entries in the snapshot (the SDK
+        memory manager's counter drifts: it counts overwrites twice and is not
+        lowered by clearing). A party whose id equals ``edrs_key`` cannot be
+        represented in this shape (the SDK's bug too): it is left out and a
+        warning is logged.
+
+        :raises EdrWorkerError: timeout, Redis failure or worker error reply.
+        """
+        snapshot: dict[str, Any] = {}
+        count = 0
+        for item in self.rpc.iter_connections():
+            keys = _item_keys(item)
+            party = keys["counter_party_id"]
+            if party == self.edrs_key:
+                self.logger.warning("edr-worker-client: open_connections: a party id equals the "
+                                    "edrs_key %r; its entries are left out", self.edrs_key)
+                continue
+            entry = self.rpc.get_connection(keys)
+            if not entry:
+                continue
+            (snapshot.setdefault(party, {})
+             .setdefault(keys["counter_party_address"], {})
+             .setdefault(keys["query_checksum"], {}))[keys["policy_checksum"]] = entry
+            count += 1
+        snapshot[self.edrs_key] = count
+        return snapshot
 
     # -- internals -------------------------------------------------------------
 
@@ -302,32 +540,65 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
             raise EdrValidationError(f"{TRANSFER_ID_KEY} must be a string")
         check_key_fields(counter_party_id, counter_party_address, query_checksum, policy_checksum)
         saved = dict(connection_entry)
-        for member in (_JSONLD_TYPE, _JSONLD_CONTEXT, self.provider_id_key, "providerId"):
+        for member in (_JSONLD_TYPE, _JSONLD_CONTEXT, self.provider_id_key):
             saved.pop(member, None)
         event = build_event(event_type, self.source, counter_party_id, counter_party_address,
                             query_checksum, policy_checksum, edr=saved)
         value = encode_event(event)
         key = connection_key(counter_party_id, counter_party_address, query_checksum,
                              policy_checksum)
-        self._publish([(key, value)])
+        # Compare with the entry as JSON carries it (tuples become lists, ...).
+        expected = json.loads(value)["data"]["edr"]
+        keys = self._lookup_keys(counter_party_id, counter_party_address, query_checksum,
+                                 policy_checksum)
+        assert keys is not None
+        self._publish_tracked([(key, value)],
+                              [(key, lambda: self.rpc.get_connection(keys) == expected)],
+                              "add_connection")
         self._note("edr-worker-client: published %s for connection %s", event_type, key)
-        if self.wait_applied:
-            # Compare with the entry as JSON carries it (tuples become lists, ...).
-            expected = json.loads(value)["data"]["edr"]
-            keys = self._lookup_keys(counter_party_id, counter_party_address, query_checksum,
-                                     policy_checksum)
-            assert keys is not None
-            self._wait_until(lambda: self.rpc.get_connection(keys) == expected, "add_connection")
         return transfer_id
 
-    def _publish_expired(self, targets: Iterable[tuple[dict[str, str], str]]) -> None:
+    def _publish_tracked(self, records: list[tuple[str, bytes]],
+                         checks: list[tuple[str, Callable[[], bool]]], what: str,
+                         applied: Callable[[], bool] | None = None) -> None:
+        """Publish, remember each write as pending, and (``wait_applied``) wait for it.
+
+        ``checks`` are (connection key, predicate true once that write is
+        applied); ``applied`` is one predicate for them all (a clear's list).
+        Registered before producing, so a concurrent :meth:`stop` awaits it.
+        """
+        tokens = [(key, self._track(key, check)) for key, check in checks]
+        try:
+            self._publish(records)
+        except BaseException:
+            for key, token in tokens:
+                self._settle(key, token)
+            raise
+        if not self.wait_applied:
+            return
+        if applied is None:
+            applied = (checks[0][1] if len(checks) == 1
+                       else lambda: all(check() for _, check in checks))
+        if self._wait_until(applied, what):
+            for key, token in tokens:
+                self._settle(key, token)
+
+    def _expired_records(self, targets: Iterable[tuple[dict[str, str], str]]
+                         ) -> list[tuple[str, bytes]]:
         records = []
         for keys, transfer_id in targets:
             event = build_event(EVENT_EXPIRED, self.source, keys["counter_party_id"],
                                 keys["counter_party_address"], keys["query_checksum"],
                                 keys["policy_checksum"], transfer_process_id=transfer_id)
             records.append((connection_key(**keys), encode_event(event)))
-        self._publish(records)
+        return records
+
+    def _publish_expired(self, targets: Iterable[tuple[dict[str, str], str]]) -> None:
+        """Publish ``edr.expired`` for each (keys, transfer id), untracked (tests use it)."""
+        self._publish(self._expired_records(targets))
+
+    def _expired_check(self, keys: dict[str, str], transfer_id: str) -> Callable[[], bool]:
+        return lambda: self.rpc.get_connection_transfer_id(keys) != transfer_id
 
     def _publish(self, records: list[tuple[str, bytes]]) -> None:
         """Produce the records and wait until Kafka confirmed every one."""
@@ -372,9 +643,12 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
                 f"Kafka failed to deliver {len(failures)} of {len(records)} event(s) to "
                 f"{self.topic}: {failures[0].str()}")
 
-    def _wait_until(self, predicate: Callable[[], bool], what: str) -> bool:
-        """Poll ``predicate`` with backoff until true or ``apply_timeout``; never raises."""
-        deadline = time.monotonic() + self.apply_timeout
+    def _wait_until(self, predicate: Callable[[], bool], what: str,
+                    deadline: float | None = None, warn: bool = True) -> bool:
+        """Poll ``predicate`` with backoff until true or the deadline
+        (default: ``apply_timeout`` from now); never raises."""
+        if deadline is None:
+            deadline = time.monotonic() + self.apply_timeout
         delay = 0.002
         while True:
             try:
@@ -385,9 +659,10 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
                                     what, exc)
                 return False
             if time.monotonic() + delay > deadline:
-                self.logger.warning(
-                    "edr-worker-client: %s: write published but not yet visible after %.1f s",
-                    what, self.apply_timeout)
+                if warn:
+                    self.logger.warning(
+                        "edr-worker-client: %s: write published but not yet visible after %.1f s",
+                        what, self.apply_timeout)
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
