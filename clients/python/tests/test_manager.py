@@ -400,3 +400,71 @@ def test_logs_never_contain_edr_contents(make_manager: Callable[..., Any],
     m.delete_connection(*k.args())
     assert caplog.records, "verbose mode logs each write"
     assert secret not in caplog.text
+
+
+# -- drop-in for the SDK managers: stop(), open_connections, SDK arguments ----------------
+
+
+def test_stop_awaits_fire_and_forget_writes(make_manager: Callable[..., Any]) -> None:
+    """stop() at shutdown, then a second manager opened on the same state sees every write."""
+    writer = make_manager(wait_applied=False)
+    keys = [Keys() for _ in range(30)]
+    entries = [edr_entry() for _ in keys]
+    for k, e in zip(keys, entries):
+        writer.add_connection(*k.args(), e)
+    assert writer.delete_connection(*Keys().args()) is False
+    writer.stop()
+    assert writer.pending_writes == 0
+    second = make_manager()
+    for k, e in zip(keys, entries):  # no polling: stop() already awaited them
+        assert second.get_connection(*k.args()) == expected_stored(e)
+    writer.stop()  # idempotent
+    # still usable after stop(): delete (fire-and-forget), stop, the other sees it
+    assert writer.delete_connection(*keys[0].args()) is True
+    writer.stop()
+    assert second.get_connection(*keys[0].args()) == {}
+    writer.add_connection(*keys[0].args(), entries[0])
+    writer.stop()
+    assert second.get_connection_transfer_id(*keys[0].args()) == entries[0]["transferProcessId"]
+
+
+def test_open_connections_snapshot_from_the_worker(manager: Any) -> None:
+    bpn = f"BPNL{uuid.uuid4().hex[:12].upper()}"
+    a, b = Keys(party=bpn), Keys(party=bpn)
+    did = Keys(party=f"did:web:wallet.example.com:{bpn}")
+    for k in (a, b, did):
+        manager.add_connection(*k.args(), edr_entry())
+    snap = manager.open_connections
+    assert snap["edrs"] == manager.rpc.count()
+    for k in (a, b, did):
+        assert snap[k.counter_party_id][k.counter_party_address][k.query_checksum][
+            k.policy_checksum] == manager.get_connection(*k.args())
+    total_in_shape = sum(1 for party, addrs in snap.items() if party != "edrs"
+                         for queries in addrs.values() for policies in queries.values()
+                         for _ in policies)
+    assert total_in_shape == snap["edrs"]
+    snap[bpn].clear()
+    assert manager.get_connection(*a.args()) != {}  # the snapshot is not the cache
+    assert manager.clear_connections_by_party(bpn) == 2
+    after = manager.open_connections
+    assert bpn not in after and did.counter_party_id not in after
+
+
+def test_sdk_positional_arguments_against_the_worker(worker: Worker,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """MemoryConnectionManager's positional order, plus an engine as the Postgres managers take."""
+    settings = dict(brokers=worker.brokers, topic=worker.topic, redis_url=worker.redis_url,
+                    rpc_prefix=worker.rpc_prefix, timeout=5.0)
+    caplog.set_level("INFO", logger="edr_worker_client")
+    for args in (("providerId", "edrs", None, False), (object(), "providerId", "edr_connections")):
+        m = EdrWorkerConnectionManager(*args, **settings)
+        try:
+            k = Keys()
+            entry = edr_entry()
+            assert m.add_connection(*k.args(), entry) == entry["transferProcessId"]
+            assert m.get_connection(*k.args()) == expected_stored(entry)
+            assert m.delete_connection(*k.args()) is True
+            m.stop()
+        finally:
+            m.close()
+    assert "engine, table_name" in caplog.text
