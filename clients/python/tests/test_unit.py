@@ -407,6 +407,9 @@ def test_stop_is_bounded_and_keeps_what_it_could_not_confirm(
     m.stop()  # a later stop() confirms it
     assert m.pending_writes == 0
     m.close(timeout=0)
+    before = rpc.lookups
+    m.stop()  # after close(): nothing to do, no error
+    assert rpc.lookups == before
 
 
 def test_a_confirmed_write_is_not_pending() -> None:

@@ -18,7 +18,7 @@ from .events import build_event, connection_key, encode_event
 from .manager import EdrWorkerConnectionManager, KafkaConnectionManager
 from .rpc import EdrRpcClient
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "EdrPublishError",

@@ -298,9 +298,12 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         ``timeout`` (default ``apply_timeout``) in total. A write still not
         visible then is logged as a warning and stays pending (a later
         ``stop()`` waits for it again); nothing raises, nothing is released.
-        Idempotent: with nothing pending it returns after one flush. Returns
-        ``None`` like the SDK's. :meth:`close` releases the clients.
+        Idempotent: with nothing pending it returns after one flush; after
+        :meth:`close` (which releases the clients) it does nothing. Returns
+        ``None`` like the SDK's.
         """
+        if self._closed:
+            return
         producer = self._producer
         if producer is not None:
             remaining = producer.flush(self.publish_timeout)
