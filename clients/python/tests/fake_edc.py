@@ -1,7 +1,7 @@
 """A local stand-in for an EDC connector's management API (and its data plane).
 
-It answers the ``/v3`` calls the Tractus-X SDK's jupiter
-``ConnectorConsumerService`` makes on its way from a catalog to data, with the
+It answers the ``/v3`` calls the Tractus-X SDK's ``ConnectorConsumerService``
+(jupiter, DSP 0.8; saturn, DSP 2025-1: its catalog then uses bare terms) makes on its way from a catalog to data, with the
 JSON shapes Tractus-X EDC returns (compacted with ``@vocab`` = the EDC
 namespace, as the management API answers):
 
@@ -48,11 +48,30 @@ CONTEXT = {
 API_KEY_HEADER = "X-Api-Key"
 
 
-def offer_policy() -> dict[str, Any]:
+DSP_2025 = "dataspace-protocol-http:2025-1"
+
+
+def offer_policy(saturn: bool = False) -> dict[str, Any]:
     """The usage policy the provider offers (without the offer's @id/@type).
 
     The SDK compares a caller's allow-list with it after dropping @id/@type.
+    Jupiter (DSP 0.8) catalogs carry prefixed terms, Saturn (DSP 2025-1)
+    catalogs the Catena-X 2025-9 context's bare ones.
     """
+    if saturn:
+        return {
+            "permission": [{
+                "action": "use",
+                "constraint": {"and": [
+                    {"leftOperand": "FrameworkAgreement", "operator": "eq",
+                     "rightOperand": "DataExchangeGovernance:1.0"},
+                    {"leftOperand": "UsagePurpose", "operator": "isAnyOf",
+                     "rightOperand": "cx.core.industrycore:1"},
+                ]},
+            }],
+            "prohibition": [],
+            "obligation": [],
+        }
     return {
         "odrl:permission": {
             "odrl:action": {"@id": "odrl:use"},
@@ -68,6 +87,11 @@ def offer_policy() -> dict[str, Any]:
         "odrl:prohibition": [],
         "odrl:obligation": [],
     }
+
+
+def _id_of(value: Any) -> Any:
+    """Jupiter sends ``"target": "x"``, Saturn ``"target": {"@id": "x"}``."""
+    return value.get("@id") if isinstance(value, dict) else value
 
 
 @dataclass
@@ -132,6 +156,16 @@ class FakeEdc:
             return 400, _error(f"not a CatalogRequest: {sorted(request)}")
         with self.lock:
             self.catalog_requests += 1
+        if request.get("protocol") == DSP_2025:
+            offer = {"@id": f"offer:{uuid.uuid4()}", "@type": "Offer", **offer_policy(True)}
+            return 200, {
+                "@id": str(uuid.uuid4()), "@type": "Catalog", "participantId": self.provider_id,
+                "dataset": [{"@id": self.asset_id, "@type": "Dataset", "hasPolicy": [offer],
+                             "distribution": [], "id": self.asset_id}],
+                "service": [{"@id": str(uuid.uuid4()), "@type": "DataService"}],
+                "@context": ["https://w3id.org/catenax/2025/9/policy/context.jsonld",
+                             "https://w3id.org/dspace/2025/1/context.jsonld", {"@vocab": EDC_NS}],
+            }
         offer = {"@id": f"offer:{uuid.uuid4()}", "@type": "odrl:Offer", **offer_policy()}
         return 200, {
             "@id": str(uuid.uuid4()),
@@ -150,12 +184,12 @@ class FakeEdc:
 
     def negotiate(self, request: dict[str, Any]) -> tuple[int, Any]:
         policy = request.get("policy") or {}
-        assigner = policy.get("assigner")
+        assigner = _id_of(policy.get("assigner"))
         # The provider is known by its BPN and by a DID that ends with it.
         known = assigner == self.provider_id or (
             isinstance(assigner, str) and assigner.startswith("did:")
             and assigner.endswith(":" + self.provider_id))
-        if request.get("@type") != "ContractRequest" or policy.get("target") != self.asset_id \
+        if request.get("@type") != "ContractRequest" or _id_of(policy.get("target")) != self.asset_id \
                 or not known or "@id" not in policy:
             return 400, _error("not a ContractRequest for the offered asset")
         t = Transfer(negotiation_id=str(uuid.uuid4()), agreement_id=str(uuid.uuid4()),

@@ -1,4 +1,4 @@
-"""The adapter under the SDK's own code: ConnectorConsumerService (jupiter).
+"""The adapter under the SDK's own code: ConnectorConsumerService (jupiter and saturn).
 
 Two connector replicas, each a ConnectorConsumerService built by the SDK's
 ServiceFactory with its own adapter instance, talk to a local stand-in for the
@@ -34,22 +34,29 @@ def edc() -> Iterator[FakeEdc]:
         fake.stop()
 
 
-def consumer_service(edc: FakeEdc, manager: Any) -> Any:
+@pytest.fixture(params=["jupiter", "saturn"])
+def version(request: pytest.FixtureRequest) -> str:
+    """The SDK's dataspace versions: DSP 0.8 and DSP 2025-1."""
+    return request.param
+
+
+def consumer_service(edc: FakeEdc, manager: Any, version: str) -> Any:
     """A connector replica as SDK users build one (logger given, so the SDK logs)."""
     return ServiceFactory.get_connector_consumer_service(
-        dataspace_version="jupiter", base_url=edc.base_url, dma_path="/management",
+        dataspace_version=version, base_url=edc.base_url, dma_path="/management",
         headers={"X-Api-Key": API_KEY}, connection_manager=manager, verbose=False,
         logger=log)
 
 
-def request_args(edc: FakeEdc, party: str | None = None) -> dict[str, Any]:
+def request_args(edc: FakeEdc, version: str, party: str | None = None) -> dict[str, Any]:
     return dict(counter_party_id=party or edc.provider_id,
                 counter_party_address=edc.dsp_address,
                 filter_expression=[{"operandLeft": "https://w3id.org/edc/v0.0.1/ns/id",
                                     "operator": "=", "operandRight": edc.asset_id}],
                 # An explicit allow-list: with policies=None and a logger the SDK
                 # uses a random policy checksum, i.e. never hits its own cache.
-                policies=[offer_policy()], max_wait=10, poll_interval=1)
+                policies=[offer_policy(saturn=version == "saturn")], max_wait=10,
+                poll_interval=1)
 
 
 def sdk_checksums(args: dict[str, Any]) -> tuple[str, str]:
@@ -63,11 +70,11 @@ def sdk_keys(args: dict[str, Any]) -> tuple[str, str, str, str]:
     return (args["counter_party_id"], args["counter_party_address"], *sdk_checksums(args))
 
 
-def test_the_stand_in_serves_the_sdks_own_memory_manager(edc: FakeEdc) -> None:
+def test_the_stand_in_serves_the_sdks_own_memory_manager(edc: FakeEdc, version: str) -> None:
     """The same flow with the SDK's MemoryConnectionManager: the stand-in is what the SDK expects."""
     manager = MemoryConnectionManager()
-    service = consumer_service(edc, manager)
-    args = request_args(edc)
+    service = consumer_service(edc, manager, version)
+    args = request_args(edc, version)
     tp = service.get_transfer_id(**args)
     assert edc.negotiations == 1 and not edc.errors, edc.errors
     assert tp == manager.get_connection_transfer_id(*sdk_keys(args))
@@ -79,16 +86,17 @@ def test_the_stand_in_serves_the_sdks_own_memory_manager(edc: FakeEdc) -> None:
 
 
 @pytest.mark.integration
-def test_consumer_service_replicas_share_one_cache(edc: FakeEdc,
+def test_consumer_service_replicas_share_one_cache(edc: FakeEdc, version: str,
                                                    make_manager: Callable[..., Any],
                                                    caplog: pytest.LogCaptureFixture) -> None:
     # Built with SDK-manager arguments, as code written for those builds them.
     manager_a = make_manager(provider_id_key="providerId", edrs_key="edrs", logger=log,
                              verbose=True)
     manager_b = make_manager(provider_id_key="providerId", logger=log)
-    replica_a, replica_b = consumer_service(edc, manager_a), consumer_service(edc, manager_b)
+    replica_a = consumer_service(edc, manager_a, version)
+    replica_b = consumer_service(edc, manager_b, version)
     did = f"did:web:wallet.example.com:{edc.provider_id}"
-    args = request_args(edc, party=did)
+    args = request_args(edc, version, party=did)
     keys = sdk_keys(args)
     caplog.set_level("DEBUG")
 
