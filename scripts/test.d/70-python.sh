@@ -28,6 +28,8 @@ fi
 
 log "installing clients/python[test] and tractusx-sdk"
 "$VENV/bin/python" -m pip install -q --upgrade "$ROOT/clients/python[test]" tractusx-sdk
+# The SDK-level tests (tests/test_sdk_*.py) run the SDK's own code: say which.
+log "tractusx-sdk $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("tractusx-sdk"))')"
 
 if [ -z "${EDR_KAFKA_BROKERS:-}" ] || [ -z "${EDR_REDIS_URL:-}" ]; then
     eval "$("$ROOT/scripts/services.sh" env)"

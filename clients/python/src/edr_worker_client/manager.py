@@ -325,7 +325,14 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
 
     @property
     def pending_writes(self) -> int:
-        """Number of connections whose last write was published but not yet seen applied."""
+        """Number of connections whose last write was published but not yet seen applied.
+
+        One small record per connection key (the newest write replaces an
+        older one), dropped once a lookup shows the write: with
+        ``wait_applied=True`` that is at once; with ``wait_applied=False`` at
+        the next :meth:`stop`. A write that another replica overwrote before
+        it was seen stays pending until ``stop()``'s wait runs out.
+        """
         with self._pending_lock:
             return len(self._pending)
 
