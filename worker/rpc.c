@@ -234,7 +234,7 @@ struct rpc_server *rpc_server_start(const struct config *cfg, struct store *st,
     pthread_mutex_init(&srv->lock, NULL);
     srv->cfg = cfg;
     srv->st = st;
-    srv->prefix = prefix;
+    srv->prefix = strdup(prefix);
     srv->worker_id = cfg->worker_id ? cfg->worker_id : "edr-worker";
     if (redis_url_parse(url, &srv->url, errstr, errstr_size) != 0)
         goto fail;
@@ -252,7 +252,7 @@ struct rpc_server *rpc_server_start(const struct config *cfg, struct store *st,
         goto fail;
     }
     srv->threads = calloc((size_t)srv->n_threads, sizeof(*srv->threads));
-    if (!srv->queue || !srv->threads) {
+    if (!srv->queue || !srv->threads || !srv->prefix) {
         snprintf(errstr, errstr_size, "rpc: out of memory");
         goto fail;
     }
@@ -322,6 +322,7 @@ void rpc_server_stop(struct rpc_server *srv)
     metrics_set_redis_connected(0);
     free(srv->threads);
     free(srv->queue);
+    free(srv->prefix);
     redis_url_clear(&srv->url);
     pthread_mutex_destroy(&srv->lock);
     free(srv);

@@ -51,9 +51,10 @@ struct rpc_server {
     const struct config *cfg;
     struct store *st;
     struct redis_url url;
-    char where[300];    /* host:port/db for logs */
-    char *queue;        /* <prefix>:requests */
-    const char *prefix; /* EDR_RPC_PREFIX; reply lists are <prefix>:reply:* */
+    char where[300]; /* host:port/db for logs */
+    char *queue;     /* <prefix>:requests */
+    char *prefix;    /* EDR_RPC_PREFIX (a copy); replies go to
+                        <prefix>:reply:* only */
     const char *worker_id;
     int n_threads;
     struct rpc_thread *threads;
