@@ -1359,6 +1359,32 @@ static void test_reply_to_not_list(void)
     del_key(cli, skey);
 }
 
+/* The server keeps its own copy of EDR_RPC_PREFIX: the caller's buffer
+ * may change after the start (lookup_bench passes a temporary). */
+static void test_prefix_copied(void)
+{
+    char pfx[128], keep[128], q[160], err[256];
+    snprintf(pfx, sizeof(pfx), "%s-copy", prefix);
+    snprintf(keep, sizeof(keep), "%s", pfx);
+    snprintf(q, sizeof(q), "%s:requests", keep);
+    struct config c2 = cfg;
+    c2.rpc_prefix = pfx;
+    c2.rpc_threads = 1;
+    struct rpc_server *s = rpc_server_start(&c2, st, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    memset(pfx, 'z', sizeof(pfx) - 1);
+    pfx[sizeof(pfx) - 1] = '\0';
+    char *raw = wait_for(srv_is_connected, s, 5000)
+                    ? call_on(cli, q, keep,
+                              "{\"id\":\"%s\",\"reply_to\":\"%s\","
+                              "\"op\":\"ping\"}",
+                              "10", NULL)
+                    : NULL;
+    CU_ASSERT_PTR_NOT_NULL(raw);
+    free(raw);
+    rpc_server_stop(s);
+}
+
 /* ---------------------------------------------------- store errors */
 
 /* A store whose every read fails with a libpq-like message naming a host,
@@ -1501,6 +1527,7 @@ static void register_suites(void)
     CU_add_test(s, "reply_to outside the prefix", test_reply_to_foreign);
     CU_add_test(s, "reply_to is a hash or a string", test_reply_to_not_list);
     CU_add_test(s, "store errors stay in the log", test_store_errors);
+    CU_add_test(s, "the prefix is copied", test_prefix_copied);
     CU_add_test(s, "malformed flood", test_flood);
     CU_add_test(s, "edrctl lookups", test_edrctl);
     CU_add_test(s, "redis restart", test_restart);
