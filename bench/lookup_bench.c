@@ -237,7 +237,9 @@ static void *client_main(void *arg)
     redisContext *c = connect_or_die();
     char reply_to[128], req[1024], id[32];
     unsigned seed = (unsigned)(cl->index * 7919 + 17);
-    snprintf(reply_to, sizeof(reply_to), "bench-%s:reply:%d", run_id,
+    /* v2: a reply_to must begin with <prefix>:reply:, the queue's prefix */
+    size_t plen = strlen(cl->queue) - strlen(":requests");
+    snprintf(reply_to, sizeof(reply_to), "%.*s:reply:%d", (int)plen, cl->queue,
              cl->index);
     while (atomic_load(cl->go) == 0)
         usleep(100);

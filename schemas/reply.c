@@ -115,13 +115,16 @@ int reply_end(struct reply_buf *b)
     return b->oom ? -1 : 0;
 }
 
-int reply_error(struct reply_buf *b, const char *id, const char *reason)
+int reply_error(struct reply_buf *b, const char *id, const char *code,
+                const char *reason)
 {
     reply_buf_reset(b);
     reply_raw(b, "{\"id\":", 6);
     reply_cstr(b, id);
     reply_raw(b, ",\"status\":\"error\",\"error\":", 26);
     reply_cstr(b, reason ? reason : "error");
+    reply_raw(b, ",\"code\":", 8);
+    reply_cstr(b, code ? code : REPLY_CODE_INTERNAL);
     reply_raw(b, ",\"result\":null}", 15);
     return b->oom ? -1 : 0;
 }
@@ -222,6 +225,7 @@ int reply_decode(struct reply_msg *m, const void *buf, size_t len, char *errstr,
     const char *p_status[] = {"status", NULL};
     const char *p_id[] = {"id", NULL};
     const char *p_error[] = {"error", NULL};
+    const char *p_code[] = {"code", NULL};
     const char *p_result[] = {"result", NULL};
     yajl_val status = yajl_tree_get(root, p_status, yajl_t_string);
     if (!status) {
@@ -244,6 +248,7 @@ int reply_decode(struct reply_msg *m, const void *buf, size_t len, char *errstr,
         m->error = dup_string(yajl_tree_get(root, p_error, yajl_t_any));
         if (!m->error)
             m->error = strdup("(no reason given)");
+        m->code = dup_string(yajl_tree_get(root, p_code, yajl_t_any));
     }
     g = yajl_gen_alloc(NULL);
     if (!g || gen_value(g, yajl_tree_get(root, p_result, yajl_t_any))) {
@@ -278,6 +283,7 @@ void reply_msg_clear(struct reply_msg *m)
         return;
     free(m->id);
     free(m->error);
+    free(m->code);
     free(m->result_json);
     memset(m, 0, sizeof(*m));
 }

@@ -1,7 +1,8 @@
 /* reply.h: encoding and decoding of lookup replies (schemas/README.md §2).
  *
  *   {"id": "c0ffee-1", "status": "ok", "result": ...}
- *   {"id": "c0ffee-1", "status": "error", "error": "reason", "result": null}
+ *   {"id": "c0ffee-1", "status": "error", "error": "reason",
+ *    "code": "bad_request", "result": null}
  *
  * Replies are written with a small JSON writer rather than yajl_gen,
  * because a get_connection result is the stored entry, already compact
@@ -45,8 +46,19 @@ void reply_begin(struct reply_buf *b, const char *id, const char *status);
 /* Closes the reply. 0, or -1 when memory ran out somewhere. */
 int reply_end(struct reply_buf *b);
 
-/* A whole error reply (b is reset first). id may be NULL. 0 or -1. */
-int reply_error(struct reply_buf *b, const char *id, const char *reason);
+/* The error codes of schemas/README.md §2 (v2). */
+#define REPLY_CODE_BAD_REQUEST "bad_request"
+#define REPLY_CODE_UNAVAILABLE "unavailable"
+#define REPLY_CODE_STATE_INCOMPLETE "state_incomplete"
+#define REPLY_CODE_TIMEOUT "timeout"
+#define REPLY_CODE_INTERNAL "internal"
+
+/* A whole error reply (b is reset first). id may be NULL; code is one of
+ * the REPLY_CODE_* (NULL writes "internal"). The reason goes to any
+ * client: it must hold no server address, user name, SQL or path. 0 or
+ * -1. */
+int reply_error(struct reply_buf *b, const char *id, const char *code,
+                const char *reason);
 
 /* 1 when n bytes at s are exactly one JSON object (valid UTF-8). */
 int reply_is_json_object(const char *s, size_t n);
@@ -57,6 +69,7 @@ struct reply_msg {
     enum reply_status status;
     char *id;          /* NULL when null */
     char *error;       /* status error: the reason, else NULL */
+    char *code;        /* status error: the code, NULL when absent (v1) */
     char *result_json; /* the result re-serialised compactly ("null" when
                           absent) */
     size_t result_len;

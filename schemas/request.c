@@ -628,6 +628,16 @@ void request_clear(struct request *req)
     memset(req, 0, sizeof(*req));
 }
 
+int request_reply_to_allowed(const char *reply_to, const char *prefix)
+{
+    static const char mid[] = ":reply:";
+    if (!reply_to || !prefix)
+        return 0;
+    size_t n = strlen(prefix);
+    return strncmp(reply_to, prefix, n) == 0 &&
+           strncmp(reply_to + n, mid, sizeof(mid) - 1) == 0;
+}
+
 struct edr_key request_key(const struct request *req)
 {
     struct edr_key k = {req->counter_party_id, req->counter_party_address,

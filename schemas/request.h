@@ -78,6 +78,11 @@ struct edr_key request_key(const struct request *req);
 /* Wire name of an op ("get_connection", ...); "invalid" for NONE. */
 const char *request_op_name(enum request_op op);
 
+/* 1 when reply_to begins with "<prefix>:reply:" (schemas/README.md §2,
+ * v2): only such lists are ever answered, so Redis ACLs can confine
+ * clients to their key patterns. 0 otherwise, and for NULL arguments. */
+int request_reply_to_allowed(const char *reply_to, const char *prefix);
+
 /* "size", "utf8", "json", "schema". */
 const char *request_error_class(enum request_error e);
 

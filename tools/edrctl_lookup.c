@@ -9,6 +9,7 @@
 #include "tools/edrctl.h"
 #include "tools/edrctl_args.h"
 
+#include "base/clock.h"
 #include "schemas/reply.h"
 #include "schemas/request.h"
 #include "worker/redis_url.h"
@@ -22,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #define LOOKUP_TIMEOUT_DEFAULT_MS 5000
@@ -36,13 +36,6 @@ struct lookup_args {
     const char *cursor;
     long limit; /* 0: not given */
 };
-
-static int64_t now_epoch_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void usage(const char *cmd)
 {
@@ -143,7 +136,7 @@ static void make_token(char *out, size_t n)
     if (fd >= 0)
         close(fd);
     if (got != (ssize_t)sizeof(rnd)) {
-        uint64_t x = (uint64_t)now_epoch_ms() ^ ((uint64_t)getpid() << 32);
+        uint64_t x = (uint64_t)edr_epoch_ms() ^ ((uint64_t)getpid() << 32);
         memcpy(rnd, &x, sizeof(rnd));
     }
     gethostname(host, sizeof(host) - 1);
@@ -233,7 +226,7 @@ int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
     }
     signal(SIGPIPE, SIG_IGN); /* a dead socket fails the write instead */
 
-    int64_t deadline = now_epoch_ms() + timeout_ms;
+    int64_t deadline = edr_epoch_ms() + timeout_ms;
     make_token(token, sizeof(token));
     snprintf(reply_to, sizeof(reply_to), "%s:reply:%s", prefix, token);
     snprintf(queue, sizeof(queue), "%s:requests", prefix);
@@ -260,7 +253,7 @@ int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
 
     /* BLPOP with the time left; the socket waits a little longer so the
      * server's nil, not a socket timeout, ends the wait */
-    int64_t left = deadline - now_epoch_ms();
+    int64_t left = deadline - edr_epoch_ms();
     if (left < 1)
         left = 1;
     char secs[32];

@@ -4,7 +4,11 @@
  * documented but unparsed or the other way round. */
 #include "worker/config_parse.h"
 
+#include "stores/pg_dsn.h"
+#include "worker/http.h"
 #include "worker/log.h"
+
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -13,9 +17,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
-enum setting_kind { SETTING_STR, SETTING_INT, SETTING_LONG };
+/* SETTING_BOOL: the flag alone means on; "--flag=value" and the variable
+ * take 1/0, true/false, yes/no, on/off. */
+enum setting_kind { SETTING_STR, SETTING_INT, SETTING_LONG, SETTING_BOOL };
 
 struct setting {
     const char *env;
@@ -68,8 +75,20 @@ static const struct setting settings[] = {
     STR_SETTING("EDR_HTTP_ADDR", "--http-addr", http_addr, "127.0.0.1:9464",
                 NULL, 0, "host:port of /healthz /readyz /metrics, or off"),
     {"EDR_RPC_THREADS", "--rpc-threads", SETTING_INT,
-     offsetof(struct config, rpc_threads), "4", NULL, 1, 256, 0,
-     "lookup responder threads"},
+     offsetof(struct config, rpc_threads), "4", NULL, 1, CONFIG_RPC_THREADS_MAX,
+     0, "lookup responder threads (1 to 64)"},
+    STR_SETTING("EDR_CHANGELOG_TOPIC", "--changelog-topic", changelog_topic,
+                NULL, "<EDR_TOPIC>.changelog", 0,
+                "compacted changelog topic (schemas/README.md §4), or off"),
+    {"EDR_ACCEPT_GAP", "--accept-gap", SETTING_BOOL,
+     offsetof(struct config, accept_gap), "false", "off", 0, 1, 0,
+     "start although the state has a gap (§4); the flag alone means on"},
+    STR_SETTING("EDR_CALLBACK_AUTH_KEY", "--callback-auth-key",
+                callback_auth_key, "X-Api-Key", NULL, 0,
+                "header that carries the EDC callback auth code (§6)"),
+    STR_SETTING("EDR_CALLBACK_AUTH_CODE", "--callback-auth-code",
+                callback_auth_code, NULL, "none: EDC callbacks off", 1,
+                "secret expected in that header; never shown"),
     {"EDR_TIMEOUT_MS", "--timeout-ms", SETTING_INT,
      offsetof(struct config, timeout_ms), "5000", NULL, 1, 3600000, 0,
      "edrctl: wait for a reply or a delivery report"},
@@ -209,10 +228,34 @@ static int parse_long(const char *s, long min, long max, long *out)
     return 0;
 }
 
+/* 1 or 0 for the boolean spellings, -1 for anything else. */
+static int parse_bool(const char *s)
+{
+    static const char *const on[] = {"1", "true", "yes", "on"};
+    static const char *const off[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+        if (strcasecmp(s, on[i]) == 0)
+            return 1;
+        if (strcasecmp(s, off[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
 static int set_value(struct config *cfg, const struct setting *s,
                      const char *value, const char *origin, char *errstr,
                      size_t errstr_size)
 {
+    if (s->kind == SETTING_BOOL) {
+        int b = parse_bool(value);
+        if (b < 0)
+            return fail(errstr, errstr_size,
+                        "invalid setting %s (%s, from %s): \"%s\" is not "
+                        "true or false (1/0, yes/no, on/off)",
+                        s->env, s->flag, origin, value);
+        *(int *)((char *)cfg + s->off) = b;
+        return CONFIG_OK;
+    }
     if (s->kind == SETTING_STR) {
         char **field = str_field(cfg, s);
         char *copy = strdup(value);
@@ -263,24 +306,100 @@ static int require_nonempty(const struct config *cfg, const char *env,
     return CONFIG_OK;
 }
 
+/* The shape rule lives in worker/http.c, which binds the address. */
 static int validate_http_addr(const char *addr)
 {
+    char host[256], port[8];
     if (strcmp(addr, "off") == 0)
         return 0;
-    const char *colon = strrchr(addr, ':');
-    long port;
-    if (!colon || colon == addr || parse_long(colon + 1, 0, 65535, &port))
-        return -1;
-    return 0;
+    return http_addr_split(addr, host, sizeof(host), port, sizeof(port));
+}
+
+/* An HTTP header name: RFC 9110 token characters. */
+static int is_header_token(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c)))
+            return 0;
+    }
+    return 1;
+}
+
+/* A header value a client can send: visible ASCII, obs-text, inner
+ * spaces; no control bytes, no surrounding blanks. */
+static int is_header_value(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' ||
+        s[n - 1] == '\t')
+        return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* The file store's path must name a file: not a directory, not ending in
+ * '/' (file_store_open would fail later, at run time, with exit 3). */
+static int validate_file_path(const char *path, char *errstr,
+                              size_t errstr_size)
+{
+    struct stat sb;
+    size_t n = strlen(path);
+    if (path[n - 1] == '/')
+        return fail(errstr, errstr_size,
+                    "invalid setting EDR_FILE_PATH (--file-path): names a "
+                    "directory (ends in '/'); give a file name");
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return fail(errstr, errstr_size,
+                    "invalid setting EDR_FILE_PATH (--file-path): is a "
+                    "directory; give a file name");
+    return CONFIG_OK;
+}
+
+/* EDR_CHANGELOG_TOPIC: the default follows EDR_TOPIC; "off" becomes
+ * NULL. */
+static int settle_changelog(struct config *cfg, int given, char *errstr,
+                            size_t errstr_size)
+{
+    if (!given) {
+        size_t n = strlen(cfg->topic) + sizeof(".changelog");
+        free(cfg->changelog_topic);
+        if (!(cfg->changelog_topic = malloc(n)))
+            return fail(errstr, errstr_size, "out of memory");
+        snprintf(cfg->changelog_topic, n, "%s.changelog", cfg->topic);
+    }
+    if (strcmp(cfg->changelog_topic, "off") == 0) {
+        free(cfg->changelog_topic);
+        cfg->changelog_topic = NULL;
+        return CONFIG_OK;
+    }
+    if (!*cfg->changelog_topic)
+        return fail(errstr, errstr_size,
+                    "invalid setting EDR_CHANGELOG_TOPIC (--changelog-topic): "
+                    "must not be empty (off disables it)");
+    if (strcmp(cfg->changelog_topic, cfg->topic) == 0 ||
+        strcmp(cfg->changelog_topic, cfg->dlq_topic) == 0)
+        return fail(errstr, errstr_size,
+                    "invalid setting EDR_CHANGELOG_TOPIC (--changelog-topic): "
+                    "must differ from EDR_TOPIC and EDR_DLQ_TOPIC");
+    return CONFIG_OK;
 }
 
 static int validate(struct config *cfg, enum config_mode mode, char *errstr,
                     size_t errstr_size)
 {
     static const char *const nonempty[] = {
-        "EDR_KAFKA_BROKERS", "EDR_TOPIC",     "EDR_DLQ_TOPIC", "EDR_GROUP_ID",
-        "EDR_STORE",         "EDR_FILE_PATH", "EDR_PG_TABLE",  "EDR_REDIS_URL",
-        "EDR_RPC_PREFIX",    "EDR_WORKER_ID", "EDR_HTTP_ADDR"};
+        "EDR_KAFKA_BROKERS", "EDR_TOPIC",     "EDR_DLQ_TOPIC",
+        "EDR_GROUP_ID",      "EDR_STORE",     "EDR_FILE_PATH",
+        "EDR_PG_TABLE",      "EDR_REDIS_URL", "EDR_RPC_PREFIX",
+        "EDR_WORKER_ID",     "EDR_HTTP_ADDR", "EDR_CALLBACK_AUTH_KEY"};
     for (size_t i = 0; i < sizeof(nonempty) / sizeof(nonempty[0]); i++)
         if (require_nonempty(cfg, nonempty[i], errstr, errstr_size))
             return CONFIG_INVALID;
@@ -295,6 +414,19 @@ static int validate(struct config *cfg, enum config_mode mode, char *errstr,
                     "invalid setting EDR_LOG_FORMAT (--log-format): \"%s\" "
                     "is not text or json",
                     cfg->log_format);
+    if (!is_header_token(cfg->callback_auth_key))
+        return fail(errstr, errstr_size,
+                    "invalid setting EDR_CALLBACK_AUTH_KEY "
+                    "(--callback-auth-key): \"%s\" is not an HTTP header "
+                    "name",
+                    cfg->callback_auth_key);
+    if (cfg->callback_auth_code && !is_header_value(cfg->callback_auth_code))
+        /* a secret: described, never shown */
+        return fail(errstr, errstr_size,
+                    "invalid setting EDR_CALLBACK_AUTH_CODE "
+                    "(--callback-auth-code): must be a non-empty header "
+                    "value without control characters or surrounding "
+                    "blanks; the value is not shown");
     if (mode != CONFIG_WORKER)
         return CONFIG_OK;
     if (strcmp(cfg->store, "memory") != 0 && strcmp(cfg->store, "file") &&
@@ -307,6 +439,12 @@ static int validate(struct config *cfg, enum config_mode mode, char *errstr,
         return fail(errstr, errstr_size,
                     "invalid setting EDR_PG_DSN (--pg-dsn): required with "
                     "EDR_STORE=postgres");
+    if (strcmp(cfg->store, "postgres") == 0 &&
+        pg_dsn_validate(cfg->pg_dsn, errstr, errstr_size) != 0)
+        return CONFIG_INVALID;
+    if (strcmp(cfg->store, "file") == 0 &&
+        validate_file_path(cfg->file_path, errstr, errstr_size) != 0)
+        return CONFIG_INVALID;
     if (strcmp(cfg->topic, cfg->dlq_topic) == 0)
         /* Rejected events would be consumed again, forever. */
         return fail(errstr, errstr_size,
@@ -315,7 +453,7 @@ static int validate(struct config *cfg, enum config_mode mode, char *errstr,
     if (validate_http_addr(cfg->http_addr) != 0)
         return fail(errstr, errstr_size,
                     "invalid setting EDR_HTTP_ADDR (--http-addr): \"%s\" is "
-                    "not host:port or off",
+                    "not host:port, [IPv6]:port (port 1-65535) or off",
                     cfg->http_addr);
     return CONFIG_OK;
 }
@@ -346,6 +484,8 @@ static int parse_flag(struct config *cfg, int argc, char **argv, int *i,
     const char *value;
     if (eq) {
         value = eq + 1;
+    } else if (s->kind == SETTING_BOOL) {
+        value = "true"; /* --accept-gap alone */
     } else {
         if (*i + 1 >= argc)
             return fail(errstr, errstr_size,
@@ -436,6 +576,11 @@ int config_load(struct config *cfg, enum config_mode mode, int argc,
         rc = fail(errstr, errstr_size, "out of memory");
         goto out;
     }
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].env, "EDR_CHANGELOG_TOPIC") == 0 &&
+            (rc = settle_changelog(cfg, given[i], errstr, errstr_size)) !=
+                CONFIG_OK)
+            goto out;
     rc = validate(cfg, mode, errstr, errstr_size);
 
 out:

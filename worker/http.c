@@ -22,13 +22,13 @@ struct http_server {
     long ready_max_lag; /* < 0: lag never makes the worker unready */
 };
 
-/* Splits "host:port" or "[v6-host]:port" into host and port. Returns 0,
- * -1 when the shape is wrong. */
-static int split_addr(const char *addr, char *host, size_t host_size,
-                      char *port, size_t port_size)
+int http_addr_split(const char *addr, char *host, size_t host_size, char *port,
+                    size_t port_size)
 {
     const char *colon, *h = addr;
     size_t hlen;
+    if (!addr)
+        return -1;
     if (addr[0] == '[') {
         const char *close = strchr(addr, ']');
         if (!close || close[1] != ':')
@@ -65,7 +65,7 @@ static int listen_on(const char *addr, int *is_v6, char *errstr,
     struct addrinfo hints, *res = NULL;
     int fd = -1;
 
-    if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+    if (http_addr_split(addr, host, sizeof(host), port, sizeof(port)) != 0) {
         snprintf(errstr, errstr_size,
                  "EDR_HTTP_ADDR: '%s' is not host:port (port 1-65535; "
                  "IPv6 as [addr]:port; 'off' disables)",
@@ -94,8 +94,12 @@ static int listen_on(const char *addr, int *is_v6, char *errstr,
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-        snprintf(errstr, errstr_size, "EDR_HTTP_ADDR: cannot listen on %s: %s",
-                 addr, strerror(errno));
+        int e = errno;
+        snprintf(errstr, errstr_size,
+                 "EDR_HTTP_ADDR: cannot listen on %s: %s%s", addr, strerror(e),
+                 e == EADDRINUSE ? " (the port is busy: another process "
+                                   "listens on it)"
+                                 : "");
         close(fd);
         fd = -1;
         goto cleanup;

@@ -66,7 +66,8 @@ static void print_help(FILE *out)
             "state; postgres shares the\nconsumer group EDR_GROUP_ID and "
             "resumes from <EDR_PG_TABLE>_offsets.\n"
             "\nExit codes: 0 clean stop (SIGTERM, SIGINT), 2 invalid "
-            "setting, 3 runtime failure.\n");
+            "setting, 3 runtime failure\n(the store failed, the HTTP port "
+            "of EDR_HTTP_ADDR is busy or cannot be bound).\n");
 }
 
 static void sleep_ms(unsigned ms)
@@ -183,20 +184,22 @@ int main(int argc, char **argv)
              "topic %s, brokers %s",
              EDR_VERSION, cfg.store, cfg.topic, cfg.dlq_topic, cfg.brokers);
 
-    if (!(st = open_store(&cfg, &code)))
-        goto out;
-    metrics_set_store_ok(1);
-
+    /* Bound before the store is opened (and compacted): a busy port fails
+     * in milliseconds, as a runtime failure, not a bad setting (config_load
+     * checked the address's shape). */
     if (strcmp(cfg.http_addr, "off") != 0) {
         http = http_server_start(cfg.http_addr, cfg.ready_max_lag, errstr,
                                  sizeof(errstr));
         if (!http) {
-            log_error("invalid setting EDR_HTTP_ADDR (--http-addr): %s",
-                      errstr);
-            code = EXIT_CONFIG;
+            log_error("http: %s", errstr);
+            code = EXIT_RUNTIME;
             goto out;
         }
     }
+
+    if (!(st = open_store(&cfg, &code)))
+        goto out;
+    metrics_set_store_ok(1);
     rpc = rpc_server_start(&cfg, st, errstr, sizeof(errstr));
     if (!rpc) {
         log_error("lookups: %s", errstr);

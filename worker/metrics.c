@@ -29,6 +29,8 @@ static const char *const op_names[] = {
     "count",          "list_connections",
     "ping",           "invalid"};
 static const char *const status_names[] = {"ok", "not_found", "error"};
+static const char *const dropped_names[] = {"reply_to_refused", "unreadable",
+                                            "expired", "other"};
 static const char *const component_names[] = {"store", "kafka", "redis",
                                               "other"};
 
@@ -37,6 +39,7 @@ static const char *const component_names[] = {"store", "kafka", "redis",
 #define N_OPS N_ELEMS(op_names)
 #define N_STATUSES N_ELEMS(status_names)
 #define N_COMPONENTS N_ELEMS(component_names)
+#define N_DROPPED N_ELEMS(dropped_names)
 
 /* Index of s in names; `fallback` (the last, catch-all entry) when absent
  * or NULL. */
@@ -94,6 +97,7 @@ static struct histogram batch_hist;
 static atomic_uint_fast64_t lookups[N_OPS][N_STATUSES];
 static struct histogram lookup_hist[N_OPS];
 static atomic_uint_fast64_t store_entries;
+static atomic_uint_fast64_t lookups_dropped[N_DROPPED];
 static atomic_uint_fast64_t outages[N_COMPONENTS];
 static atomic_uint_fast64_t retries[N_COMPONENTS];
 static atomic_int store_ok;
@@ -198,6 +202,24 @@ done:
 void metrics_store_entries(uint64_t n)
 {
     atomic_store_explicit(&store_entries, n, memory_order_relaxed);
+}
+
+uint64_t metrics_get_store_entries(void)
+{
+    return (uint64_t)atomic_load_explicit(&store_entries, memory_order_relaxed);
+}
+
+void metrics_lookup_dropped(const char *reason)
+{
+    size_t r = label_index(dropped_names, N_DROPPED, reason, N_DROPPED - 1);
+    atomic_fetch_add_explicit(&lookups_dropped[r], 1, memory_order_relaxed);
+}
+
+uint64_t metrics_get_lookups_dropped(const char *reason)
+{
+    size_t r = label_index(dropped_names, N_DROPPED, reason, N_DROPPED - 1);
+    return (uint64_t)atomic_load_explicit(&lookups_dropped[r],
+                                          memory_order_relaxed);
 }
 
 void metrics_outage(const char *component)
@@ -397,6 +419,13 @@ int metrics_render(char **out, size_t *len)
             fprintf(f, "edr_lookups_total{op=\"%s\",status=\"%s\"} %llu\n",
                     op_names[o], status_names[s],
                     (unsigned long long)load(&lookups[o][s]));
+
+    put_header(f, "edr_lookups_dropped_total", "counter",
+               "Lookup requests dropped without a reply, by reason.");
+    for (size_t r = 0; r < N_DROPPED; r++)
+        fprintf(f, "edr_lookups_dropped_total{reason=\"%s\"} %llu\n",
+                dropped_names[r],
+                (unsigned long long)load(&lookups_dropped[r]));
 
     put_header(f, "edr_lookup_seconds", "histogram",
                "Time from popping a lookup request to pushing its reply.");

@@ -26,8 +26,19 @@ void metrics_lookup(const char *op, const char *status, double seconds);
 /* Consumer lag of one partition (high watermark - next offset). A
  * negative lag forgets the partition (revoked, or lag unknown). */
 void metrics_consumer_lag(int32_t partition, int64_t lag);
-/* Entries in the store now. */
+/* Entries in the store now. Set by ingest (worker/ingest.c) after each
+ * applied batch; ping (worker/rpc_ops.c) answers from it and never
+ * scans the store. */
 void metrics_store_entries(uint64_t n);
+/* The last value given to metrics_store_entries (0 before any). */
+uint64_t metrics_get_store_entries(void);
+/* One lookup request dropped without a reply, by reason:
+ * "reply_to_refused" (reply_to lacks <prefix>:reply:, or names a key that
+ * is not a list), "unreadable" (malformed, no reply_to), "expired" (past
+ * its deadline); anything else counts as "other". */
+void metrics_lookup_dropped(const char *reason);
+/* The count of metrics_lookup_dropped(reason) so far (for tests). */
+uint64_t metrics_get_lookups_dropped(const char *reason);
 /* component: "store", "kafka", "redis". An outage began / a retry. */
 void metrics_outage(const char *component);
 void metrics_retry(const char *component);

@@ -2,7 +2,8 @@
  *
  * rpc_server_start() runs cfg->rpc_threads threads, each with its own
  * hiredis connection, popping requests from <rpc_prefix>:requests and
- * answering from the store concurrently with ingest. Redis outages are
+ * answering from the store concurrently with ingest (worker/rpc_ops.c
+ * answers, worker/rpc_reply.c delivers). Redis outages are
  * retried with backoff inside the threads; they never stop the worker. */
 #ifndef EDR_WORKER_RPC_H
 #define EDR_WORKER_RPC_H
@@ -15,9 +16,24 @@
 struct rpc_server;
 
 /* Starts the responder threads. cfg and st are borrowed and must outlive
- * the server. NULL with errstr on a setting error (bad URL). */
+ * the server. NULL with errstr on a setting error (bad URL, more than
+ * CONFIG_RPC_THREADS_MAX threads). */
 struct rpc_server *rpc_server_start(const struct config *cfg, struct store *st,
                                     char *errstr, size_t errstr_size);
+
+/* Counters since start; any thread. */
+struct rpc_server_stats {
+    unsigned long long answered;         /* replies sent (or attempted) */
+    unsigned long long expired;          /* dropped past their deadline */
+    unsigned long long unanswerable;     /* malformed, no readable reply_to */
+    unsigned long long refused;          /* reply_to not <prefix>:reply:*, or
+                                            not a list: nothing written */
+    unsigned long long connect_failures; /* failed connects, all threads */
+    unsigned long long losses; /* connections dropped after an I/O error
+                                  or a refused BRPOP (NOAUTH, LOADING) */
+};
+void rpc_server_get_stats(const struct rpc_server *srv,
+                          struct rpc_server_stats *out);
 
 /* 1 while at least one responder thread is connected to Redis. */
 int rpc_server_connected(const struct rpc_server *srv);

@@ -6,7 +6,9 @@
  * for every input: a rejected request has a reason; an accepted one has an
  * op, an id and a reply_to within their limits; and the error reply the
  * responder would send for it is one well-formed JSON object whatever
- * bytes the id carried. Violations abort(). fuzz_replay_main.c runs the
+ * bytes the id carried, with a code; and the reply_to prefix rule (v2) is
+ * exactly "begins with <prefix>:reply:", never true for the request
+ * queue. Violations abort(). fuzz_replay_main.c runs the
  * same function over the seed corpus in ctest. */
 #include "schemas/reply.h"
 #include "schemas/request.h"
@@ -29,12 +31,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct reply_buf rb = {0};
     char err[256];
 
+    static const char prefix[] = "edr";
     err[0] = '\0';
     enum request_error rc = request_decode(&req, data, size, err, sizeof(err));
     if (rc == REQUEST_OK) {
         check(req.op != REQUEST_OP_NONE && req.id && req.reply_to);
         check(strlen(req.id) <= REQUEST_ID_MAX);
         check(strlen(req.reply_to) <= REQUEST_REPLY_TO_MAX);
+        check(request_reply_to_allowed(req.reply_to, prefix) ==
+              (strncmp(req.reply_to, "edr:reply:", 10) == 0));
+        check(!request_reply_to_allowed(req.reply_to, "edr:reply") ||
+              strncmp(req.reply_to, "edr:reply:reply:", 16) == 0);
         if (req.op == REQUEST_LIST)
             check(req.limit >= 1 && req.limit <= REQUEST_LIMIT_MAX);
         reply_begin(&rb, req.id, "ok");
@@ -42,7 +49,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(reply_end(&rb) == 0);
     } else {
         check(err[0] != '\0');
-        check(reply_error(&rb, req.id, err) == 0);
+        if (req.reply_to)
+            check(request_reply_to_allowed(req.reply_to, prefix) ==
+                  (strncmp(req.reply_to, "edr:reply:", 10) == 0));
+        check(!request_reply_to_allowed("edr:requests", prefix));
+        check(reply_error(&rb, req.id, REPLY_CODE_BAD_REQUEST, err) == 0);
+        check(strstr(rb.data, "\"code\":\"bad_request\"") != NULL);
     }
     check(reply_is_json_object(rb.data, rb.len));
     reply_buf_free(&rb);

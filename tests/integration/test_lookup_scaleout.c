@@ -16,6 +16,7 @@
  *
  * Binaries: $EDR_WORKER_BIN (default ../edr-worker) and $EDR_EDRCTL_BIN
  * (default ../edrctl), relative to build/tests. */
+#include "base/clock.h"
 #include "schemas/reply.h"
 #include "stores/pg_store.h"
 #include "tests/support/cunit_main.h"
@@ -64,19 +65,6 @@ static const char *worker_bin(void)
 {
     const char *b = getenv("EDR_WORKER_BIN");
     return b && *b ? b : "../edr-worker";
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void conn_fields(int i, char party[32], char addr[64], char q[16],
@@ -333,7 +321,7 @@ static int stop_worker(pid_t pid)
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        sleep_ms(50);
+        edr_sleep_ms(50);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -455,11 +443,11 @@ static void key_args(int i, char *out, size_t n)
 static int wait_settled(struct fleet *f, int want, double timeout_s,
                         const int *alive)
 {
-    double end = now_s() + timeout_s;
+    double end = edr_clock_s() + timeout_s;
     int ok[N_WORKERS] = {0};
     char want_s[32];
     snprintf(want_s, sizeof(want_s), "\"entries\":%d}", want);
-    while (now_s() < end) {
+    while (edr_clock_s() < end) {
         struct reply_msg m;
         if (lookup(f, NULL, "ping", &m, 2.0) == 0) {
             for (int w = 0; w < N_WORKERS; w++)
@@ -472,7 +460,7 @@ static int wait_settled(struct fleet *f, int want, double timeout_s,
             all &= ok[w] || !alive[w];
         if (all)
             return 0;
-        sleep_ms(20);
+        edr_sleep_ms(20);
     }
     for (int w = 0; w < N_WORKERS; w++)
         if (alive[w] && !ok[w]) {
@@ -680,7 +668,7 @@ static void run_mode(const char *mode)
     struct fleet f;
     struct tally t = {0};
     int alive[N_WORKERS] = {1, 1, 1};
-    double t0 = now_s();
+    double t0 = edr_clock_s();
     CU_ASSERT_EQUAL_FATAL(fleet_start(&f, mode), 0);
     int settled = wait_settled(&f, expected_entries(NULL), 60, alive);
     CU_ASSERT_EQUAL(settled, 0);
@@ -692,7 +680,7 @@ static void run_mode(const char *mode)
             "\n  %s: %d lookups, %d wrong, %d timeouts; pings answered by "
             "w1 %d, w2 %d, w3 %d (%.1f s)\n",
             mode, t.lookups, t.wrong, t.timeouts, t.answered_by[0],
-            t.answered_by[1], t.answered_by[2], now_s() - t0);
+            t.answered_by[1], t.answered_by[2], edr_clock_s() - t0);
     CU_ASSERT_EQUAL(t.wrong, 0);
     CU_ASSERT_EQUAL(t.timeouts, 0);
     for (int w = 0; w < N_WORKERS; w++)
@@ -717,7 +705,7 @@ static void test_postgres(void)
     struct fleet f;
     struct tally t = {0}, during = {0};
     int alive[N_WORKERS] = {1, 1, 1};
-    double t0 = now_s();
+    double t0 = edr_clock_s();
     CU_ASSERT_EQUAL_FATAL(fleet_start(&f, "postgres"), 0);
     CU_ASSERT_EQUAL_FATAL(wait_settled(&f, expected_entries(NULL), 60, alive),
                           0);
@@ -728,7 +716,7 @@ static void test_postgres(void)
     plan_range(&later, N_FIRST, N_CONN);
     pid_t child = fork();
     if (child == 0) {
-        sleep_ms(300);
+        edr_sleep_ms(300);
         _exit(publish_plan(&later) == 0 ? 0 : 1);
     }
     kill(f.pids[1], SIGKILL);
@@ -771,7 +759,7 @@ static void test_postgres(void)
             t.lookups, t.wrong, t.timeouts, t.answered_by[0], t.answered_by[1],
             t.answered_by[2], during.lookups, during.wrong, during.timeouts,
             after.lookups, after.wrong, after.timeouts, after.answered_by[0],
-            after.answered_by[2], now_s() - t0);
+            after.answered_by[2], edr_clock_s() - t0);
     CU_ASSERT_EQUAL(t.wrong, 0);
     CU_ASSERT_EQUAL(t.timeouts, 0);
     for (int w = 0; w < N_WORKERS; w++)
@@ -820,13 +808,13 @@ static int suite_init(void)
     redis_url_clear(&u);
     if (!cli)
         return -1;
-    double t0 = now_s();
+    double t0 = edr_clock_s();
     static struct plan first;
     plan_range(&first, 0, N_FIRST);
     int failed = publish_plan(&first);
     mark_published(&first);
     fprintf(stderr, "published the first events in %.1f s (%d failed)\n",
-            now_s() - t0, failed);
+            edr_clock_s() - t0, failed);
     return failed ? -1 : 0;
 }
 

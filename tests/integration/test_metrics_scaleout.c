@@ -7,6 +7,7 @@
  *
  * Needs the local stack (scripts/services.sh env) and the built
  * edr-worker ($EDR_WORKER_BIN, default ../edr-worker). */
+#include "base/clock.h"
 #include "schemas/edr_key.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
@@ -236,17 +237,24 @@ static void test_counters_agree(void)
 {
     struct totals t;
     int want = n_negotiated + n_renewed + n_expired;
-    for (int i = 0; i < 600; i++) { /* up to 60 s */
+    /* Wait (up to 60 s) until everything is applied and the workers are
+     * quiescent: every lag 0 and no batch applied between two scrapes. A
+     * late double count needs a batch, so once quiescent the totals are
+     * final and can be compared exactly. */
+    int64_t until = edr_clock_ms() + 60000;
+    double prev_batches = -1;
+    for (;;) {
         scrape(&t);
-        if (t.neg + t.ren + t.exp >= want &&
-            t.dl_json + t.dl_schema + t.dl_utf8 >= 3 && t.lag == 0 &&
-            t.entries_max == n_entries) /* a gauge refreshed every few s */
+        int applied = t.scraped == N_WORKERS && t.neg + t.ren + t.exp >= want &&
+                      t.dl_json + t.dl_schema + t.dl_utf8 >= 3 && t.lag == 0 &&
+                      t.entries_max == n_entries; /* gauge: every batch */
+        if (applied && t.batches == prev_batches)
             break;
-        usleep(100000);
+        prev_batches = applied ? t.batches : -1;
+        if (edr_clock_ms() >= until)
+            break;
+        edr_sleep_ms(300);
     }
-    /* Let any late double count show itself before comparing. */
-    sleep(2);
-    scrape(&t);
     fprintf(stderr,
             "\n  published: negotiated %d renewed %d expired %d, bad %d; "
             "scraped: %.0f %.0f %.0f, dead-lettered %.0f, batches %.0f, "

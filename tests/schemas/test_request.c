@@ -524,7 +524,7 @@ static void test_reply_error(void)
     memcpy(reason + n, tail, sizeof(tail) - 1);
     n += sizeof(tail) - 1;
     reason[n] = '\0';
-    CU_ASSERT_EQUAL(reply_error(&b, "id-9", reason), 0);
+    CU_ASSERT_EQUAL(reply_error(&b, "id-9", REPLY_CODE_UNAVAILABLE, reason), 0);
     yajl_val v = parse_back(&b);
     CU_ASSERT_PTR_NOT_NULL_FATAL(v);
     CU_ASSERT_STRING_EQUAL(get_str(v, "status"), "error");
@@ -546,16 +546,46 @@ static void test_reply_error(void)
     CU_ASSERT_EQUAL_FATAL(reply_decode(&m, b.data, b.len, err, sizeof(err)), 0);
     CU_ASSERT_EQUAL(m.status, REPLY_ERROR);
     CU_ASSERT_PTR_NOT_NULL(m.error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m.code);
+    CU_ASSERT_STRING_EQUAL(m.code, "unavailable");
     CU_ASSERT_STRING_EQUAL(m.result_json, "null");
     reply_msg_clear(&m);
 
     /* an error reply for a request whose id could not be read */
-    CU_ASSERT_EQUAL(reply_error(&b, NULL, "op: missing"), 0);
+    CU_ASSERT_EQUAL(
+        reply_error(&b, NULL, REPLY_CODE_BAD_REQUEST, "op: missing"), 0);
     CU_ASSERT_STRING_EQUAL(b.data, "{\"id\":null,\"status\":\"error\","
                                    "\"error\":\"op: missing\","
+                                   "\"code\":\"bad_request\","
                                    "\"result\":null}");
+    /* no code given: internal; a v1 reply without code decodes with NULL */
+    CU_ASSERT_EQUAL(reply_error(&b, "i", NULL, "x"), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(b.data, "\"code\":\"internal\""));
+    static const char v1[] = "{\"id\":\"i\",\"status\":\"error\","
+                             "\"error\":\"x\",\"result\":null}";
+    CU_ASSERT_EQUAL_FATAL(
+        reply_decode(&m, v1, sizeof(v1) - 1, err, sizeof(err)), 0);
+    CU_ASSERT_PTR_NULL(m.code);
+    reply_msg_clear(&m);
     reply_buf_free(&b);
     reply_buf_free(NULL);
+}
+
+/* v2: only <prefix>:reply:* is ever answered. */
+static void test_reply_to_prefix(void)
+{
+    CU_ASSERT_TRUE(request_reply_to_allowed("edr:reply:client-7", "edr"));
+    CU_ASSERT_TRUE(request_reply_to_allowed("edr:reply:", "edr"));
+    CU_ASSERT_TRUE(request_reply_to_allowed("a:b:reply:x", "a:b"));
+    CU_ASSERT_FALSE(request_reply_to_allowed("edr:requests", "edr"));
+    CU_ASSERT_FALSE(request_reply_to_allowed("edr:replyx", "edr"));
+    CU_ASSERT_FALSE(request_reply_to_allowed("edr:reply", "edr"));
+    CU_ASSERT_FALSE(request_reply_to_allowed("edrx:reply:a", "edr"));
+    CU_ASSERT_FALSE(request_reply_to_allowed("other:reply:a", "edr"));
+    CU_ASSERT_FALSE(request_reply_to_allowed("EDR:reply:a", "edr"));
+    CU_ASSERT_FALSE(request_reply_to_allowed("", "edr"));
+    CU_ASSERT_FALSE(request_reply_to_allowed(NULL, "edr"));
+    CU_ASSERT_FALSE(request_reply_to_allowed("edr:reply:a", NULL));
 }
 
 static void test_reply_checks(void)
@@ -677,6 +707,7 @@ static void register_suites(void)
     CU_pSuite r = CU_add_suite("reply", NULL, NULL);
     CU_add_test(r, "envelope", test_reply_envelope);
     CU_add_test(r, "error form", test_reply_error);
+    CU_add_test(r, "reply_to prefix rule", test_reply_to_prefix);
     CU_add_test(r, "checks and decode", test_reply_checks);
 }
 

@@ -1,23 +1,49 @@
 /* test_config.c: settings of edr-worker and edrctl (worker/config.c,
  * schemas/README.md §3): defaults, environment versus flag, -X checked against
- * librdkafka, invalid values naming their setting; and the programs
- * themselves: --help lists every variable, a bad setting exits 2. */
+ * librdkafka, invalid values naming their setting, the v2 settings
+ * (changelog topic, accept-gap, callback auth key and code), EDR_PG_DSN
+ * parsed at start without a fragment of it in any message; and the
+ * programs themselves: --help lists every variable, a bad setting exits
+ * 2, a busy HTTP port exits 3 before the store is opened. */
 #include "tests/support/cunit_main.h"
 #include "worker/config_parse.h"
 
 #include <CUnit/CUnit.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-static const char *const all_vars[] = {
-    "EDR_KAFKA_BROKERS", "EDR_TOPIC",      "EDR_DLQ_TOPIC",   "EDR_GROUP_ID",
-    "EDR_STORE",         "EDR_FILE_PATH",  "EDR_PG_DSN",      "EDR_PG_TABLE",
-    "EDR_REDIS_URL",     "EDR_RPC_PREFIX", "EDR_WORKER_ID",   "EDR_LOG_LEVEL",
-    "EDR_LOG_FORMAT",    "EDR_HTTP_ADDR",  "EDR_RPC_THREADS", "EDR_TIMEOUT_MS",
-    "EDR_READY_MAX_LAG"};
+static const char *const all_vars[] = {"EDR_KAFKA_BROKERS",
+                                       "EDR_TOPIC",
+                                       "EDR_DLQ_TOPIC",
+                                       "EDR_GROUP_ID",
+                                       "EDR_STORE",
+                                       "EDR_FILE_PATH",
+                                       "EDR_PG_DSN",
+                                       "EDR_PG_TABLE",
+                                       "EDR_REDIS_URL",
+                                       "EDR_RPC_PREFIX",
+                                       "EDR_WORKER_ID",
+                                       "EDR_LOG_LEVEL",
+                                       "EDR_LOG_FORMAT",
+                                       "EDR_HTTP_ADDR",
+                                       "EDR_RPC_THREADS",
+                                       "EDR_TIMEOUT_MS",
+                                       "EDR_READY_MAX_LAG",
+                                       "EDR_CHANGELOG_TOPIC",
+                                       "EDR_ACCEPT_GAP",
+                                       "EDR_CALLBACK_AUTH_KEY",
+                                       "EDR_CALLBACK_AUTH_CODE"};
 #define N_VARS (sizeof(all_vars) / sizeof(all_vars[0]))
 
 static void clear_env(void)
@@ -80,6 +106,10 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(cfg.timeout_ms, 5000);
     CU_ASSERT_EQUAL(cfg.ready_max_lag, 1000);
     CU_ASSERT_EQUAL(cfg.n_kafka_props, 0);
+    CU_ASSERT_STRING_EQUAL(cfg.changelog_topic, "edr.events.changelog");
+    CU_ASSERT_EQUAL(cfg.accept_gap, 0);
+    CU_ASSERT_STRING_EQUAL(cfg.callback_auth_key, "X-Api-Key");
+    CU_ASSERT_PTR_NULL(cfg.callback_auth_code);
     /* host name and pid */
     snprintf(pid_suffix, sizeof(pid_suffix), "-%ld", (long)getpid());
     size_t n = strlen(cfg.worker_id), m = strlen(pid_suffix);
@@ -125,6 +155,11 @@ static void test_numbers_strict(void)
     static const char *const a4[] = {"--ready-max-lag", "-1", NULL};
     static const char *const a5[] = {"--timeout-ms", "99999999999", NULL};
     static const char *const a6[] = {"--timeout-ms", "", NULL};
+    /* the responder's real cap: above it is an error, never a silent cap */
+    static const char *const a7[] = {"--rpc-threads", "65", NULL};
+    static const char *const a8[] = {"--rpc-threads", "256", NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", a7);
+    expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", a8);
     expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", a1);
     expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", a2);
     expect_invalid(CONFIG_WORKER, "EDR_RPC_THREADS", a3);
@@ -222,6 +257,32 @@ static void test_store_rules(void)
     expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", port);
     expect_invalid(CONFIG_WORKER, "EDR_TOPIC", empty);
     expect_invalid(CONFIG_WORKER, "EDR_TOPIC", novalue);
+    /* one validator with worker/http.c: IPv6 only in brackets */
+    static const char *const bare6[] = {"--http-addr", "::1:9464", NULL};
+    static const char *const port0[] = {"--http-addr", "127.0.0.1:0", NULL};
+    static const char *const noport[] = {"--http-addr", "127.0.0.1:", NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", bare6);
+    expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", port0);
+    expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", noport);
+    static const char *const v6[] = {"--http-addr", "[::1]:9464", NULL};
+    CU_ASSERT_EQUAL(load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), v6),
+                    CONFIG_OK);
+    config_clear(&cfg);
+
+    /* EDR_FILE_PATH must name a file (it exited 3 at run time before) */
+    static const char *const slash[] = {"--store", "file", "--file-path",
+                                        "/tmp/edr-no-such-dir/", NULL};
+    static const char *const dir[] = {"--store", "file", "--file-path", "/tmp",
+                                      NULL};
+    static const char *const file_ok[] = {"--store", "file", "--file-path",
+                                          "/tmp/edr-x/state.json", NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_FILE_PATH", slash);
+    expect_invalid(CONFIG_WORKER, "EDR_FILE_PATH", dir);
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), file_ok),
+        CONFIG_OK);
+    config_clear(&cfg);
+
     static const char *const off[] = {"--http-addr", "off", NULL};
     CU_ASSERT_EQUAL(
         load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), off),
@@ -273,6 +334,163 @@ static void test_rest_and_help(void)
     config_clear(&cfg);
 }
 
+/* No 4-byte piece of secret appears in text. */
+static int holds_fragment(const char *text, const char *secret)
+{
+    size_t n = strlen(secret);
+    for (size_t i = 0; i + 4 <= n; i++) {
+        char piece[5];
+        memcpy(piece, secret + i, 4);
+        piece[4] = '\0';
+        if (strstr(text, piece)) {
+            fprintf(stderr, "\n  \"%s\" found in: %s\n", piece, text);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+#define DSN_PASSWORD "Zq9xK7wPhunt"
+
+/* DSNs libpq cannot parse: a space in an unquoted value, a bad %
+ * escape, a missing '='. */
+static const char *const bad_dsns[] = {
+    "host=127.0.0.1 password=" DSN_PASSWORD " dbname=my db",
+    "postgresql://bob:" DSN_PASSWORD "%zz@127.0.0.1/db",
+    "host=127.0.0.1 password " DSN_PASSWORD,
+};
+#define N_BAD_DSNS (sizeof(bad_dsns) / sizeof(bad_dsns[0]))
+
+/* (v2) EDR_PG_DSN is parsed at start: an invalid setting whose message
+ * names it and repeats no part of it. */
+static void test_pg_dsn(void)
+{
+    struct config cfg;
+    char errstr[512];
+    clear_env();
+    for (size_t i = 0; i < N_BAD_DSNS; i++) {
+        const char *const args[] = {"--store", "postgres", "--pg-dsn",
+                                    bad_dsns[i], NULL};
+        CU_ASSERT_EQUAL(
+            load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), args),
+            CONFIG_INVALID);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "EDR_PG_DSN"));
+        CU_ASSERT_FALSE(holds_fragment(errstr, DSN_PASSWORD));
+        CU_ASSERT_PTR_NULL(strstr(errstr, "127.0.0.1"));
+        config_clear(&cfg);
+    }
+    static const char *const uri_ok[] = {
+        "--store", "postgres", "--pg-dsn",
+        "postgresql://bob:p%40ss@127.0.0.1:5432/db?connect_timeout=2", NULL};
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), uri_ok),
+        CONFIG_OK);
+    config_clear(&cfg);
+    /* the memory store does not care */
+    static const char *const mem[] = {"--pg-dsn", "a b c", NULL};
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), mem),
+        CONFIG_OK);
+    config_clear(&cfg);
+}
+
+/* (v2) changelog topic, accept-gap, callback auth key and code. */
+static void test_v2_settings(void)
+{
+    struct config cfg;
+    char errstr[512];
+    clear_env();
+    static const char *const topic[] = {"--topic", "t1", NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), topic),
+        CONFIG_OK);
+    CU_ASSERT_STRING_EQUAL(cfg.changelog_topic, "t1.changelog");
+    config_clear(&cfg);
+    static const char *const off[] = {"--changelog-topic", "off", NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), off),
+        CONFIG_OK);
+    CU_ASSERT_PTR_NULL(cfg.changelog_topic);
+    config_clear(&cfg);
+    setenv("EDR_CHANGELOG_TOPIC", "cl-env", 1);
+    static const char *const none[] = {NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), none),
+        CONFIG_OK);
+    CU_ASSERT_STRING_EQUAL(cfg.changelog_topic, "cl-env");
+    config_clear(&cfg);
+    clear_env();
+    static const char *const same[] = {"--changelog-topic", "edr.events", NULL};
+    static const char *const same_dlq[] = {"--changelog-topic",
+                                           "edr.events.dlq", NULL};
+    static const char *const empty[] = {"--changelog-topic=", NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_CHANGELOG_TOPIC", same);
+    expect_invalid(CONFIG_WORKER, "EDR_CHANGELOG_TOPIC", same_dlq);
+    expect_invalid(CONFIG_WORKER, "EDR_CHANGELOG_TOPIC", empty);
+
+    /* --accept-gap alone means on and takes no value from the next
+     * argument */
+    struct config_rest rest;
+    static const char *const gap[] = {"--accept-gap", "positional", NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_CLIENT, &rest, errstr, sizeof(errstr), gap),
+        CONFIG_OK);
+    CU_ASSERT_EQUAL(cfg.accept_gap, 1);
+    CU_ASSERT_EQUAL(rest.argc, 2);
+    config_rest_free(&rest);
+    config_clear(&cfg);
+    static const char *const gap_off[] = {"--accept-gap=false", NULL};
+    setenv("EDR_ACCEPT_GAP", "yes", 1);
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), none),
+        CONFIG_OK);
+    CU_ASSERT_EQUAL(cfg.accept_gap, 1);
+    config_clear(&cfg);
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), gap_off),
+        CONFIG_OK);
+    CU_ASSERT_EQUAL(cfg.accept_gap, 0); /* the flag wins */
+    config_clear(&cfg);
+    setenv("EDR_ACCEPT_GAP", "maybe", 1);
+    expect_invalid(CONFIG_WORKER, "EDR_ACCEPT_GAP", none);
+    clear_env();
+
+    static const char *const key[] = {"--callback-auth-key", "Authorization",
+                                      "--callback-auth-code", "s3cr3t code",
+                                      NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), key),
+        CONFIG_OK);
+    CU_ASSERT_STRING_EQUAL(cfg.callback_auth_key, "Authorization");
+    CU_ASSERT_STRING_EQUAL(cfg.callback_auth_code, "s3cr3t code");
+    config_clear(&cfg);
+    static const char *const bad_key[] = {"--callback-auth-key", "X Api", NULL};
+    static const char *const empty_key[] = {"--callback-auth-key=", NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_CALLBACK_AUTH_KEY", bad_key);
+    expect_invalid(CONFIG_WORKER, "EDR_CALLBACK_AUTH_KEY", empty_key);
+    /* a bad code: named, never shown */
+    static const char *const bad_codes[] = {"Kx7Qz9Vw3Jm\r\nX: y",
+                                            " Kx7Qz9Vw3Jm", ""};
+    for (size_t i = 0; i < 3; i++) {
+        const char *const args[] = {"--callback-auth-code", bad_codes[i], NULL};
+        CU_ASSERT_EQUAL(
+            load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), args),
+            CONFIG_INVALID);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "EDR_CALLBACK_AUTH_CODE"));
+        CU_ASSERT_FALSE(holds_fragment(errstr, "Kx7Qz9Vw3Jm"));
+        config_clear(&cfg);
+    }
+    /* with the code set, another setting's error does not show it */
+    setenv("EDR_CALLBACK_AUTH_CODE", "Kx7Qz9Vw3Jm", 1);
+    static const char *const bad_level[] = {"--log-level", "loud", NULL};
+    CU_ASSERT_EQUAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), bad_level),
+        CONFIG_INVALID);
+    CU_ASSERT_FALSE(holds_fragment(errstr, "Kx7Qz9Vw3Jm"));
+    config_clear(&cfg);
+    clear_env();
+}
+
 /* ---- the programs ------------------------------------------------------- */
 
 /* Runs argv with stdout and stderr into out; returns the exit status. */
@@ -300,6 +518,141 @@ static int run_capture(const char *const *argv, char *out, size_t cap)
     int status;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* run_capture with a deadline: the child is killed after ms; -2 then. */
+static int run_capture_within(const char *const *argv, char *out, size_t cap,
+                              int ms)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t n = 0;
+    int timed_out = 0;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = ms - ((now.tv_sec - t0.tv_sec) * 1000 +
+                          (now.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0) {
+            timed_out = 1;
+            kill(pid, SIGKILL);
+            break;
+        }
+        struct pollfd p = {fds[0], POLLIN, 0};
+        int pr = poll(&p, 1, (int)left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            continue;
+        ssize_t r = read(fds[0], out + n, cap - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n + 1 >= cap)
+            break;
+    }
+    out[n] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    if (timed_out)
+        return -2;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* edr-worker with a bad DSN, a bad auth code, a directory as file path:
+ * exit 2, and no fragment of a secret in anything it printed. */
+static void test_worker_secrets_and_paths(void)
+{
+    static char out[65536];
+    clear_env();
+    for (size_t i = 0; i < N_BAD_DSNS; i++) {
+        const char *const argv[] = {EDR_WORKER_BIN, "--store",   "postgres",
+                                    "--pg-dsn",     bad_dsns[i], NULL};
+        CU_ASSERT_EQUAL(run_capture(argv, out, sizeof(out)), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_PG_DSN"));
+        CU_ASSERT_FALSE(holds_fragment(out, DSN_PASSWORD));
+    }
+    /* the same through the environment */
+    setenv("EDR_STORE", "postgres", 1);
+    setenv("EDR_PG_DSN", bad_dsns[0], 1);
+    const char *const plain[] = {EDR_WORKER_BIN, NULL};
+    CU_ASSERT_EQUAL(run_capture(plain, out, sizeof(out)), 2);
+    CU_ASSERT_FALSE(holds_fragment(out, DSN_PASSWORD));
+    clear_env();
+
+    const char *const code[] = {EDR_WORKER_BIN, "--callback-auth-code",
+                                "Kx7Qz9Vw3Jm\x01", NULL};
+    CU_ASSERT_EQUAL(run_capture(code, out, sizeof(out)), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_CALLBACK_AUTH_CODE"));
+    CU_ASSERT_FALSE(holds_fragment(out, "Kx7Qz9Vw3Jm"));
+    /* --help shows defaults, never the values in effect */
+    setenv("EDR_CALLBACK_AUTH_CODE", "Kx7Qz9Vw3Jm", 1);
+    setenv("EDR_PG_DSN", "password=" DSN_PASSWORD, 1);
+    const char *const help[] = {EDR_WORKER_BIN, "--help", NULL};
+    CU_ASSERT_EQUAL(run_capture(help, out, sizeof(out)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "--callback-auth-code"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "--accept-gap"));
+    CU_ASSERT_FALSE(holds_fragment(out, "Kx7Qz9Vw3Jm"));
+    CU_ASSERT_FALSE(holds_fragment(out, DSN_PASSWORD));
+    clear_env();
+
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/tmp/edr-cfg-%ld/", (long)getpid());
+    const char *const slash[] = {EDR_WORKER_BIN, "--store", "file",
+                                 "--file-path",  dir,       NULL};
+    CU_ASSERT_EQUAL(run_capture(slash, out, sizeof(out)), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_FILE_PATH"));
+}
+
+/* A busy HTTP port: exit 3 with a clear message, before the store is
+ * opened (the store here is a PostgreSQL that does not answer, which
+ * the worker would otherwise wait for forever). */
+static void test_worker_busy_port(void)
+{
+    static char out[65536];
+    clear_env();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    CU_ASSERT_FATAL(fd >= 0 &&
+                    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+                    listen(fd, 1) == 0 &&
+                    getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+    const char *const argv[] = {
+        EDR_WORKER_BIN,
+        "--http-addr",
+        addr,
+        "--store",
+        "postgres",
+        "--pg-dsn",
+        "host=127.0.0.1 port=1 dbname=x connect_timeout=1",
+        NULL};
+    int rc = run_capture_within(argv, out, sizeof(out), 20000);
+    close(fd);
+    if (rc != 3)
+        fprintf(stderr, "\n  exit %d, output: %s\n", rc, out);
+    CU_ASSERT_EQUAL(rc, 3);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "busy"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_HTTP_ADDR"));
+    CU_ASSERT_PTR_NULL(strstr(out, "invalid setting"));
 }
 
 static void test_worker_program(void)
@@ -372,9 +725,14 @@ static void register_tests(void)
     CU_add_test(s, "-X checked by librdkafka", test_kafka_props);
     CU_add_test(s, "store, log and address rules", test_store_rules);
     CU_add_test(s, "unknown arguments, --help", test_rest_and_help);
+    CU_add_test(s, "EDR_PG_DSN parsed, never shown", test_pg_dsn);
+    CU_add_test(s, "v2 settings", test_v2_settings);
     CU_pSuite p = CU_add_suite("programs", NULL, NULL);
     CU_add_test(p, "edr-worker --help, exit 2", test_worker_program);
     CU_add_test(p, "edrctl --help, exit 2 and 3", test_edrctl_program);
+    CU_add_test(p, "edr-worker: secrets and paths, exit 2",
+                test_worker_secrets_and_paths);
+    CU_add_test(p, "edr-worker: busy HTTP port, exit 3", test_worker_busy_port);
 }
 
 int main(void)

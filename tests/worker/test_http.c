@@ -163,8 +163,37 @@ static void test_bad_addresses(void)
     expect_start_error("127.0.0.1:94x", "not host:port");
     expect_start_error("::1:9464", "not host:port");
     expect_start_error("no-such-host.invalid:9464", "cannot resolve");
-    expect_start_error(addr, "Address already in use");    /* ours, busy */
+    expect_start_error(addr, "Address already in use"); /* ours, busy */
+    expect_start_error(addr, "the port is busy");
     expect_start_error("192.0.2.1:9464", "cannot listen"); /* not ours */
+}
+
+/* The one address validator, shared with worker/config.c. */
+static void test_addr_split(void)
+{
+    char host[64], pnum[8];
+    CU_ASSERT_EQUAL(
+        http_addr_split("[::1]:9464", host, sizeof(host), pnum, sizeof(pnum)),
+        0);
+    CU_ASSERT_STRING_EQUAL(host, "::1");
+    CU_ASSERT_STRING_EQUAL(pnum, "9464");
+    CU_ASSERT_EQUAL(
+        http_addr_split("0.0.0.0:80", host, sizeof(host), pnum, sizeof(pnum)),
+        0);
+    CU_ASSERT_STRING_EQUAL(host, "0.0.0.0");
+    CU_ASSERT_STRING_EQUAL(pnum, "80");
+    static const char *const bad[] = {
+        "::1:9464", "[::1]9464", "[::1]:", "[]:80", "[::1:80", "h:+80",
+        "h:-1",     "h:0",       ":80",    "h",     "",        NULL};
+    for (size_t i = 0; bad[i]; i++)
+        CU_ASSERT_EQUAL(
+            http_addr_split(bad[i], host, sizeof(host), pnum, sizeof(pnum)),
+            -1);
+    CU_ASSERT_EQUAL(
+        http_addr_split(NULL, host, sizeof(host), pnum, sizeof(pnum)), -1);
+    /* a host that does not fit is refused, not truncated */
+    CU_ASSERT_EQUAL(http_addr_split("abcdefgh:80", host, 8, pnum, sizeof(pnum)),
+                    -1);
 }
 
 static void test_restart_same_port(void)
@@ -197,6 +226,7 @@ static void register_suites(void)
     CU_add_test(s, "404, 405, HEAD", test_other_requests);
     CU_add_test(s, "bad addresses", test_bad_addresses);
     CU_add_test(s, "restart on the same port", test_restart_same_port);
+    CU_add_test(s, "address validator", test_addr_split);
 }
 
 int main(void)

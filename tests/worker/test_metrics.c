@@ -39,6 +39,10 @@ static void test_counters(void)
     metrics_lookup("ping", "ok", 0.0002);
     metrics_lookup("get_connection", "not_found", 0.001);
     metrics_lookup("no-such-op\"}", "weird", 0.001); /* -> invalid, error */
+    metrics_lookup_dropped("reply_to_refused");
+    metrics_lookup_dropped("reply_to_refused");
+    metrics_lookup_dropped("expired");
+    metrics_lookup_dropped("made-up\""); /* -> other */
 
     char *t = render();
     CU_ASSERT_EQUAL(ops_metric(t, "edr_events_applied_total{type=\"edr."
@@ -61,6 +65,18 @@ static void test_counters(void)
     CU_ASSERT_EQUAL(ops_metric(t, "edr_outages_total{component=\"store\"}"), 1);
     CU_ASSERT_EQUAL(ops_metric(t, "edr_retries_total{component=\"redis\"}"), 2);
     CU_ASSERT_EQUAL(ops_metric(t, "edr_store_entries"), 42);
+    CU_ASSERT_EQUAL(metrics_get_store_entries(), 42); /* what ping reads */
+    CU_ASSERT_EQUAL(ops_metric(t, "edr_lookups_dropped_total{reason=\""
+                                  "reply_to_refused\"}"),
+                    2);
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_lookups_dropped_total{reason=\"expired\"}"), 1);
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_lookups_dropped_total{reason=\"unreadable\"}"), 0);
+    CU_ASSERT_EQUAL(
+        ops_metric(t, "edr_lookups_dropped_total{reason=\"other\"}"), 1);
+    CU_ASSERT_EQUAL(metrics_get_lookups_dropped("reply_to_refused"), 2);
+    CU_ASSERT_PTR_NULL(strstr(t, "made-up"));
     CU_ASSERT_EQUAL(
         ops_metric(t, "edr_lookups_total{op=\"ping\",status=\"ok\"}"), 1);
     CU_ASSERT_EQUAL(ops_metric(t, "edr_lookups_total{op=\"get_connection\","

@@ -3,9 +3,13 @@
  *
  * On the shared Redis ($EDR_REDIS_URL, a unique prefix per run): every op,
  * list paging through all entries by cursor, the not_found forms,
- * deadline expiry (no reply), the reply list's TTL, error replies, and a
- * flood of malformed requests (bad JSON, unknown ops, missing members,
- * 1 MiB requests, binary junk) mixed with good ones.
+ * deadline expiry (no reply), the reply list's TTL, error replies with
+ * their codes, a flood of malformed requests (bad JSON, unknown ops,
+ * missing members, 1 MiB requests, binary junk) mixed with good ones; the
+ * v2 rules: reply_to outside <prefix>:reply: is never written, a reply_to
+ * naming a hash or a string keeps its value and expiry, ping answers from
+ * the entries gauge, and store errors (addresses, user names) never reach
+ * a reply.
  *
  * On private redis-server instances this test starts itself (ports 16390
  * and 16391, never the shared one): a restart mid-run (answering resumes,
@@ -15,7 +19,9 @@
 #include "schemas/reply.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
+#include "base/clock.h"
 #include "worker/config.h"
+#include "worker/metrics.h"
 #include "worker/redis_url.h"
 #include "worker/rpc.h"
 
@@ -48,15 +54,26 @@ static int seq;
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return edr_epoch_ms();
 }
 
-static void sleep_ms(long ms)
+/* Polls cond(arg) every 10 ms until it holds or ms pass; its last value. */
+static int wait_for(int (*cond)(void *), void *arg, int ms)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    int64_t until = edr_clock_ms() + ms;
+    while (!cond(arg)) {
+        if (edr_clock_ms() >= until)
+            return cond(arg);
+        edr_sleep_ms(10);
+    }
+    return 1;
+}
+
+static void del_key(redisContext *c, const char *key);
+
+static int srv_is_connected(void *arg)
+{
+    return rpc_server_connected(arg);
 }
 
 /* The key fields and entry of test entry i. */
@@ -204,9 +221,7 @@ static int suite_init(void)
         return -1;
     }
     cli = connect_url(redis_url);
-    for (int i = 0; i < 100 && !rpc_server_connected(srv); i++)
-        sleep_ms(50);
-    return cli && rpc_server_connected(srv) ? 0 : -1;
+    return cli && wait_for(srv_is_connected, srv, 5000) ? 0 : -1;
 }
 
 static int suite_clean(void)
@@ -224,9 +239,12 @@ static int suite_clean(void)
 
 /* ------------------------------------------------------------------ ops */
 
+/* ping answers from the entries gauge ingest keeps, never from the store:
+ * the gauge is set to a number the store does not hold. */
 static void test_ping(void)
 {
     struct reply_msg m;
+    metrics_store_entries(N_ENTRIES + 1000);
     CU_ASSERT_EQUAL_FATAL(call_decoded("{\"id\":\"%s\",\"reply_to\":\"%s\","
                                        "\"op\":\"ping\"}",
                                        &m),
@@ -236,9 +254,10 @@ static void test_ping(void)
     snprintf(want, sizeof(want),
              "{\"worker\":\"test-worker-1\",\"store\":\"memory\","
              "\"entries\":%d}",
-             N_ENTRIES);
+             N_ENTRIES + 1000);
     CU_ASSERT_STRING_EQUAL(m.result_json, want);
     reply_msg_clear(&m);
+    metrics_store_entries(N_ENTRIES);
 }
 
 static void test_get(void)
@@ -497,20 +516,42 @@ static void test_errors(void)
          "args.limit: out of range"},
         {"{\"id\":\"%s\",\"reply_to\":\"%s\",\"op\":\"ping\",", /* cut */
          "not well-formed JSON"},
+        {"{\"id\":\"%s\",\"reply_to\":\"%s\",\"op\":\"count\","
+         "\"deadline_ms\":\"soon\"}",
+         "deadline_ms"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct reply_msg m;
         CU_ASSERT_EQUAL_FATAL(call_decoded(cases[i].fmt, &m), 0);
         CU_ASSERT_EQUAL(m.status, REPLY_ERROR);
         CU_ASSERT_PTR_NOT_NULL(m.error && strstr(m.error, cases[i].reason));
+        /* v2: a request breaking the contract is a bad_request */
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m.code);
+        CU_ASSERT_STRING_EQUAL(m.code, "bad_request");
         reply_msg_clear(&m);
     }
+}
+
+struct expired_wait {
+    struct rpc_server *s;
+    unsigned long long want;
+};
+
+static int expired_reached(void *arg)
+{
+    struct expired_wait *w = arg;
+    struct rpc_server_stats stats;
+    rpc_server_get_stats(w->s, &stats);
+    return stats.expired >= w->want;
 }
 
 /* A request past its deadline gets no reply; the next one does. */
 static void test_deadline(void)
 {
     char req[512], reply_to[160];
+    struct rpc_server_stats stats;
+    rpc_server_get_stats(srv, &stats);
+    struct expired_wait w = {srv, stats.expired + 1};
     snprintf(reply_to, sizeof(reply_to), "%s:reply:late", prefix);
     snprintf(req, sizeof(req),
              "{\"id\":\"late\",\"reply_to\":\"%s\",\"op\":\"ping\","
@@ -529,9 +570,13 @@ static void test_deadline(void)
     CU_ASSERT_EQUAL(m.status, REPLY_OK);
     reply_msg_clear(&m);
 
-    char *raw = wait_reply(cli, reply_to, "1.5");
-    CU_ASSERT_PTR_NULL(raw);
-    free(raw);
+    /* the late one was dropped (counted), and nothing was written */
+    CU_ASSERT_TRUE(wait_for(expired_reached, &w, 10000));
+    const char *exists[2] = {"EXISTS", reply_to};
+    redisReply *r = redisCommandArgv(cli, 2, exists, NULL);
+    CU_ASSERT_TRUE(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    if (r)
+        freeReplyObject(r);
 }
 
 /* A request naming the request queue as its reply_to is dropped: an
@@ -599,7 +644,7 @@ static void test_reply_ttl(void)
                 freeReplyObject(r);
             break;
         }
-        sleep_ms(10);
+        edr_sleep_ms(10);
     }
     CU_ASSERT_TRUE(ttl > 0 && ttl <= 60);
     redisReply *r = redisCommand(cli, "DEL %s", reply_to);
@@ -911,7 +956,7 @@ static pid_t start_redis(int port, const char *const *extra)
             redisFree(c);
         if (ok)
             return pid;
-        sleep_ms(50);
+        edr_sleep_ms(50);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -928,12 +973,36 @@ static void stop_redis(pid_t pid)
 
 static int wait_connected(struct rpc_server *s, int want, int ms)
 {
-    for (int i = 0; i < ms / 20; i++) {
-        if (rpc_server_connected(s) == want)
-            return 1;
-        sleep_ms(20);
-    }
+    int64_t until = edr_clock_ms() + ms;
+    while (rpc_server_connected(s) != want && edr_clock_ms() < until)
+        edr_sleep_ms(20);
     return rpc_server_connected(s) == want;
+}
+
+/* Waits until s has failed at least n more times (failed connects plus
+ * dropped connections) than `since`; 1 when it did within ms. */
+struct failures_wait {
+    struct rpc_server *s;
+    unsigned long long want;
+};
+
+static unsigned long long failures_of(struct rpc_server *s)
+{
+    struct rpc_server_stats st_;
+    rpc_server_get_stats(s, &st_);
+    return st_.connect_failures + st_.losses;
+}
+
+static int failures_reached(void *arg)
+{
+    struct failures_wait *w = arg;
+    return failures_of(w->s) >= w->want;
+}
+
+static int wait_failures(struct rpc_server *s, unsigned long long n, int ms)
+{
+    struct failures_wait w = {s, failures_of(s) + n};
+    return wait_for(failures_reached, &w, ms);
 }
 
 /* Counts lines of a file containing needle. */
@@ -989,7 +1058,9 @@ static void test_restart(void)
         stop_redis(pid);
         pid = -1;
         int went_down = s && wait_connected(s, 0, 8000);
-        sleep_ms(1500); /* several reconnect attempts fail meanwhile */
+        /* several reconnect attempts fail meanwhile (logged once) */
+        int retried = s && wait_failures(s, 3, 10000);
+        CU_ASSERT_TRUE(retried);
         pid = start_redis(RESTART_PORT, NULL);
         int came_back = pid > 0 && s && wait_connected(s, 1, 10000);
         c = connect_url(url);
@@ -1126,16 +1197,31 @@ static void test_auth(void)
     c2.redis_url = url2;
     struct rpc_server *s = rpc_server_start(&c2, st, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    sleep_ms(800);
-    CU_ASSERT_FALSE(rpc_server_connected(s)); /* BRPOP gets NOAUTH */
+    /* BRPOP gets NOAUTH: the connection is dropped, again and again, and
+     * a request waiting in the queue is never answered */
+    CU_ASSERT_TRUE(wait_failures(s, 2, 10000));
+    snprintf(url, sizeof(url), "redis://:s3cret-pw@127.0.0.1:%d/0", AUTH_PORT);
+    redisContext *pw = connect_url(url);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pw);
+    raw = call_on(pw, "rpctest:requests", "rpctest",
+                  "{\"id\":\"%s\",\"reply_to\":\"%s\",\"op\":\"ping\"}", "1",
+                  NULL);
+    CU_ASSERT_PTR_NULL(raw);
+    free(raw);
+    del_key(pw, "rpctest:requests");
+    redisFree(pw);
     rpc_server_stop(s);
 
     snprintf(url2, sizeof(url2), "redis://:wrong@127.0.0.1:%d/0", AUTH_PORT);
     c2.redis_url = url2;
     s = rpc_server_start(&c2, st, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    sleep_ms(800);
+    /* AUTH refused at connect: failed connects, never connected */
+    CU_ASSERT_TRUE(wait_failures(s, 2, 10000));
     CU_ASSERT_FALSE(rpc_server_connected(s));
+    struct rpc_server_stats stats;
+    rpc_server_get_stats(s, &stats);
+    CU_ASSERT_TRUE(stats.connect_failures >= 2);
     rpc_server_stop(s);
 
     /* a bad URL is a setting error at start */
@@ -1143,6 +1229,286 @@ static void test_auth(void)
     CU_ASSERT_PTR_NULL(rpc_server_start(&c2, st, err, sizeof(err)));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "port"));
     stop_redis(pid);
+}
+
+/* ------------------------------------------------------ v2 reply rules */
+
+struct refused_wait {
+    struct rpc_server *s;
+    unsigned long long want;
+};
+
+static int refused_reached(void *arg)
+{
+    struct refused_wait *w = arg;
+    struct rpc_server_stats stats;
+    rpc_server_get_stats(w->s, &stats);
+    return stats.refused >= w->want;
+}
+
+static unsigned long long refused_now(struct rpc_server *s)
+{
+    struct rpc_server_stats stats;
+    rpc_server_get_stats(s, &stats);
+    return stats.refused;
+}
+
+static long long int_cmd(redisContext *c, const char *cmd, const char *key)
+{
+    const char *argv[2] = {cmd, key};
+    redisReply *r = redisCommandArgv(c, 2, argv, NULL);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -99;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+static void del_key(redisContext *c, const char *key)
+{
+    const char *argv[2] = {"DEL", key};
+    redisReply *r = redisCommandArgv(c, 2, argv, NULL);
+    if (r)
+        freeReplyObject(r);
+}
+
+/* A reply_to outside <prefix>:reply: gets no reply anywhere, and the drop
+ * is counted (rpc stats and the edr_lookups_dropped_total metric). */
+static void test_reply_to_foreign(void)
+{
+    char req[512], foreign[160], ours[160];
+    snprintf(foreign, sizeof(foreign), "%s-other:reply:f1", prefix);
+    snprintf(ours, sizeof(ours), "%s:reply:f1", prefix);
+    uint64_t dropped0 = metrics_get_lookups_dropped("reply_to_refused");
+    struct refused_wait w = {srv, refused_now(srv) + 2};
+    snprintf(req, sizeof(req),
+             "{\"id\":\"f1\",\"reply_to\":\"%s\",\"op\":\"ping\"}", foreign);
+    CU_ASSERT_EQUAL_FATAL(push(cli, queue, req, strlen(req)), 0);
+    /* malformed, with a foreign reply_to: no error reply there either */
+    snprintf(req, sizeof(req),
+             "{\"id\":\"f2\",\"reply_to\":\"%s\",\"op\":\"nope\"}", foreign);
+    CU_ASSERT_EQUAL_FATAL(push(cli, queue, req, strlen(req)), 0);
+    CU_ASSERT_TRUE(wait_for(refused_reached, &w, 10000));
+    CU_ASSERT_TRUE(metrics_get_lookups_dropped("reply_to_refused") >=
+                   dropped0 + 2);
+    CU_ASSERT_EQUAL(int_cmd(cli, "EXISTS", foreign), 0);
+    CU_ASSERT_EQUAL(int_cmd(cli, "EXISTS", ours), 0);
+    char *text = NULL;
+    size_t len = 0;
+    CU_ASSERT_EQUAL_FATAL(metrics_render(&text, &len), 0);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(text, "edr_lookups_dropped_total{reason=\"reply_to_refused\"}"));
+    free(text);
+    /* and the responder still answers */
+    struct reply_msg m;
+    CU_ASSERT_EQUAL_FATAL(call_decoded("{\"id\":\"%s\",\"reply_to\":\"%s\","
+                                       "\"op\":\"ping\"}",
+                                       &m),
+                          0);
+    reply_msg_clear(&m);
+}
+
+/* A reply_to naming a hash or a string keeps its value and its expiry
+ * (v1 ran EXPIRE 60 after the failed LPUSH: the key vanished a minute
+ * later). A missing reply_to and a list are still answered. */
+static void test_reply_to_not_list(void)
+{
+    char hkey[160], skey[160], req[512];
+    snprintf(hkey, sizeof(hkey), "%s:reply:a-hash", prefix);
+    snprintf(skey, sizeof(skey), "%s:reply:a-string", prefix);
+    const char *hset[4] = {"HSET", hkey, "field", "kept"};
+    const char *set[5] = {"SET", skey, "kept-too", "EX", "1000"};
+    const char *hexp[3] = {"EXPIRE", hkey, "1000"};
+    redisReply *r = redisCommandArgv(cli, 4, hset, NULL);
+    CU_ASSERT_TRUE(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    r = redisCommandArgv(cli, 3, hexp, NULL);
+    freeReplyObject(r);
+    r = redisCommandArgv(cli, 5, set, NULL);
+    CU_ASSERT_TRUE(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    struct refused_wait w = {srv, refused_now(srv) + 3};
+    snprintf(req, sizeof(req),
+             "{\"id\":\"h\",\"reply_to\":\"%s\",\"op\":\"ping\"}", hkey);
+    CU_ASSERT_EQUAL_FATAL(push(cli, queue, req, strlen(req)), 0);
+    snprintf(req, sizeof(req),
+             "{\"id\":\"s\",\"reply_to\":\"%s\",\"op\":\"count\"}", skey);
+    CU_ASSERT_EQUAL_FATAL(push(cli, queue, req, strlen(req)), 0);
+    /* an error reply is refused the same way */
+    snprintf(req, sizeof(req),
+             "{\"id\":\"s2\",\"reply_to\":\"%s\",\"op\":\"bogus\"}", skey);
+    CU_ASSERT_EQUAL_FATAL(push(cli, queue, req, strlen(req)), 0);
+    CU_ASSERT_TRUE(wait_for(refused_reached, &w, 10000));
+
+    long long httl = int_cmd(cli, "TTL", hkey);
+    long long sttl = int_cmd(cli, "TTL", skey);
+    CU_ASSERT_TRUE(httl > 900 && httl <= 1000);
+    CU_ASSERT_TRUE(sttl > 900 && sttl <= 1000);
+    const char *hget[3] = {"HGET", hkey, "field"};
+    r = redisCommandArgv(cli, 3, hget, NULL);
+    CU_ASSERT_TRUE(r && r->type == REDIS_REPLY_STRING &&
+                   strcmp(r->str, "kept") == 0);
+    freeReplyObject(r);
+    const char *get[2] = {"GET", skey};
+    r = redisCommandArgv(cli, 2, get, NULL);
+    CU_ASSERT_TRUE(r && r->type == REDIS_REPLY_STRING &&
+                   strcmp(r->str, "kept-too") == 0);
+    freeReplyObject(r);
+    CU_ASSERT_EQUAL(int_cmd(cli, "HLEN", hkey), 1);
+    del_key(cli, hkey);
+    del_key(cli, skey);
+}
+
+/* The server keeps its own copy of EDR_RPC_PREFIX: the caller's buffer
+ * may change after the start (lookup_bench passes a temporary). */
+static void test_prefix_copied(void)
+{
+    char pfx[128], keep[128], q[160], err[256];
+    snprintf(pfx, sizeof(pfx), "%s-copy", prefix);
+    snprintf(keep, sizeof(keep), "%s", pfx);
+    snprintf(q, sizeof(q), "%s:requests", keep);
+    struct config c2 = cfg;
+    c2.rpc_prefix = pfx;
+    c2.rpc_threads = 1;
+    struct rpc_server *s = rpc_server_start(&c2, st, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    memset(pfx, 'z', sizeof(pfx) - 1);
+    pfx[sizeof(pfx) - 1] = '\0';
+    char *raw = wait_for(srv_is_connected, s, 5000)
+                    ? call_on(cli, q, keep,
+                              "{\"id\":\"%s\",\"reply_to\":\"%s\","
+                              "\"op\":\"ping\"}",
+                              "10", NULL)
+                    : NULL;
+    CU_ASSERT_PTR_NOT_NULL(raw);
+    free(raw);
+    rpc_server_stop(s);
+}
+
+/* ---------------------------------------------------- store errors */
+
+/* A store whose every read fails with a libpq-like message naming a host,
+ * a port and a user, with the status chosen per op. */
+static const char leaky_msg[] =
+    "connection to server at \"10.1.2.3\", port 5432 failed: host=10.1.2.3 "
+    "user=bob password authentication failed; SELECT entry FROM "
+    "/var/lib/edr/secret.json";
+
+static int leaky_get(struct store *s, const struct edr_key *k,
+                     struct store_record *out, struct store_err *err)
+{
+    (void)s, (void)k, (void)out;
+    return store_fail(err, STORE_TRANSIENT, "%s", leaky_msg);
+}
+
+static int leaky_get_tid(struct store *s, const struct edr_key *k, char **out,
+                         struct store_err *err)
+{
+    (void)s, (void)k, (void)out;
+    return store_fail(err, STORE_FATAL, "%s", leaky_msg);
+}
+
+static int leaky_count(struct store *s, const char *sub, uint64_t *out,
+                       struct store_err *err)
+{
+    (void)s, (void)sub, (void)out;
+    return store_fail(err, STORE_INVALID, "%s", leaky_msg);
+}
+
+static int leaky_list(struct store *s, const char *sub, const char *cursor,
+                      size_t limit, struct store_list *out,
+                      struct store_err *err)
+{
+    (void)s, (void)sub, (void)cursor, (void)limit, (void)out;
+    return store_fail(err, STORE_CONFLICT, "%s", leaky_msg);
+}
+
+static const struct store_ops leaky_ops = {
+    .name = "leaky",
+    .get = leaky_get,
+    .get_transfer_id = leaky_get_tid,
+    .count = leaky_count,
+    .list = leaky_list,
+};
+
+/* Store errors reach the log with the request id, never the reply: codes
+ * unavailable (TRANSIENT), bad_request (INVALID), internal (others), and
+ * no address, port, user, SQL or path in any reply. */
+static void test_store_errors(void)
+{
+    static const struct {
+        const char *op_and_args;
+        const char *code;
+    } cases[] = {
+        {"\"op\":\"get_connection\",\"args\":{\"counter_party_id\":\"a\","
+         "\"counter_party_address\":\"b\",\"query_checksum\":\"c\","
+         "\"policy_checksum\":\"d\"}",
+         "unavailable"},
+        {"\"op\":\"get_connection_transfer_id\",\"args\":{"
+         "\"counter_party_id\":\"a\",\"counter_party_address\":\"b\","
+         "\"query_checksum\":\"c\",\"policy_checksum\":\"d\"}",
+         "internal"},
+        {"\"op\":\"count\"", "bad_request"},
+        {"\"op\":\"list_connections\"", "internal"},
+    };
+    static const char *const leaks[] = {"10.1.2.3", "5432",     "bob",
+                                        "SELECT",   "/var/lib", "password"};
+    struct store leaky = {&leaky_ops};
+    char logpath[128], pfx[128], q[160], err[256];
+    snprintf(logpath, sizeof(logpath), "/tmp/edr-rpc-leak-%ld.log",
+             (long)getpid());
+    snprintf(pfx, sizeof(pfx), "%s-leaky", prefix);
+    snprintf(q, sizeof(q), "%s:requests", pfx);
+
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    close(fd);
+
+    struct config c2 = cfg;
+    c2.rpc_prefix = pfx;
+    c2.rpc_threads = 1;
+    struct rpc_server *s = rpc_server_start(&c2, &leaky, err, sizeof(err));
+    int up = s && wait_for(srv_is_connected, s, 5000);
+    char *raw[4] = {NULL, NULL, NULL, NULL};
+    char ids[4][64];
+    for (size_t i = 0; up && i < 4; i++) {
+        char fmt[512];
+        snprintf(fmt, sizeof(fmt), "{\"id\":\"%%s\",\"reply_to\":\"%%s\",%s}",
+                 cases[i].op_and_args);
+        raw[i] = call_on(cli, q, pfx, fmt, "10", ids[i]);
+    }
+    rpc_server_stop(s);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+
+    CU_ASSERT_TRUE_FATAL(up);
+    for (size_t i = 0; i < 4; i++) {
+        CU_ASSERT_PTR_NOT_NULL_FATAL(raw[i]);
+        struct reply_msg m;
+        CU_ASSERT_EQUAL_FATAL(
+            reply_decode(&m, raw[i], strlen(raw[i]), err, sizeof(err)), 0);
+        CU_ASSERT_EQUAL(m.status, REPLY_ERROR);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m.code);
+        CU_ASSERT_STRING_EQUAL(m.code, cases[i].code);
+        for (size_t j = 0; j < sizeof(leaks) / sizeof(leaks[0]); j++) {
+            if (strstr(raw[i], leaks[j]))
+                fprintf(stderr, "\n  reply leaks \"%s\": %s\n", leaks[j],
+                        raw[i]);
+            CU_ASSERT_PTR_NULL(strstr(raw[i], leaks[j]));
+        }
+        reply_msg_clear(&m);
+        free(raw[i]);
+    }
+    /* the detail went to the log, with the request id (the first line;
+     * the rest fall in the rate limit) */
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\"%s\" answered unavailable", ids[0]);
+    CU_ASSERT_EQUAL(count_lines(logpath, needle), 1);
+    CU_ASSERT_EQUAL(count_lines(logpath, "host=10.1.2.3 user=bob"), 1);
+    unlink(logpath);
 }
 
 static void register_suites(void)
@@ -1158,6 +1524,10 @@ static void register_suites(void)
     CU_add_test(s, "deadline", test_deadline);
     CU_add_test(s, "reply ttl", test_reply_ttl);
     CU_add_test(s, "reply_to is the queue", test_reply_to_queue);
+    CU_add_test(s, "reply_to outside the prefix", test_reply_to_foreign);
+    CU_add_test(s, "reply_to is a hash or a string", test_reply_to_not_list);
+    CU_add_test(s, "store errors stay in the log", test_store_errors);
+    CU_add_test(s, "the prefix is copied", test_prefix_copied);
     CU_add_test(s, "malformed flood", test_flood);
     CU_add_test(s, "edrctl lookups", test_edrctl);
     CU_add_test(s, "redis restart", test_restart);

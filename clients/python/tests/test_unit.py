@@ -111,6 +111,11 @@ def test_reply_parsing() -> None:
     assert parse("get_connection", "r1", b'{"id":"r1","status":"not_found","result":{}}')[0] == "not_found"
     with pytest.raises(EdrWorkerReplyError, match="boom"):
         parse("get_connection", "r1", b'{"id":"r1","status":"error","error":"boom"}')
+    # v2 error replies carry a code
+    with pytest.raises(EdrWorkerReplyError, match="unavailable: store") as info:
+        parse("count", "r1", b'{"id":"r1","status":"error","error":"store down",'
+                             b'"code":"unavailable","result":null}')
+    assert info.value.code == "unavailable"
     with pytest.raises(EdrWorkerReplyError):
         parse("get_connection", "r1", b'{"id":"other","status":"ok","result":{}}')
     with pytest.raises(EdrWorkerReplyError):

@@ -132,7 +132,11 @@ class EdrRpcClient:
         status = reply.get("status")
         if status == STATUS_ERROR:
             reason = reply.get("error")
-            raise EdrWorkerReplyError(op, reason if isinstance(reason, str) else "unspecified error")
+            code = reply.get("code")  # v2: bad_request, unavailable, ... (absent from v1 workers)
+            text = reason if isinstance(reason, str) else "unspecified error"
+            err = EdrWorkerReplyError(op, f"{code}: {text}" if isinstance(code, str) else text)
+            err.code = code if isinstance(code, str) else None  # type: ignore[attr-defined]
+            raise err
         if status not in (STATUS_OK, STATUS_NOT_FOUND):
             raise EdrWorkerReplyError(op, f"unknown reply status {status!r}")
         return status, reply.get("result")
