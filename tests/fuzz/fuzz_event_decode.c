@@ -18,6 +18,20 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int fuzz_verdict(const uint8_t *data, size_t size, char *reason, size_t cap,
+                 const char **err_class);
+
+/* For the corpus replay (fuzz_replay_main.c): 1 when the input is
+ * accepted, else 0 with the reason and the error class. */
+int fuzz_verdict(const uint8_t *data, size_t size, char *reason, size_t cap,
+                 const char **err_class)
+{
+    struct event ev;
+    enum event_error e = event_decode(&ev, data, size, reason, cap);
+    *err_class = event_error_class(e);
+    event_clear(&ev);
+    return e == EVENT_OK;
+}
 
 static void check(int ok)
 {
@@ -32,8 +46,10 @@ static void check_entry(const struct event *ev, const struct store_op *op)
     char err[128];
 
     check(op->kind == STORE_OP_PUT && op->entry_json != NULL);
-    check(strlen(ev->entry_json) == ev->entry_len);
-    yajl_val v = yajl_tree_parse(ev->entry_json, err, sizeof(err));
+    check(strlen(op->entry_json) == op->entry_len);
+    check(strlen(ev->edr_json) == ev->edr_len);
+    check(op->entry_len <= ev->edr_len);
+    yajl_val v = yajl_tree_parse(op->entry_json, err, sizeof(err));
     check(v != NULL && YAJL_IS_OBJECT(v));
     yajl_val tp = yajl_tree_get(v, tp_path, yajl_t_string);
     check(tp != NULL && strcmp(tp->u.string, op->transfer_id) == 0);
@@ -68,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(event_type_name(ev.type) != NULL);
     check(handler_event_to_op(&ev, &op) == 0);
     if (ev.type == EVENT_EXPIRED) {
-        check(op.kind == STORE_OP_DELETE && ev.entry_json == NULL);
+        check(op.kind == STORE_OP_DELETE && ev.edr_json == NULL);
     } else {
         check(ev.transfer_id && *ev.transfer_id);
         check_entry(&ev, &op);
