@@ -77,10 +77,28 @@ static int value_start(struct decoder *d)
     return 1;
 }
 
+static int nul_fail(struct decoder *d)
+{
+    return dec_fail(d, EVENT_ERR_SCHEMA,
+                    "\\u0000 at byte %zu: U+0000 is not allowed in strings",
+                    d->nul_at);
+}
+
+static bool is_key_field(unsigned member)
+{
+    return member >= M_COUNTER_PARTY_ID && member <= M_POLICY_CHECKSUM;
+}
+
 /* kind: 'n' null, 'b' boolean, '#' number, 's' string. */
 static int on_scalar(struct decoder *d, char kind, const unsigned char *s,
                      size_t n)
 {
+    /* Only when the input has a \u0000 at all: which string holds it. A
+     * key field says so under its own name (take_key_field). */
+    if (d->has_nul && kind == 's' && memchr(s, 0, n) &&
+        (d->skip || d->depth == 0 || d->frames[d->depth].role != ROLE_DATA ||
+         !is_key_field(d->frames[d->depth].member)))
+        return nul_fail(d);
     if (d->skip)
         return 1;
     if (!value_start(d))
@@ -245,6 +263,8 @@ static int dup_check(struct decoder *d, const char *k, size_t n,
 
 static int on_key(struct decoder *d, const unsigned char *key, size_t n)
 {
+    if (d->has_nul && memchr(key, 0, n))
+        return nul_fail(d);
     if (d->skip)
         return 1;
     struct frame *f = &d->frames[d->depth];
@@ -407,6 +427,8 @@ static void parse_body(struct decoder *d)
     }
     if (st == yajl_status_error)
         json_error(d, h, at_end);
+    else if (st == yajl_status_ok && d->has_nul)
+        nul_fail(d); /* not reached: the \u0000 was in some string */
     else if (st == yajl_status_ok && !finish(d) && d->err == EVENT_OK)
         d->err = EVENT_ERR_SCHEMA;
     else if (st == yajl_status_client_canceled && d->err == EVENT_OK)
@@ -471,6 +493,8 @@ enum event_error event_decode(struct event *ev, const void *buf, size_t len,
     d->errstr = errstr;
     d->errstr_size = errstr_size;
     d->err = EVENT_OK;
+    d->has_nul = false;
+    d->nul_at = 0;
 
     if (len > EVENT_MAX_BYTES) {
         dec_fail(d, EVENT_ERR_SIZE, "event larger than 1 MiB");
@@ -489,9 +513,10 @@ enum event_error event_decode(struct event *ev, const void *buf, size_t len,
                  at);
         return EVENT_ERR_UTF8;
     case JSON_SCAN_NUL:
-        dec_fail(d, EVENT_ERR_SCHEMA,
-                 "\\u0000 at byte %zu: U+0000 is not allowed in strings", at);
-        return EVENT_ERR_SCHEMA;
+        /* Which string holds it is known only when parsing: parse() says. */
+        d->has_nul = true;
+        d->nul_at = at;
+        break;
     }
 
     decoder_begin(d);

@@ -88,6 +88,10 @@ struct decoder {
     size_t errstr_size;
     enum event_error err;
     jmp_buf *oom; /* where running out of memory jumps to */
+    /* json_scan_text found a \u0000 at nul_at: the first string that
+     * holds it is rejected (naming the member when it is a key field). */
+    bool has_nul;
+    size_t nul_at;
 
     struct frame frames[EVENT_MAX_DEPTH + 1]; /* [1] is the top level */
     int depth;

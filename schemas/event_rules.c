@@ -153,6 +153,14 @@ static int take_key_field(struct decoder *d, char **dst, const char *name,
     if (n > EDR_KEY_FIELD_MAX)
         return dec_fail(d, EVENT_ERR_SCHEMA, "data.%s: longer than %d bytes",
                         name, EDR_KEY_FIELD_MAX);
+    /* (v2) The record key joins the four with 0x1F: a control character
+     * in one could make two connections one. */
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] == 0x7F)
+            return dec_fail(d, EVENT_ERR_SCHEMA,
+                            "data.%s: contains a control character (U+%04X "
+                            "at byte %zu of the value)",
+                            name, (unsigned)s[i], i);
     *dst = dec_copy_str(d, s, n);
     return 1;
 }

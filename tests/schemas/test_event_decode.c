@@ -226,6 +226,27 @@ static const struct reject_case reject_cases[] = {
      ",\"transfer_process_id\":[\"tp\"]}," ENV("edr.expired") "}",
      EVENT_ERR_SCHEMA, "data.transfer_process_id: must be a string"},
     /* duplicate members, at every level that is kept */
+    /* (v2) key fields: no control character, so the 0x1F join of the
+     * record key cannot make two connections one */
+    {"{\"data\":{\"counter_party_id\":\"a\\u001fb\"}}", EVENT_ERR_SCHEMA,
+     "data.counter_party_id: contains a control character (U+001F at byte 1"},
+    {"{\"data\":{\"counter_party_address\":\"x\x7fy\"}}", EVENT_ERR_SCHEMA,
+     "data.counter_party_address: contains a control character (U+007F"},
+    {"{\"data\":{\"query_checksum\":\"q\\u0000\"}}", EVENT_ERR_SCHEMA,
+     "data.query_checksum: contains a control character (U+0000 at byte 1"},
+    {"{\"data\":{\"policy_checksum\":\"\\n\"}}", EVENT_ERR_SCHEMA,
+     "data.policy_checksum: contains a control character (U+000A at byte 0"},
+    {"{\"data\":{\"policy_checksum\":\"p\\u007F\"}}", EVENT_ERR_SCHEMA,
+     "data.policy_checksum: contains a control character (U+007F"},
+    {"{\"data\":{\"policy_checksum\":\"\\t\"}}", EVENT_ERR_SCHEMA,
+     "data.policy_checksum: contains a control character (U+0009"},
+    /* a \u0000 outside the key fields keeps its own reason, also before
+     * and inside ignored members */
+    {"{\"x\":[\"\\u0000\"],\"data\":{\"query_checksum\":\"q\\u0000\"}}",
+     EVENT_ERR_SCHEMA, "\\u0000 at byte 7: U+0000 is not allowed"},
+    {"{\"k\\u0000\":1}", EVENT_ERR_SCHEMA, "\\u0000 at byte 3: U+0000"},
+    {EXP(",\"edr\":{\"a\":\"\\u0000\"}"), EVENT_ERR_SCHEMA,
+     "U+0000 is not allowed in strings"},
     {"{\"specversion\":\"1.0\",\"specversion\":\"1.0\"}", EVENT_ERR_SCHEMA,
      "specversion: duplicate member"},
     {"{\"id\":\"a\",\"i\\u0064\":\"b\"}", EVENT_ERR_SCHEMA,
@@ -422,6 +443,44 @@ static void test_accepts(void)
         event_clear(&ev);
         CU_ASSERT_PTR_NULL(ev.id);
     }
+}
+
+/* (v2) Two connections whose fields join to the same 0x1F-separated
+ * text: neither is accepted, so they can never share a record key. */
+static void test_key_join_collision(void)
+{
+    static const char *ev[] = {
+        "{" ENV("edr.expired") ",\"data\":{\"counter_party_id\":\"a\\u001fb\","
+                               "\"counter_party_address\":\"c\",\"query_"
+                               "checksum\":\"q\","
+                               "\"policy_checksum\":\"p\"}}",
+        "{" ENV("edr.expired") ",\"data\":{\"counter_party_id\":\"a\","
+                               "\"counter_party_address\":\"b\\u001fc\","
+                               "\"query_checksum\":\"q\","
+                               "\"policy_checksum\":\"p\"}}",
+    };
+    static const char *member[] = {"data.counter_party_id:",
+                                   "data.counter_party_address:"};
+    for (int i = 0; i < 2; i++) {
+        struct event e;
+        char err[256];
+        CU_ASSERT_EQUAL(decode(&e, ev[i], err, sizeof(err)), EVENT_ERR_SCHEMA);
+        CU_ASSERT_EQUAL(strncmp(err, member[i], strlen(member[i])), 0);
+    }
+    /* Control characters elsewhere are fine (escaped, as JSON wants). */
+    const char *ok =
+        "{" ENV("edr.negotiated") ",\"subject\":\"a\\u001fb\","
+                                  "\"data\":{" KEYS
+                                  ",\"edr\":{\"transferProcessId\":"
+                                  "\"t\\n\",\"x\":\"\\u0001\\u007f\"}}}";
+    struct event e;
+    char err[256];
+    CU_ASSERT_EQUAL_FATAL(decode(&e, ok, err, sizeof(err)), EVENT_OK);
+    CU_ASSERT_STRING_EQUAL(e.subject, "a\x1f"
+                                      "b");
+    CU_ASSERT_STRING_EQUAL(
+        e.edr_json, "{\"transferProcessId\":\"t\\n\",\"x\":\"\\u0001\x7f\"}");
+    event_clear(&e);
 }
 
 static void test_fields(void)
@@ -798,6 +857,8 @@ static void test_connection_key(void)
 static void register_tests(void)
 {
     CU_pSuite s = CU_add_suite("event_decode", NULL, NULL);
+    CU_add_test(s, "(v2) key fields without control characters",
+                test_key_join_collision);
     CU_add_test(s, "rejects every broken rule", test_rejects);
     CU_add_test(s, "accepts valid events", test_accepts);
     CU_add_test(s, "decoded fields and names", test_fields);
