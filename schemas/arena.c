@@ -1,6 +1,5 @@
-/* arena.c: see arena.h. Every allocation is preceded by a header holding
- * its size, so realloc knows how much to copy; free is a no-op (yajl's
- * frees cost nothing), everything goes at once in arena_release. */
+/* arena.c: see arena.h. free is a no-op (yajl's frees cost nothing):
+ * everything goes at once in arena_release. */
 #include "schemas/arena.h"
 
 #include <stdlib.h>
@@ -26,7 +25,7 @@ void arena_init(struct arena *a)
     a->spill = NULL;
 }
 
-void *arena_alloc(struct arena *a, size_t n)
+void *arena_alloc_block(struct arena *a, size_t n)
 {
     size_t need = ARENA_ALIGN + arena_round(n);
 

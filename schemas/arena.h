@@ -10,6 +10,7 @@
 #define EDR_SCHEMAS_ARENA_H
 
 #include <stddef.h>
+#include <string.h>
 
 #define ARENA_INLINE 16384
 #define ARENA_ALIGN 16
@@ -27,9 +28,26 @@ struct arena {
 /* Makes *a empty; it must not be moved while in use. */
 void arena_init(struct arena *a);
 
+/* The slow path of arena_alloc: a new block. */
+void *arena_alloc_block(struct arena *a, size_t n);
+
 /* n bytes aligned to ARENA_ALIGN, valid until arena_release; NULL when
- * malloc fails or n is absurd (the arena stays usable). */
-void *arena_alloc(struct arena *a, size_t n);
+ * malloc fails or n is absurd (the arena stays usable). Inline: the
+ * decoder allocates for most keys and strings, and the bump is a few
+ * instructions. Every allocation is preceded by a header holding its
+ * size, so realloc knows how much to copy. */
+static inline void *arena_alloc(struct arena *a, size_t n)
+{
+    size_t need =
+        ARENA_ALIGN + ((n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1));
+    if (need < n || a->cap - a->used < need)
+        return arena_alloc_block(a, n);
+    unsigned char *p = a->base + a->used + ARENA_ALIGN;
+    memcpy(p - sizeof(size_t), &n, sizeof(n));
+    a->used += need;
+    a->last = p;
+    return p;
+}
 
 /* Grows ptr (from arena_alloc/arena_realloc, or NULL) to n bytes, in place
  * when it is the most recent allocation; else copies. NULL when out of

@@ -38,12 +38,6 @@ char *dec_copy_str(struct decoder *d, const unsigned char *s, size_t n)
     return p;
 }
 
-bool dec_in_input(const struct decoder *d, const unsigned char *p, size_t n)
-{
-    uintptr_t b = (uintptr_t)d->buf, q = (uintptr_t)p;
-    return q >= b && q <= b + d->len && n <= b + d->len - q;
-}
-
 /* yajl's allocator: the arena, with the same no-NULL promise. */
 static void *yajl_arena_malloc(void *ctx, size_t n)
 {

@@ -120,8 +120,13 @@ struct decoder {
 void *dec_alloc(struct decoder *d, size_t n);
 /* A NUL-terminated copy of s[0..n) in the arena. */
 char *dec_copy_str(struct decoder *d, const unsigned char *s, size_t n);
-/* true when p[0..n) lies inside the input. */
-bool dec_in_input(const struct decoder *d, const unsigned char *p, size_t n);
+/* true when p[0..n) lies inside the input (inline: asked per string). */
+static inline bool dec_in_input(const struct decoder *d, const unsigned char *p,
+                                size_t n)
+{
+    uintptr_t b = (uintptr_t)d->buf, q = (uintptr_t)p;
+    return q >= b && q <= b + d->len && n <= b + d->len - q;
+}
 
 /* ---- event_rules.c ---- */
 

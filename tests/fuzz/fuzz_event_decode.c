@@ -39,6 +39,15 @@ static void check(int ok)
         abort();
 }
 
+/* (v2) An accepted key field holds no control character. */
+static int no_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7F)
+            return 0;
+    return 1;
+}
+
 static void check_entry(const struct event *ev, const struct store_op *op)
 {
     static const char *tp_path[] = {"transferProcessId", NULL};
@@ -81,6 +90,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(ev.id && *ev.id && ev.source && *ev.source);
     check(ev.counter_party_id && ev.counter_party_address &&
           ev.query_checksum && ev.policy_checksum);
+    check(no_control(ev.counter_party_id) &&
+          no_control(ev.counter_party_address) &&
+          no_control(ev.query_checksum) && no_control(ev.policy_checksum));
     check(event_type_name(ev.type) != NULL);
     check(handler_event_to_op(&ev, &op) == 0);
     if (ev.type == EVENT_EXPIRED) {

@@ -238,6 +238,17 @@ static const struct reject_case reject_cases[] = {
      "data.policy_checksum: contains a control character (U+000A at byte 0"},
     {"{\"data\":{\"policy_checksum\":\"p\\u007F\"}}", EVENT_ERR_SCHEMA,
      "data.policy_checksum: contains a control character (U+007F"},
+    /* past the eight-byte steps, and in the tail after them */
+    {"{\"data\":{\"counter_party_id\":\"0123456789abc\\u001f012345678\"}}",
+     EVENT_ERR_SCHEMA,
+     "data.counter_party_id: contains a control character "
+     "(U+001F at byte 13 of"},
+    {"{\"data\":{\"query_checksum\":\"abcdefgh\x7f\"}}", EVENT_ERR_SCHEMA,
+     "(U+007F at byte 8 of"},
+    {"{\"data\":{\"query_checksum\":\"abcdefg\x7f~~~~~~~~\"}}",
+     EVENT_ERR_SCHEMA, "(U+007F at byte 7 of"},
+    {"{\"data\":{\"policy_checksum\":\"\xc3\xa9~~~~~~\\u0001\"}}",
+     EVENT_ERR_SCHEMA, "(U+0001 at byte 8 of"},
     {"{\"data\":{\"policy_checksum\":\"\\t\"}}", EVENT_ERR_SCHEMA,
      "data.policy_checksum: contains a control character (U+0009"},
     /* a \u0000 outside the key fields keeps its own reason, also before
