@@ -1,6 +1,7 @@
 /* edr_key.c: the connection key of schemas/README.md §1. */
 #include "schemas/edr_key.h"
 
+#include "base/hex.h"
 #include "schemas/sha256.h"
 
 #include <string.h>
@@ -8,7 +9,6 @@
 void edr_connection_key(const struct edr_key *k,
                         char out[EDR_CONNECTION_KEY_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     const char *parts[4] = {k->counter_party_id, k->counter_party_address,
                             k->query_checksum, k->policy_checksum};
     const unsigned char sep = 0x1F;
@@ -22,9 +22,5 @@ void edr_connection_key(const struct edr_key *k,
         sha256_update(&s, parts[i], strlen(parts[i]));
     }
     sha256_final(&s, digest);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[digest[i] >> 4];
-        out[2 * i + 1] = hex[digest[i] & 15];
-    }
-    out[EDR_CONNECTION_KEY_LEN] = '\0';
+    edr_hex_encode(out, digest, sizeof(digest));
 }

@@ -2,6 +2,7 @@
  * so steady-state replies allocate nothing. */
 #include "schemas/reply.h"
 
+#include "schemas/json_scan.h"
 #include "schemas/request.h"
 #include "schemas/text.h"
 
@@ -131,19 +132,7 @@ int reply_error(struct reply_buf *b, const char *id, const char *code,
 
 int reply_is_json_object(const char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n &&
-           (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-        i++;
-    if (i == n || s[i] != '{')
-        return 0;
-    yajl_handle h = yajl_alloc(NULL, NULL, NULL);
-    if (!h)
-        return 0;
-    int ok = yajl_parse(h, (const unsigned char *)s, n) == yajl_status_ok &&
-             yajl_complete_parse(h) == yajl_status_ok;
-    yajl_free(h);
-    return ok;
+    return json_is_object(s, n);
 }
 
 /* Writes v with yajl_gen; numbers keep their original text. */

@@ -5,6 +5,8 @@
  * sits in the object. */
 #include "schemas/request.h"
 
+#include "schemas/utf8.h"
+
 #include <yajl/yajl_parse.h>
 
 #include <math.h>
@@ -91,45 +93,7 @@ const char *request_error_class(enum request_error e)
 
 int request_utf8_valid(const void *s, size_t len, size_t *bad_at)
 {
-    const unsigned char *p = s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = p[i];
-        size_t n;
-        unsigned int cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            goto bad;
-        }
-        if (len - i <= n)
-            goto bad;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                goto bad;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        /* overlongs, surrogates and values past U+10FFFF */
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            goto bad;
-        i += n + 1;
-    }
-    return 1;
-bad:
-    if (bad_at)
-        *bad_at = i;
-    return 0;
+    return utf8_valid(s, len, bad_at);
 }
 
 static void field_bad(struct field *f, const char *why)
@@ -557,7 +521,7 @@ enum request_error request_decode(struct request *req, const void *buf,
         snprintf(errstr, errstr_size, "request: larger than %d bytes",
                  REQUEST_MAX_BYTES);
         rc = REQUEST_ERR_SIZE;
-    } else if (!request_utf8_valid(buf, len, &bad_at)) {
+    } else if (!utf8_valid(buf, len, &bad_at)) {
         snprintf(errstr, errstr_size, "request: invalid UTF-8 at byte %zu",
                  bad_at);
         rc = REQUEST_ERR_UTF8;

@@ -86,8 +86,8 @@ int request_reply_to_allowed(const char *reply_to, const char *prefix);
 /* "size", "utf8", "json", "schema". */
 const char *request_error_class(enum request_error e);
 
-/* 1 when len bytes at s are valid UTF-8 (no overlongs, no surrogates);
- * else 0 and *bad_at = offset of the first bad byte (may be NULL). */
+/* utf8_valid (schemas/utf8.h, the one validator) under its old name, for
+ * existing callers; new code calls utf8_valid. */
 int request_utf8_valid(const void *s, size_t len, size_t *bad_at);
 
 #endif

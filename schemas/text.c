@@ -1,7 +1,8 @@
 /* text.c: see text.h. */
 #include "schemas/text.h"
 
-#include "schemas/request.h"
+#include "base/hex.h"
+#include "schemas/utf8.h"
 
 #include <string.h>
 
@@ -10,21 +11,9 @@ static const unsigned char text_esc[128] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ['\\'] = 1};
 
-/* Length of the valid UTF-8 sequence starting at p (at most avail bytes),
- * or 0 when it is not one. */
-static size_t text_utf8_seq(const unsigned char *p, size_t avail)
-{
-    size_t bad;
-    size_t n = p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : 2;
-    if (n > avail)
-        return 0;
-    return request_utf8_valid(p, n, &bad) ? n : 0;
-}
-
 size_t text_json_escape(char *out, const char *s, size_t n,
                         enum text_high_bytes high)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     char *o = out;
     size_t run = 0; /* start of the bytes not yet copied */
@@ -35,7 +24,7 @@ size_t text_json_escape(char *out, const char *s, size_t n,
         unsigned char c = p[i];
         if (c >= 0x80) {
             size_t k =
-                high == TEXT_HIGH_VERBATIM ? 1 : text_utf8_seq(p + i, n - i);
+                high == TEXT_HIGH_VERBATIM ? 1 : utf8_char_len(p + i, n - i);
             if (k) {
                 i += k;
                 continue;
@@ -74,8 +63,8 @@ size_t text_json_escape(char *out, const char *s, size_t n,
                 memcpy(o, "\\ufffd", 6);
             } else {
                 memcpy(o, "\\u00", 4);
-                o[4] = hex[c >> 4];
-                o[5] = hex[c & 15];
+                o[4] = edr_hex_char(c >> 4);
+                o[5] = edr_hex_char(c);
             }
             o += 6;
         }
@@ -88,11 +77,5 @@ size_t text_json_escape(char *out, const char *s, size_t n,
 
 int text_hex_digit(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return edr_hex_digit((unsigned char)c, EDR_HEX_ANY_CASE);
 }

@@ -27,7 +27,8 @@ enum text_high_bytes {
 size_t text_json_escape(char *out, const char *s, size_t n,
                         enum text_high_bytes high);
 
-/* Value of one hex digit (either case), or -1. */
+/* Value of one hex digit (either case), or -1. Kept for the callers in
+ * stores/ and worker/; new code calls edr_hex_digit (base/hex.h). */
 int text_hex_digit(char c);
 
 #endif

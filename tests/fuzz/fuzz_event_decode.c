@@ -18,11 +18,34 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int fuzz_verdict(const uint8_t *data, size_t size, char *reason, size_t cap,
+                 const char **err_class);
+
+/* For the corpus replay (fuzz_replay_main.c): 1 when the input is
+ * accepted, else 0 with the reason and the error class. */
+int fuzz_verdict(const uint8_t *data, size_t size, char *reason, size_t cap,
+                 const char **err_class)
+{
+    struct event ev;
+    enum event_error e = event_decode(&ev, data, size, reason, cap);
+    *err_class = event_error_class(e);
+    event_clear(&ev);
+    return e == EVENT_OK;
+}
 
 static void check(int ok)
 {
     if (!ok)
         abort();
+}
+
+/* (v2) An accepted key field holds no control character. */
+static int no_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7F)
+            return 0;
+    return 1;
 }
 
 static void check_entry(const struct event *ev, const struct store_op *op)
@@ -32,8 +55,10 @@ static void check_entry(const struct event *ev, const struct store_op *op)
     char err[128];
 
     check(op->kind == STORE_OP_PUT && op->entry_json != NULL);
-    check(strlen(ev->entry_json) == ev->entry_len);
-    yajl_val v = yajl_tree_parse(ev->entry_json, err, sizeof(err));
+    check(strlen(op->entry_json) == op->entry_len);
+    check(strlen(ev->edr_json) == ev->edr_len);
+    check(op->entry_len <= ev->edr_len);
+    yajl_val v = yajl_tree_parse(op->entry_json, err, sizeof(err));
     check(v != NULL && YAJL_IS_OBJECT(v));
     yajl_val tp = yajl_tree_get(v, tp_path, yajl_t_string);
     check(tp != NULL && strcmp(tp->u.string, op->transfer_id) == 0);
@@ -65,10 +90,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(ev.id && *ev.id && ev.source && *ev.source);
     check(ev.counter_party_id && ev.counter_party_address &&
           ev.query_checksum && ev.policy_checksum);
+    check(no_control(ev.counter_party_id) &&
+          no_control(ev.counter_party_address) &&
+          no_control(ev.query_checksum) && no_control(ev.policy_checksum));
     check(event_type_name(ev.type) != NULL);
     check(handler_event_to_op(&ev, &op) == 0);
     if (ev.type == EVENT_EXPIRED) {
-        check(op.kind == STORE_OP_DELETE && ev.entry_json == NULL);
+        check(op.kind == STORE_OP_DELETE && ev.edr_json == NULL);
     } else {
         check(ev.transfer_id && *ev.transfer_id);
         check_entry(&ev, &op);

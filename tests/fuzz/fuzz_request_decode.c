@@ -18,6 +18,20 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int fuzz_verdict(const uint8_t *data, size_t size, char *reason, size_t cap,
+                 const char **err_class);
+
+/* For the corpus replay (fuzz_replay_main.c): 1 when the input is
+ * accepted, else 0 with the reason and the error class. */
+int fuzz_verdict(const uint8_t *data, size_t size, char *reason, size_t cap,
+                 const char **err_class)
+{
+    struct request req;
+    enum request_error rc = request_decode(&req, data, size, reason, cap);
+    *err_class = request_error_class(rc);
+    request_clear(&req);
+    return rc == REQUEST_OK;
+}
 
 static void check(int ok)
 {

@@ -42,6 +42,44 @@ static const struct handler_case cases[] = {
      "{\"data\":{\"edr\":{\"transferProcessId\":\"tp-3\"}," KEYS
      "}," ENV("edr.renewed") "}",
      STORE_OP_PUT, "tp-3", "{\"transferProcessId\":\"tp-3\"}"},
+    /* The stored entry: compact, @type/@context/providerId dropped at the
+     * top of edr only, everything else kept verbatim and in order. */
+    {"dropped members anywhere at the top, kept below",
+     "{" ENV("edr.negotiated") ",\"data\":{" KEYS
+                               ",\"edr\" : { \"@type\" : \"EDR\", "
+                               "\"providerId\" : \"BPNL\" , "
+                               "\"transferProcessId\" : \"tp-2\", "
+                               "\"@context\": {\"@vocab\": "
+                               "\"https://w3id.org/edc/v0.0.1/ns/\", \"x\": "
+                               "[1, 2]}, \"n\": "
+                               "[1.50, -0, 1e400, "
+                               "123456789012345678901234567890], \"o\": "
+                               "{\"@type\": \"kept\", \"providerId\": null, "
+                               "\"@context\": {}}, "
+                               "\"b\": [true, false, null], \"e\": {}, \"a\": "
+                               "[]}}}",
+     STORE_OP_PUT, "tp-2",
+     "{\"transferProcessId\":\"tp-2\",\"n\":[1.50,-0,1e400,"
+     "123456789012345678901234567890],\"o\":{\"@type\":\"kept\","
+     "\"providerId\":null,\"@context\":{}},\"b\":[true,false,null],"
+     "\"e\":{},\"a\":[]}"},
+    {"a dropped member in the middle, with a nested value",
+     "{\"data\":{\"edr\":{\"transferProcessId\":\"t\",\"providerId\":"
+     "{\"a\":[1,{\"b\":2}]},\"z\":1}," KEYS "}," ENV("edr.renewed") "}",
+     STORE_OP_PUT, "t", "{\"transferProcessId\":\"t\",\"z\":1}"},
+    {"a dropped member written with an escape is still dropped",
+     "{" ENV("edr.negotiated") ",\"data\":{" KEYS
+                               ",\"edr\":{\"\\u0040type\":\"x\","
+                               "\"transferProcessId\":\"t\","
+                               "\"provider\\u0049d\":1,\"@typ\":2,"
+                               "\"providerid\":3}}}",
+     STORE_OP_PUT, "t",
+     "{\"transferProcessId\":\"t\",\"@typ\":2,\"providerid\":3}"},
+    {"only dropped members besides the transfer id, last",
+     "{" ENV("edr.negotiated") ",\"data\":{" KEYS
+                               ",\"edr\":{\"transferProcessId\":\"t\",\"@"
+                               "context\":[]}}}",
+     STORE_OP_PUT, "t", "{\"transferProcessId\":\"t\"}"},
     {"expired with transfer id deletes only that EDR",
      "{" ENV("edr.expired") ",\"data\":{" KEYS
                             ",\"transfer_process_id\":\"tp-1\"}}",
@@ -99,7 +137,8 @@ static void test_invalid(void)
 {
     struct event ev;
     struct store_op op;
-    char tp[] = "tp", entry[] = "{}", k[] = "k";
+    char tp[] = "tp", entry[] = "{\"@type\":1}", k[] = "k";
+    struct event_member m = {2, 5, 1, 9};
 
     memset(&ev, 0, sizeof(ev));
     CU_ASSERT_EQUAL(handler_event_to_op(&ev, &op), -1);
@@ -107,12 +146,17 @@ static void test_invalid(void)
     ev.query_checksum = ev.policy_checksum = k;
     ev.type = EVENT_NEGOTIATED;
     CU_ASSERT_EQUAL(handler_event_to_op(&ev, &op), -1); /* no entry */
-    ev.entry_json = entry;
-    ev.entry_len = 2;
+    ev.edr_json = entry;
+    ev.edr_len = strlen(entry);
     CU_ASSERT_EQUAL(handler_event_to_op(&ev, &op), -1); /* no transfer id */
     ev.transfer_id = tp;
     CU_ASSERT_EQUAL(handler_event_to_op(&ev, &op), 0);
     CU_ASSERT_EQUAL(op.kind, STORE_OP_PUT);
+    CU_ASSERT_PTR_EQUAL(op.entry_json, entry); /* no members: as it is */
+    ev.edr_members = &m;
+    ev.n_edr_members = 1;
+    /* a member to drop but no room to write the entry */
+    CU_ASSERT_EQUAL(handler_event_to_op(&ev, &op), -1);
     ev.type = EVENT_EXPIRED;
     CU_ASSERT_EQUAL(handler_event_to_op(&ev, &op), 0);
     CU_ASSERT_EQUAL(op.kind, STORE_OP_DELETE);

@@ -226,6 +226,38 @@ static const struct reject_case reject_cases[] = {
      ",\"transfer_process_id\":[\"tp\"]}," ENV("edr.expired") "}",
      EVENT_ERR_SCHEMA, "data.transfer_process_id: must be a string"},
     /* duplicate members, at every level that is kept */
+    /* (v2) key fields: no control character, so the 0x1F join of the
+     * record key cannot make two connections one */
+    {"{\"data\":{\"counter_party_id\":\"a\\u001fb\"}}", EVENT_ERR_SCHEMA,
+     "data.counter_party_id: contains a control character (U+001F at byte 1"},
+    {"{\"data\":{\"counter_party_address\":\"x\x7fy\"}}", EVENT_ERR_SCHEMA,
+     "data.counter_party_address: contains a control character (U+007F"},
+    {"{\"data\":{\"query_checksum\":\"q\\u0000\"}}", EVENT_ERR_SCHEMA,
+     "data.query_checksum: contains a control character (U+0000 at byte 1"},
+    {"{\"data\":{\"policy_checksum\":\"\\n\"}}", EVENT_ERR_SCHEMA,
+     "data.policy_checksum: contains a control character (U+000A at byte 0"},
+    {"{\"data\":{\"policy_checksum\":\"p\\u007F\"}}", EVENT_ERR_SCHEMA,
+     "data.policy_checksum: contains a control character (U+007F"},
+    /* past the eight-byte steps, and in the tail after them */
+    {"{\"data\":{\"counter_party_id\":\"0123456789abc\\u001f012345678\"}}",
+     EVENT_ERR_SCHEMA,
+     "data.counter_party_id: contains a control character "
+     "(U+001F at byte 13 of"},
+    {"{\"data\":{\"query_checksum\":\"abcdefgh\x7f\"}}", EVENT_ERR_SCHEMA,
+     "(U+007F at byte 8 of"},
+    {"{\"data\":{\"query_checksum\":\"abcdefg\x7f~~~~~~~~\"}}",
+     EVENT_ERR_SCHEMA, "(U+007F at byte 7 of"},
+    {"{\"data\":{\"policy_checksum\":\"\xc3\xa9~~~~~~\\u0001\"}}",
+     EVENT_ERR_SCHEMA, "(U+0001 at byte 8 of"},
+    {"{\"data\":{\"policy_checksum\":\"\\t\"}}", EVENT_ERR_SCHEMA,
+     "data.policy_checksum: contains a control character (U+0009"},
+    /* a \u0000 outside the key fields keeps its own reason, also before
+     * and inside ignored members */
+    {"{\"x\":[\"\\u0000\"],\"data\":{\"query_checksum\":\"q\\u0000\"}}",
+     EVENT_ERR_SCHEMA, "\\u0000 at byte 7: U+0000 is not allowed"},
+    {"{\"k\\u0000\":1}", EVENT_ERR_SCHEMA, "\\u0000 at byte 3: U+0000"},
+    {EXP(",\"edr\":{\"a\":\"\\u0000\"}"), EVENT_ERR_SCHEMA,
+     "U+0000 is not allowed in strings"},
     {"{\"specversion\":\"1.0\",\"specversion\":\"1.0\"}", EVENT_ERR_SCHEMA,
      "specversion: duplicate member"},
     {"{\"id\":\"a\",\"i\\u0064\":\"b\"}", EVENT_ERR_SCHEMA,
@@ -265,7 +297,8 @@ static void test_rejects(void)
         /* On error nothing is left to free. */
         CU_ASSERT_PTR_NULL(ev.id);
         CU_ASSERT_PTR_NULL(ev.counter_party_id);
-        CU_ASSERT_PTR_NULL(ev.entry_json);
+        CU_ASSERT_PTR_NULL(ev.edr_json);
+        CU_ASSERT_PTR_NULL(ev.mem);
         CU_ASSERT_PTR_NULL(ev.transfer_id);
     }
 }
@@ -274,7 +307,7 @@ struct accept_case {
     const char *json;
     enum event_type type;
     const char *transfer_id; /* NULL: absent */
-    const char *entry;       /* NULL: none (expired) */
+    const char *edr;         /* data.edr compact; NULL: none (expired) */
 };
 
 static const struct accept_case accept_cases[] = {
@@ -323,8 +356,8 @@ static const struct accept_case accept_cases[] = {
      EVENT_EXPIRED, NULL, NULL},
     {" \n\t{" ENV("edr.expired") ",\"data\":{" KEYS "}}\r\n ", EVENT_EXPIRED,
      NULL, NULL},
-    /* the stored entry: compact, @type/@context/providerId dropped at the
-     * top of edr only, everything else kept verbatim and in order */
+    /* data.edr: compact, every member kept verbatim and in order (what
+     * the stored entry leaves out is the handler's decision) */
     {NEG(",\"edr\" : { \"@type\" : \"EDR\", \"providerId\" : \"BPNL\" , "
          "\"transferProcessId\" : \"tp-2\", \"@context\": {\"@vocab\": "
          "\"https://w3id.org/edc/v0.0.1/ns/\", \"x\": [1, 2]}, \"n\": "
@@ -332,7 +365,9 @@ static const struct accept_case accept_cases[] = {
          "{\"@type\": \"kept\", \"providerId\": null, \"@context\": {}}, "
          "\"b\": [true, false, null], \"e\": {}, \"a\": []}"),
      EVENT_NEGOTIATED, "tp-2",
-     "{\"transferProcessId\":\"tp-2\",\"n\":[1.50,-0,1e400,"
+     "{\"@type\":\"EDR\",\"providerId\":\"BPNL\",\"transferProcessId\":"
+     "\"tp-2\",\"@context\":{\"@vocab\":\"https://w3id.org/edc/v0.0.1/ns/\","
+     "\"x\":[1,2]},\"n\":[1.50,-0,1e400,"
      "123456789012345678901234567890],\"o\":{\"@type\":\"kept\","
      "\"providerId\":null,\"@context\":{}},\"b\":[true,false,null],"
      "\"e\":{},\"a\":[]}"},
@@ -345,8 +380,37 @@ static const struct accept_case accept_cases[] = {
      "\"\xc3\xa9\":\"\xf0\x9f\x98\x80\"}"},
     {"{\"data\":{\"edr\":{\"transferProcessId\":\"t\",\"providerId\":"
      "{\"a\":[1,{\"b\":2}]},\"z\":1}," KEYS "}," ENV("edr.renewed") "}",
-     EVENT_RENEWED, "t", "{\"transferProcessId\":\"t\",\"z\":1}"},
+     EVENT_RENEWED, "t",
+     "{\"transferProcessId\":\"t\",\"providerId\":{\"a\":[1,{\"b\":2}]},"
+     "\"z\":1}"},
 };
+
+/* The member spans rebuild edr_json exactly, and each starts with its
+ * quoted name and a colon. */
+static void check_members(const struct event *ev)
+{
+    char *re = malloc(ev->edr_len + 1);
+    size_t pos = 0;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(re);
+    re[pos++] = '{';
+    for (size_t i = 0; i < ev->n_edr_members; i++) {
+        const struct event_member *m = &ev->edr_members[i];
+        CU_ASSERT_FATAL(m->off + m->len <= ev->edr_len);
+        CU_ASSERT_EQUAL(m->name_off, m->off + 1);
+        CU_ASSERT_EQUAL(ev->edr_json[m->off], '"');
+        CU_ASSERT_EQUAL(ev->edr_json[m->name_off + m->name_len], '"');
+        CU_ASSERT_EQUAL(ev->edr_json[m->name_off + m->name_len + 1], ':');
+        if (i)
+            re[pos++] = ',';
+        CU_ASSERT_FATAL(pos + m->len < ev->edr_len);
+        memcpy(re + pos, ev->edr_json + m->off, m->len);
+        pos += m->len;
+    }
+    re[pos++] = '}';
+    CU_ASSERT_EQUAL(pos, ev->edr_len);
+    CU_ASSERT(pos == ev->edr_len && memcmp(re, ev->edr_json, pos) == 0);
+    free(re);
+}
 
 static void test_accepts(void)
 {
@@ -367,16 +431,19 @@ static void test_accepts(void)
         } else {
             CU_ASSERT_PTR_NULL(ev.transfer_id);
         }
-        if (c->entry) {
-            CU_ASSERT_PTR_NOT_NULL_FATAL(ev.entry_json);
-            if (strcmp(ev.entry_json, c->entry) != 0)
-                fprintf(stderr, "\ncase %zu entry:\n  want %s\n  got  %s\n", i,
-                        c->entry, ev.entry_json);
-            CU_ASSERT_STRING_EQUAL(ev.entry_json, c->entry);
-            CU_ASSERT_EQUAL(ev.entry_len, strlen(c->entry));
+        if (c->edr) {
+            CU_ASSERT_PTR_NOT_NULL_FATAL(ev.edr_json);
+            if (strcmp(ev.edr_json, c->edr) != 0)
+                fprintf(stderr, "\ncase %zu edr:\n  want %s\n  got  %s\n", i,
+                        c->edr, ev.edr_json);
+            CU_ASSERT_STRING_EQUAL(ev.edr_json, c->edr);
+            CU_ASSERT_EQUAL(ev.edr_len, strlen(c->edr));
+            CU_ASSERT_PTR_NOT_NULL(ev.scratch);
+            check_members(&ev);
         } else {
-            CU_ASSERT_PTR_NULL(ev.entry_json);
-            CU_ASSERT_EQUAL(ev.entry_len, 0);
+            CU_ASSERT_PTR_NULL(ev.edr_json);
+            CU_ASSERT_EQUAL(ev.edr_len, 0);
+            CU_ASSERT_EQUAL(ev.n_edr_members, 0);
         }
         CU_ASSERT_PTR_NOT_NULL(ev.id);
         CU_ASSERT_PTR_NOT_NULL(ev.source);
@@ -387,6 +454,44 @@ static void test_accepts(void)
         event_clear(&ev);
         CU_ASSERT_PTR_NULL(ev.id);
     }
+}
+
+/* (v2) Two connections whose fields join to the same 0x1F-separated
+ * text: neither is accepted, so they can never share a record key. */
+static void test_key_join_collision(void)
+{
+    static const char *ev[] = {
+        "{" ENV("edr.expired") ",\"data\":{\"counter_party_id\":\"a\\u001fb\","
+                               "\"counter_party_address\":\"c\",\"query_"
+                               "checksum\":\"q\","
+                               "\"policy_checksum\":\"p\"}}",
+        "{" ENV("edr.expired") ",\"data\":{\"counter_party_id\":\"a\","
+                               "\"counter_party_address\":\"b\\u001fc\","
+                               "\"query_checksum\":\"q\","
+                               "\"policy_checksum\":\"p\"}}",
+    };
+    static const char *member[] = {"data.counter_party_id:",
+                                   "data.counter_party_address:"};
+    for (int i = 0; i < 2; i++) {
+        struct event e;
+        char err[256];
+        CU_ASSERT_EQUAL(decode(&e, ev[i], err, sizeof(err)), EVENT_ERR_SCHEMA);
+        CU_ASSERT_EQUAL(strncmp(err, member[i], strlen(member[i])), 0);
+    }
+    /* Control characters elsewhere are fine (escaped, as JSON wants). */
+    const char *ok =
+        "{" ENV("edr.negotiated") ",\"subject\":\"a\\u001fb\","
+                                  "\"data\":{" KEYS
+                                  ",\"edr\":{\"transferProcessId\":"
+                                  "\"t\\n\",\"x\":\"\\u0001\\u007f\"}}}";
+    struct event e;
+    char err[256];
+    CU_ASSERT_EQUAL_FATAL(decode(&e, ok, err, sizeof(err)), EVENT_OK);
+    CU_ASSERT_STRING_EQUAL(e.subject, "a\x1f"
+                                      "b");
+    CU_ASSERT_STRING_EQUAL(
+        e.edr_json, "{\"transferProcessId\":\"t\\n\",\"x\":\"\\u0001\x7f\"}");
+    event_clear(&e);
 }
 
 static void test_fields(void)
@@ -418,6 +523,7 @@ static void test_fields(void)
     CU_ASSERT_STRING_EQUAL(event_error_class(EVENT_ERR_UTF8), "utf8");
     CU_ASSERT_STRING_EQUAL(event_error_class(EVENT_ERR_JSON), "json");
     CU_ASSERT_STRING_EQUAL(event_error_class(EVENT_ERR_SCHEMA), "schema");
+    CU_ASSERT_STRING_EQUAL(event_error_class(EVENT_ERR_NOMEM), "nomem");
 
     /* errstr may be absent or tiny */
     CU_ASSERT_EQUAL(event_decode(&ev, "[]", 2, NULL, 0), EVENT_ERR_SCHEMA);
@@ -547,8 +653,9 @@ static void test_big_events(void)
             enum event_error e = event_decode(&ev, b, size, err, sizeof(err));
             CU_ASSERT_EQUAL(e, EVENT_OK);
             if (e == EVENT_OK) {
-                CU_ASSERT(ev.entry_len > EVENT_MAX_BYTES / 4);
-                CU_ASSERT_EQUAL(ev.entry_len, strlen(ev.entry_json));
+                CU_ASSERT(ev.edr_len > EVENT_MAX_BYTES / 4);
+                CU_ASSERT_EQUAL(ev.edr_len, strlen(ev.edr_json));
+                CU_ASSERT_EQUAL(ev.n_edr_members, 2);
                 event_clear(&ev);
             }
             free(b);
@@ -675,7 +782,7 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* Every event example of schemas/ decodes; the typed ones decode to
- * their type, and no stored entry keeps the three dropped members. */
+ * their type, with consistent member spans. */
 static void test_examples(void)
 {
     DIR *dir = opendir(EDR_EXAMPLES_DIR);
@@ -704,12 +811,10 @@ static void test_examples(void)
                 CU_ASSERT_EQUAL(ev.type, EVENT_RENEWED);
             if (strstr(de->d_name, "expired"))
                 CU_ASSERT_EQUAL(ev.type, EVENT_EXPIRED);
-            if (ev.entry_json) {
-                CU_ASSERT_PTR_NULL(strstr(ev.entry_json, "\"@type\""));
-                CU_ASSERT_PTR_NULL(strstr(ev.entry_json, "\"@context\""));
-                CU_ASSERT_PTR_NULL(strstr(ev.entry_json, "\"providerId\""));
+            if (ev.edr_json) {
+                check_members(&ev);
                 CU_ASSERT_PTR_NOT_NULL(
-                    strstr(ev.entry_json, "\"transferProcessId\""));
+                    strstr(ev.edr_json, "\"transferProcessId\""));
             }
             event_clear(&ev);
         }
@@ -763,6 +868,8 @@ static void test_connection_key(void)
 static void register_tests(void)
 {
     CU_pSuite s = CU_add_suite("event_decode", NULL, NULL);
+    CU_add_test(s, "(v2) key fields without control characters",
+                test_key_join_collision);
     CU_add_test(s, "rejects every broken rule", test_rejects);
     CU_add_test(s, "accepts valid events", test_accepts);
     CU_add_test(s, "decoded fields and names", test_fields);
