@@ -2,6 +2,9 @@
  * opens the store, starts the lookup responder (worker/rpc.c) and the
  * HTTP endpoints (worker/http.c), runs the Kafka loop (worker/ingest.c)
  * on this thread until SIGTERM or SIGINT, then stops in order.
+ * Built twice: edr-worker (release) and edr-worker-test, whose
+ * EDR_TEST_HOOKS adds --exit-when-caught-up and EDR_FAULT for tests/ and
+ * bench/.
  * Exit codes: 0 clean stop, 2 invalid setting, 3 runtime failure. */
 #include "stores/store.h"
 #include "worker/backoff.h"
@@ -55,12 +58,19 @@ static void print_help(FILE *out)
             "\nOther flags:\n"
             "  --help                 this text\n"
             "  --version              print the version\n"
-            "  --exit-when-caught-up  testing and benchmark aid: stop once "
-            "every partition\n"
-            "                         is applied up to its end at start; "
-            "prints\n"
-            "                         {\"applied\": n, \"seconds\": s, "
-            "\"events_per_s\": r}\n"
+#ifdef EDR_TEST_HOOKS
+            "\nTest build (edr-worker-test) only:\n"
+            "  --exit-when-caught-up  stop once every partition is applied "
+            "up to its end\n"
+            "                         at start; prints {\"applied\": n, "
+            "\"seconds\": s,\n"
+            "                         \"events_per_s\": r}\n"
+            "  EDR_FAULT=point:N      fail the Nth write|fsync|rename|query "
+            "and every\n"
+            "                         one after it, until SIGUSR2\n"
+            "  EDR_FILE_COMPACT_MIN   file store: compaction threshold in "
+            "bytes\n"
+#endif
             "\nStore modes: memory replays the topic from its start at "
             "every start;\nfile resumes from the offsets saved with its "
             "state; postgres shares the\nconsumer group EDR_GROUP_ID and "
@@ -158,26 +168,28 @@ int main(int argc, char **argv)
         goto out;
     }
     for (int i = 1; i < rest.argc; i++) {
+#ifdef EDR_TEST_HOOKS
         if (strcmp(rest.argv[i], "--exit-when-caught-up") == 0) {
             opts.exit_when_caught_up = 1;
-        } else {
-            fprintf(stderr,
-                    "edr-worker: unknown argument \"%s\" (see "
-                    "--help)\n",
-                    rest.argv[i]);
-            code = EXIT_CONFIG;
-            goto out;
+            continue;
         }
+#endif
+        fprintf(stderr, "edr-worker: unknown argument \"%s\" (see --help)\n",
+                rest.argv[i]);
+        code = EXIT_CONFIG;
+        goto out;
     }
 
     log_init(cfg.worker_id, (enum log_level)log_level_parse(cfg.log_level),
              strcmp(cfg.log_format, "json") == 0);
     install_signals();
+#ifdef EDR_TEST_HOOKS
     if (fault_env_init(errstr, sizeof(errstr)) != 0) { /* tests/fault/ */
         log_error("%s", errstr);
         code = EXIT_CONFIG;
         goto out;
     }
+#endif
     metrics_init(cfg.store, cfg.worker_id);
     log_info("edr-worker %s starting: store %s, topic %s, dead-letter "
              "topic %s, brokers %s",
