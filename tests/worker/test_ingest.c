@@ -379,6 +379,68 @@ static int wait_assigned(const char *log, const char *who, int seconds)
     return -1;
 }
 
+/* Waits until the sample `series` of the worker's /metrics at addr
+ * equals want; 0, or -1 after seconds (*last gets the last value seen,
+ * -1 when none). */
+static int wait_metric(const char *addr, const char *series, double want,
+                       int seconds, double *last)
+{
+    *last = -1;
+    for (int i = 0; i < seconds * 10; i++) {
+        int status = 0;
+        char *body = NULL;
+        if (ops_http_get(addr, "/metrics", &status, &body) == 0 &&
+            status == 200 && body)
+            *last = ops_metric(body, series);
+        free(body);
+        if (*last == want)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+/* Waits until rk's metadata shows topic with n partitions; 0 or -1. */
+static int wait_partition_count(rd_kafka_t *rk, const char *topic, int n,
+                                int seconds)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int rc = -1;
+    for (int i = 0; rkt && rc != 0 && i < seconds * 10; i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 1000) == 0) {
+            if (md->topic_cnt == 1 && !md->topics[0].err &&
+                md->topics[0].partition_cnt == n)
+                rc = 0;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (rc != 0)
+            usleep(100000);
+    }
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
+/* Waits until the log has a line with both a and b; 0 or -1. */
+static int wait_log_line(const char *log, const char *a, const char *b,
+                         int seconds)
+{
+    char line[1024];
+    for (int i = 0; i < seconds * 10; i++) {
+        FILE *f = fopen(log, "r");
+        int found = 0;
+        while (f && !found && fgets(line, sizeof(line), f))
+            found = strstr(line, a) && strstr(line, b);
+        if (f)
+            fclose(f);
+        if (found)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
 static void worker_kill(pid_t pid)
 {
     kill(pid, SIGKILL);
@@ -637,8 +699,12 @@ static void test_new_partitions(void)
     /* A fresh producer sees 6 partitions and spreads the keys anew; a key
      * moving partition is fine here: its earlier events are all applied. */
     rd_kafka_destroy(rk);
-    sleep(1);
     rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL_FATAL(wait_partition_count(rk, r.topic, 6, 30), 0);
+    /* The worker assigns the new ones itself (its metadata refresh). */
+    CU_ASSERT_EQUAL(
+        wait_log_line(r.log, "kafka: assigned partitions", "5@start", 30), 0);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
     bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
@@ -1107,25 +1173,36 @@ static void test_postgres_outage(void)
              "connect_timeout=2",
              PG_OUTAGE_PORT);
     snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    char addr[64], env_http[100];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ops_free_port());
+    snprintf(env_http, sizeof(env_http), "EDR_HTTP_ADDR=%s", addr);
     rd_kafka_t *rk = producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
 
     const char *env[] = {
-        r.env_topic,          r.env_dlq,           r.env_prefix,
-        r.env_table,          r.env_group,         env_dsn,
-        "EDR_STORE=postgres", "EDR_HTTP_ADDR=off", NULL};
+        r.env_topic, r.env_dlq, r.env_prefix,         r.env_table, r.env_group,
+        env_dsn,     env_http,  "EDR_STORE=postgres", NULL};
     pid_t pid = worker_start(env, NULL, r.log);
     CU_ASSERT_EQUAL(wait_pg(dsn, r.table, &m, 30), 0);
+    double v;
+    CU_ASSERT_EQUAL(wait_metric(addr, "edr_store_ok", 1, 10, &v), 0);
 
     CU_ASSERT_EQUAL(ops_pg_stop(&pg), 0);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 2), 0);
-    sleep(3);
-    /* Still running: an outage is waited out, never a crash. */
+    /* The outage is noticed (the gauge, /readyz) and waited out, never a
+     * crash. */
+    CU_ASSERT_EQUAL(wait_metric(addr, "edr_store_ok", 0, 30, &v), 0);
+    CU_ASSERT_EQUAL(ops_wait_status(addr, "/readyz", 503, 10000), 0);
     CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
     CU_ASSERT_EQUAL(ops_pg_start(&pg), 0);
     int bad = wait_pg(dsn, r.table, &m, 60);
     CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(wait_metric(addr, "edr_store_ok", 1, 30, &v), 0);
+    CU_ASSERT_EQUAL(ops_wait_status(addr, "/readyz", 200, 30000), 0);
+    CU_ASSERT(wait_metric(addr, "edr_outages_total{component=\"store\"}", 1, 1,
+                          &v) == 0 ||
+              v >= 1);
     CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
     if (bad)
         ops_dump_log(r.log, 60);
