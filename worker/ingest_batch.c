@@ -134,10 +134,10 @@ static int apply_retry(struct ingest *in, long single, int offsets_only,
                      ? STORE_OK
                      : in->st->ops->apply(in->st, &batch, &err);
         if (rc == STORE_OK) {
-            if (in->outage && b.attempts) {
+            if (outage_log_end(&in->store_log))
                 metrics_set_store_ok(1);
+            if (in->outage && b.attempts)
                 ingest_outage_end(in, "store", b.attempts);
-            }
             if (changed)
                 *changed = batch.changed;
             return STORE_OK;
@@ -164,11 +164,13 @@ static int apply_retry(struct ingest *in, long single, int offsets_only,
             log_error("store: fatal error: %s", err.msg);
             return STORE_FATAL;
         }
-        if (b.attempts == 0) {
+        if (outage_log_note(&in->store_log, "store",
+                            "pausing consumption and retrying", err.msg,
+                            ingest_now()) == OUTAGE_LINE_FIRST) {
             metrics_outage("store");
             metrics_set_store_ok(0);
-            ingest_outage_begin(in, "store", err.msg);
         }
+        ingest_outage_begin(in);
         metrics_retry("store");
         if (*in->stop) {
             log_warn("store: stopping during an outage; the batch in flight "

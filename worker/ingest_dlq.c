@@ -38,15 +38,17 @@ int ingest_send_dead_letters(struct ingest *in)
                 failed++;
         }
         if (!failed) {
+            outage_log_end(&in->dlq_log);
             if (b.attempts)
                 ingest_outage_end(in, "dead-letter topic", b.attempts);
             return ROUND_OK;
         }
-        if (b.attempts == 0) {
+        if (outage_log_note(&in->dlq_log, "dead-letter topic",
+                            "pausing consumption and retrying",
+                            dlq_last_error(in->dlq),
+                            ingest_now()) == OUTAGE_LINE_FIRST)
             metrics_outage("kafka");
-            ingest_outage_begin(in, "dead-letter topic",
-                                dlq_last_error(in->dlq));
-        }
+        ingest_outage_begin(in);
         metrics_retry("kafka");
         if (*in->stop)
             return ROUND_STOPPED;

@@ -22,6 +22,7 @@
 #include "stores/store.h"
 #include "worker/decode_pool.h"
 #include "worker/ingest.h"
+#include "worker/ingest_outage.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
@@ -90,9 +91,11 @@ struct ingest {
 
     int outage; /* store or dead-letter outage: partitions paused */
     double outage_start;
-    int fatal;      /* set from a callback: exit 3 */
-    int kafka_down; /* all brokers down reported */
-    int joined;     /* group mode: an assignment was received */
+    struct outage_log store_log; /* what was logged of a store outage */
+    struct outage_log dlq_log;   /* and of a dead-letter outage */
+    int fatal;                   /* set from a callback: exit 3 */
+    int kafka_down;              /* all brokers down reported */
+    int joined;                  /* group mode: an assignment was received */
     int targets_ready;
 
     uint64_t applied; /* events applied (good ones) */
@@ -120,8 +123,9 @@ void ingest_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *l, void *opaque);
 /* Assign mode: assigns the partitions of the topic not assigned yet. */
 void ingest_assign_new(struct ingest *in);
-/* A store or dead-letter outage begins (pause everything) or ends. */
-void ingest_outage_begin(struct ingest *in, const char *what, const char *why);
+/* A store or dead-letter outage begins (pause everything; the caller
+ * logs through its outage_log) or ends (resume, log the recovery). */
+void ingest_outage_begin(struct ingest *in);
 void ingest_outage_end(struct ingest *in, const char *what, unsigned retries);
 
 /* ---- ingest_consumer.c ---- */

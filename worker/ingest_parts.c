@@ -110,16 +110,19 @@ int ingest_load_offsets(struct ingest *in)
         int rc = in->st->ops->load_offsets(in->st, in->cfg->topic, &in->saved,
                                            &in->n_saved, &err);
         if (rc == STORE_OK) {
-            if (b.attempts)
+            if (outage_log_end(&in->store_log)) {
+                metrics_set_store_ok(1);
                 log_info("store: offsets loaded after %u retries", b.attempts);
+            }
             return 0;
         }
         if (rc != STORE_TRANSIENT) {
             log_error("store: cannot load offsets: %s", err.msg);
             return ROUND_FATAL;
         }
-        if (b.attempts == 0) {
-            log_warn("store: cannot load offsets (%s); retrying", err.msg);
+        if (outage_log_note(&in->store_log, "store",
+                            "cannot load offsets; retrying", err.msg,
+                            ingest_now()) == OUTAGE_LINE_FIRST) {
             metrics_outage("store");
             metrics_set_store_ok(0);
         }
@@ -285,14 +288,12 @@ void ingest_assign_new(struct ingest *in)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-void ingest_outage_begin(struct ingest *in, const char *what, const char *why)
+void ingest_outage_begin(struct ingest *in)
 {
     if (in->outage)
         return;
     in->outage = 1;
     in->outage_start = ingest_now();
-    log_warn("%s unavailable (%s); pausing consumption and retrying", what,
-             why);
     ingest_set_paused(in, 1);
 }
 

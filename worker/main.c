@@ -12,6 +12,7 @@
 #include "worker/fault_env.h"
 #include "worker/http.h"
 #include "worker/ingest.h"
+#include "worker/ingest_outage.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/rpc.h"
@@ -91,6 +92,7 @@ static void sleep_ms(unsigned ms)
 static struct store *open_store(const struct config *cfg, int *code)
 {
     struct backoff b;
+    struct outage_log ol = {0};
     backoff_init(&b, 100, 5000);
     for (;;) {
         struct store_err err = {0};
@@ -123,9 +125,8 @@ static struct store *open_store(const struct config *cfg, int *code)
             *code = EXIT_RUNTIME;
             return NULL;
         }
-        if (b.attempts == 0) {
-            log_warn("store: %s store unavailable (%s); retrying", cfg->store,
-                     err.msg);
+        if (outage_log_note(&ol, "store", "retrying to open it", err.msg,
+                            ingest_now()) == OUTAGE_LINE_FIRST) {
             metrics_outage("store");
             metrics_set_store_ok(0);
         }
