@@ -9,7 +9,10 @@
 
 #include "worker/backoff.h"
 #include "worker/dlq.h"
+#include "worker/log.h"
 #include "worker/metrics.h"
+
+#include <inttypes.h>
 
 /* Copies every bad, not yet acknowledged item to the dead-letter topic
  * and waits until the broker acknowledged all of them, retrying failures.
@@ -25,12 +28,31 @@ int ingest_send_dead_letters(struct ingest *in)
             if (!it->bad || it->dropped || it->dlq_state == DLQ_DONE)
                 continue;
             /* A failure to even queue it shows as DLQ_FAILED below. */
-            dlq_produce(in->dlq, it->msg, it->reason, &it->dlq_state, errstr,
-                        sizeof(errstr));
+            dlq_produce(in->dlq, it->msg, it->reason, it->dlq_without_value,
+                        &it->dlq_state, errstr, sizeof(errstr));
         }
         /* The producer's own timeout (10 s) bounds this wait. */
         while (dlq_wait(in->dlq, 1000) > 0)
             ;
+        /* A copy the topic can never take goes again at once, without
+         * its value (§1 v2): not an outage, no backoff. */
+        int again = 0;
+        for (size_t i = 0; i < in->n_items; i++) {
+            struct item *it = &in->items[i];
+            if (it->bad && !it->dropped && it->dlq_state == DLQ_TOO_LARGE &&
+                !it->dlq_without_value) {
+                log_warn("dead-letter copy of %s[%" PRId32 "]@%" PRId64
+                         " (%zu bytes) refused as too large (%s); writing "
+                         "it without its value",
+                         in->cfg->topic, it->msg->partition, it->msg->offset,
+                         it->msg->len, dlq_last_error(in->dlq));
+                it->dlq_without_value = 1;
+                it->dlq_state = DLQ_NONE;
+                again = 1;
+            }
+        }
+        if (again)
+            continue;
         int failed = 0;
         for (size_t i = 0; i < in->n_items; i++) {
             struct item *it = &in->items[i];

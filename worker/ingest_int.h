@@ -55,11 +55,12 @@ struct item {
     rd_kafka_message_t *msg;
     struct event ev;
     struct store_op op;
-    int decoded;   /* ev holds a decoded event to clear */
-    int bad;       /* to the dead-letter topic */
-    int dropped;   /* its partition was revoked: not ours to apply */
-    int applied;   /* applied alone (after a rejected batch) */
-    int dlq_state; /* enum dlq_state */
+    int decoded;           /* ev holds a decoded event to clear */
+    int bad;               /* to the dead-letter topic */
+    int dropped;           /* its partition was revoked: not ours to apply */
+    int applied;           /* applied alone (after a rejected batch) */
+    int dlq_state;         /* enum dlq_state */
+    int dlq_without_value; /* the copy refused as too large: no value */
     enum event_error err;
     char reason[320];
 };

@@ -10,6 +10,7 @@
  * dead-letter topic, and a PostgreSQL outage (a private server on port
  * 15440) must all end in exactly the model's state. */
 #include "schemas/edr_key.h"
+#include "schemas/sha256.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
@@ -1153,6 +1154,168 @@ static void test_dead_letters(void)
     run_free(&r);
 }
 
+/* Creates topic (partitions, replication 1) with one topic config
+ * name=value through the Admin API. 0 or -1. */
+static int create_topic_with(const char *brokers, const char *topic,
+                             int partitions, const char *name,
+                             const char *value)
+{
+    char errstr[512];
+    int rc = -1;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        return -1;
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, 1, errstr, sizeof(errstr));
+    rd_kafka_NewTopic_set_config(nt, name, value);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (ev) {
+        const rd_kafka_CreateTopics_result_t *res =
+            rd_kafka_event_CreateTopics_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        if (tr && n == 1 && !rd_kafka_topic_result_error(tr[0]))
+            rc = 0;
+        else if (tr && n == 1)
+            fprintf(stderr, "\n  create %s: %s", topic,
+                    rd_kafka_topic_result_error_string(tr[0]));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    /* Wait for the leader, as test_kafka_create_topic does. */
+    if (rc == 0 && wait_partition_count(rk, topic, partitions, 30) != 0)
+        rc = -1;
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Header `name` of msg as text in out ("" when absent). */
+static void header_text(rd_kafka_message_t *msg, const char *name, char *out,
+                        size_t cap)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t vlen = 0;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(msg, &h) == 0 &&
+        rd_kafka_header_get_last(h, name, &v, &vlen) == 0 && v)
+        snprintf(out, cap, "%.*s", (int)vlen, (const char *)v);
+}
+
+/* (v2) A rejected event bigger than the dead-letter topic's
+ * max.message.bytes: its copy has an empty value, edr-value-size and
+ * edr-value-sha256, and an edr-error saying the value was left out; the
+ * partition moves on past it. */
+static void test_dead_letter_too_large(void)
+{
+    struct run r;
+    struct model m;
+    struct store_err err = {0};
+    char errstr[512];
+    run_init(&r, "dlqbig");
+    model_init(&m, "dlqbig", 77);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers != NULL);
+    CU_ASSERT_FATAL(test_kafka_create_topic(brokers, r.topic, 1, errstr,
+                                            sizeof(errstr)) == 0);
+    CU_ASSERT_FATAL(
+        create_topic_with(brokers, r.dlq, 1, "max.message.bytes", "2048") == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 20, 0), 0);
+    /* 4 KiB of valid JSON that is no event (no id, no data). */
+    static char big[4096 + 1];
+    const char *head = "{\"specversion\":\"1.0\",\"pad\":\"";
+    size_t hl = strlen(head);
+    memcpy(big, head, hl);
+    memset(big + hl, 'x', 4096 - hl - 2);
+    memcpy(big + 4096 - 2, "\"}", 3);
+    CU_ASSERT_EQUAL_FATAL(strlen(big), 4096);
+    struct sent sent = {0};
+    CU_ASSERT_EQUAL(
+        produce(rk, r.topic, &m, -1, "big", big, 4096, "big-one", &sent), 0);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 20, 0), 0);
+    CU_ASSERT_EQUAL(sent.err, 1);
+
+    const char *env[] = {r.env_topic, r.env_dlq,        r.env_prefix,
+                         r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
+                         NULL};
+    pid_t pid = worker_start(env, catch_up, r.log);
+    int code = worker_wait(pid, 60000);
+    CU_ASSERT_EQUAL(code, 0); /* it moved past the event and caught up */
+    if (code < 0)
+        worker_kill(pid);
+    struct store *st = file_store_open(r.file, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
+    store_close(st);
+
+    struct sha256 s;
+    unsigned char d[32];
+    char want_sha[65], want_off[32];
+    sha256_init(&s);
+    sha256_update(&s, big, 4096);
+    sha256_final(&s, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(want_sha + 2 * i, 3, "%02x", d[i]);
+    snprintf(want_off, sizeof(want_off), "%" PRId64, sent.offset);
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(conf, "group.id", r.group, errstr, sizeof(errstr));
+    rd_kafka_t *c =
+        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    rd_kafka_poll_set_consumer(c);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, r.dlq, 0)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int got = 0;
+    for (int i = 0; i < 50 && got == 0; i++) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 200);
+        if (!msg)
+            continue;
+        if (!msg->err) {
+            char size[32], sha[80], why[512], off[32], xt[32];
+            got++;
+            header_text(msg, "edr-value-size", size, sizeof(size));
+            header_text(msg, "edr-value-sha256", sha, sizeof(sha));
+            header_text(msg, "edr-error", why, sizeof(why));
+            header_text(msg, "edr-source-offset", off, sizeof(off));
+            header_text(msg, "x-test", xt, sizeof(xt));
+            fprintf(stderr, "\n  dead letter: %zu bytes, edr-error: %s",
+                    msg->len, why);
+            CU_ASSERT_EQUAL(msg->len, 0);
+            CU_ASSERT_STRING_EQUAL(size, "4096");
+            CU_ASSERT_STRING_EQUAL(sha, want_sha);
+            CU_ASSERT_PTR_NOT_NULL(strstr(why, "value left out"));
+            CU_ASSERT_PTR_NOT_NULL(strstr(why, "too large"));
+            CU_ASSERT_STRING_EQUAL(off, want_off);
+            CU_ASSERT_STRING_EQUAL(xt, "big-one");
+            CU_ASSERT(msg->key_len == 3 && memcmp(msg->key, "big", 3) == 0);
+        }
+        rd_kafka_message_destroy(msg);
+    }
+    CU_ASSERT_EQUAL(got, 1);
+    if (got != 1 || code != 0)
+        ops_dump_log(r.log, 40);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
 static void test_postgres_outage(void)
 {
     struct run r;
@@ -1219,6 +1382,8 @@ static void register_tests(void)
     CU_add_test(s, "file store survives SIGKILL", test_file_store_restart);
     CU_add_test(s, "postgres: two workers, one killed", test_postgres_group);
     CU_add_test(s, "rejected events go to the DLQ", test_dead_letters);
+    CU_add_test(s, "a copy too large for the DLQ goes without its value",
+                test_dead_letter_too_large);
     CU_add_test(s, "postgres outage is waited out", test_postgres_outage);
     CU_add_test(s, "postgres: a fenced batch drops the lost events",
                 test_postgres_fence);
