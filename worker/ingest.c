@@ -22,6 +22,40 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* Bound of the wait for a first assignment before leaving the group. */
+#define FIRST_ASSIGN_WAIT_S 10.0
+
+/* librdkafka before 2.3.0 (Debian 12 ships 2.0.2) aborts in
+ * rd_kafka_destroy of a cooperative-sticky member whose JoinGroup was
+ * answered but that has no first assignment yet: the assignor's state is
+ * made by that assignment, and its destroy asserts it exists
+ * (rd_kafka_sticky_assignor_state_destroy: Assertion `assignor_state'
+ * failed; upstream #4312, fixed by #4381). So a member that subscribed
+ * and is asked to stop that early serves the consumer, dropping what it
+ * fetches, until the first assignment came (the rebalance callback sets
+ * in->joined), at most FIRST_ASSIGN_WAIT_S; then it leaves the normal way
+ * (revocation, close). Without an answered JoinGroup there is no state to
+ * destroy and nothing to wait for, which is also the case while the
+ * brokers are down. */
+static void await_first_assignment(struct ingest *in)
+{
+    if (!in->group_mode || in->joined || in->kafka_down ||
+        rd_kafka_version() >= 0x020300ff)
+        return;
+    log_info("kafka: stopping before the first assignment; waiting for it "
+             "(at most %.0f s) to leave the group cleanly",
+             FIRST_ASSIGN_WAIT_S);
+    double until = ingest_now() + FIRST_ASSIGN_WAIT_S;
+    while (!in->joined && !in->kafka_down && ingest_now() < until) {
+        rd_kafka_message_t *m = rd_kafka_consume_queue(in->q, 100);
+        if (m)
+            rd_kafka_message_destroy(m); /* not applied: not ours to keep */
+    }
+    if (!in->joined)
+        log_warn("kafka: no assignment within %.0f s; leaving anyway",
+                 FIRST_ASSIGN_WAIT_S);
+}
+
 double ingest_now(void)
 {
     struct timespec ts;
@@ -58,6 +92,8 @@ int ingest_run(const struct config *cfg, struct store *st,
         result = INGEST_CONFIG;
         goto out;
     }
+    if (*stop)
+        goto out; /* stopped while starting: no group to join and leave */
     if (ingest_consumer_open(in, errstr, sizeof(errstr)) != 0) {
         log_error("kafka: consumer: %s", errstr);
         result = INGEST_CONFIG;
@@ -83,7 +119,15 @@ int ingest_run(const struct config *cfg, struct store *st,
     in->last_progress = in->last_lag = now;
     in->last_meta = now - METADATA_EVERY_S;
     while (!*stop && !in->fatal) {
+        if (in->n_pending > 0) {
+            int rc = ingest_seek_pending(in);
+            if (rc == ROUND_FATAL)
+                in->fatal = 1;
+            if (rc != 0)
+                continue;
+        }
         now = ingest_now();
+        ingest_release_holds(in, now);
         if (!in->group_mode && now - in->last_meta >= METADATA_EVERY_S) {
             ingest_assign_new(in);
             in->last_meta = now;
@@ -125,6 +169,8 @@ int ingest_run(const struct config *cfg, struct store *st,
 
 out:
     if (in->rk) {
+        if (in->q)
+            await_first_assignment(in);
         log_info("kafka: closing the consumer");
         if (in->group_mode) {
             rd_kafka_resp_err_t err = rd_kafka_commit(in->rk, NULL, 0);

@@ -80,6 +80,13 @@ int ingest_consumer_open(struct ingest *in, char *errstr, size_t errstr_size)
         config_kafka_set(conf, "queued.min.messages", "1000000", errstr,
                          errstr_size))
         goto fail;
+    /* Records up to what the broker can hold (a topic's max.message.bytes
+     * may be far above librdkafka's default of 1,000,000): a poison event
+     * of any size must be fetched to be dead-lettered, never wedge its
+     * partition. fetch.max.bytes and receive.message.max.bytes follow. */
+    if (config_kafka_set(conf, "message.max.bytes", "1000000000", errstr,
+                         errstr_size))
+        goto fail;
     if (rd_kafka_version() >= 0x020100ff)
         config_kafka_set(conf, "fetch.queue.backoff.ms", "20", errstr,
                          errstr_size);

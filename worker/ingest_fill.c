@@ -37,7 +37,7 @@ void ingest_wait_serving(struct ingest *in, unsigned ms)
         if (!m)
             continue;
         struct part *p = ingest_part(in, m->partition, 0);
-        if (!m->err && p && p->assigned &&
+        if (!m->err && p && p->assigned && !p->pending && !p->held &&
             (p->expect < 0 || m->offset >= p->expect)) {
             if (p->expect < 0)
                 p->expect = m->offset; /* the first since the assignment */
@@ -66,7 +66,8 @@ static void accept_message(struct ingest *in, rd_kafka_message_t *m)
         return;
     }
     struct part *p = ingest_part(in, m->partition, 0);
-    if (!p || !p->assigned || (p->expect >= 0 && m->offset < p->expect)) {
+    if (!p || !p->assigned || p->pending || p->held ||
+        (p->expect >= 0 && m->offset < p->expect)) {
         rd_kafka_message_destroy(m);
         return;
     }

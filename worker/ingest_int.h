@@ -20,6 +20,7 @@
 
 #include "schemas/event.h"
 #include "stores/store.h"
+#include "worker/backoff.h"
 #include "worker/decode_pool.h"
 #include "worker/ingest.h"
 #include "worker/ingest_outage.h"
@@ -44,10 +45,15 @@ struct part {
     int known; /* seen in metadata or an assignment */
     int assigned;
     int paused;
-    int64_t expect; /* next offset expected from the fetcher, -1 any */
-    int64_t next;   /* next offset after what the store holds, -1 unknown */
-    int64_t low;    /* low watermark when next is unknown, -1 unknown */
-    int64_t target; /* exit-when-caught-up: high watermark at start */
+    int64_t expect;    /* next offset expected from the fetcher, -1 any */
+    int64_t next;      /* next offset after what the store holds, -1 unknown */
+    int64_t low;       /* low watermark when next is unknown, -1 unknown */
+    int64_t target;    /* exit-when-caught-up: high watermark at start */
+    int pending;       /* group mode: assigned, paused, waiting to be sought
+                        * to the store's offset (ingest_seek_pending) */
+    int held;          /* paused at a failed dead-letter copy (ingest_dlq) */
+    double hold_until; /* ingest_now() when it is resumed */
+    struct backoff hold_b; /* its retries; min_ms 0 until the first hold */
     int64_t lag;
 };
 
@@ -97,6 +103,8 @@ struct ingest {
     int fatal;                   /* set from a callback: exit 3 */
     int kafka_down;              /* all brokers down reported */
     int joined;                  /* group mode: an assignment was received */
+    unsigned assign_gen;         /* group mode: bumped by every assignment */
+    int n_pending;               /* partitions with pending set */
     int targets_ready;
 
     uint64_t applied; /* events applied (good ones) */
@@ -122,6 +130,13 @@ int ingest_load_offsets(struct ingest *in);
 /* Group mode: librdkafka's rebalance callback (opaque is the ingest). */
 void ingest_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *l, void *opaque);
+/* Group mode: seeks the partitions assigned since the last call to the
+ * store's offsets and resumes them (unless an outage holds everything).
+ * The rebalance callback does no store work (a store outage inside
+ * librdkafka's poll would overrun max.poll.interval.ms); this runs on the
+ * loop, retrying the store while serving the consumer. 0, or
+ * ROUND_STOPPED / ROUND_FATAL. */
+int ingest_seek_pending(struct ingest *in);
 /* Assign mode: assigns the partitions of the topic not assigned yet. */
 void ingest_assign_new(struct ingest *in);
 /* A store or dead-letter outage begins (pause everything; the caller
@@ -147,8 +162,12 @@ void ingest_clear_items(struct ingest *in);
 /* ---- ingest_dlq.c ---- */
 
 /* Copies the batch's rejected events to the dead-letter topic, waiting
- * for the acknowledgements. ROUND_OK or ROUND_STOPPED. */
+ * for the acknowledgements; a partition whose copy failed is held at that
+ * event (its items from there on are dropped from the batch). ROUND_OK:
+ * the rest of the batch can be applied. */
 int ingest_send_dead_letters(struct ingest *in);
+/* Resumes the held partitions whose backoff has passed. */
+void ingest_release_holds(struct ingest *in, double now);
 
 /* ---- ingest_batch.c ---- */
 

@@ -61,7 +61,8 @@ void ingest_set_paused(struct ingest *in, int pause)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int32_t i = 0; i < in->n_parts; i++)
-        if (in->parts[i].assigned && in->parts[i].paused != pause)
+        if (in->parts[i].assigned && in->parts[i].paused != pause &&
+            !((in->parts[i].pending || in->parts[i].held) && !pause))
             rd_kafka_topic_partition_list_add(l, in->cfg->topic, i);
     if (l->cnt > 0) {
         rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(in->rk, l)
@@ -129,9 +130,9 @@ int ingest_load_offsets(struct ingest *in)
         metrics_retry("store");
         if (*in->stop)
             return ROUND_STOPPED;
-        unsigned ms = backoff_next(&b);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        /* Serving the consumer meanwhile: rebalances go on, and the
+         * group keeps this member (max.poll.interval.ms). */
+        ingest_wait_serving(in, backoff_next(&b));
     }
 }
 
@@ -181,28 +182,36 @@ void ingest_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     char text[1024];
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        /* The offsets table is the truth: seek every new partition to
-         * what the store last applied, whatever Kafka has committed. */
-        int rc = ingest_load_offsets(in);
-        if (rc == ROUND_FATAL)
-            in->fatal = 1;
+        /* The offsets table is the truth, but reading it is store work,
+         * which may wait out an outage: not here, inside librdkafka's
+         * poll. Assign each new partition paused at the offset last read
+         * (an explicit offset, so librdkafka asks nothing of Kafka's
+         * committed offsets that could race the seek); the loop reads the
+         * store and seeks it (ingest_seek_pending). */
         set_start_offsets(in, l);
         if (coop)
             error = rd_kafka_incremental_assign(rk, l);
         else
             aerr = rd_kafka_assign(rk, l);
         in->joined = 1;
+        in->assign_gen++;
         mark_assigned(in, l);
-        if (in->outage || rc != 0) {
-            ingest_set_paused(in, 1);
-        } else {
-            /* librdkafka 2.0 keeps a partition's pause flag across its
-             * revocation: one revoked during an outage would come back
-             * paused for good (tests/fault/, group-zombie). */
-            rd_kafka_resume_partitions(rk, l);
+        /* Also because librdkafka 2.0 keeps a partition's pause flag
+         * across its revocation, the resume comes explicitly after the
+         * seek (tests/fault/, group-zombie). */
+        rd_kafka_pause_partitions(rk, l);
+        for (int i = 0; i < l->cnt; i++) {
+            struct part *p = ingest_part(in, l->elems[i].partition, 0);
+            if (p && !p->pending) {
+                p->pending = 1;
+                p->paused = 1;
+                in->n_pending++;
+            }
         }
-        format_partitions(l, 1, text, sizeof(text));
-        log_info("kafka: assigned partitions of %s: %s", in->cfg->topic, text);
+        format_partitions(l, 0, text, sizeof(text));
+        log_info("kafka: assigned partitions of %s: %s (to be sought to the "
+                 "store's offsets)",
+                 in->cfg->topic, text);
     } else {
         if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
             log_error("kafka: rebalance error: %s", rd_kafka_err2str(err));
@@ -216,6 +225,10 @@ void ingest_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         for (int i = 0; i < l->cnt; i++) {
             struct part *p = ingest_part(in, l->elems[i].partition, 0);
             if (p) {
+                if (p->pending)
+                    in->n_pending--;
+                p->pending = 0;
+                p->held = 0;
                 p->assigned = 0;
                 p->paused = 0;
                 p->lag = 0;
@@ -233,6 +246,52 @@ void ingest_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else if (aerr) {
         log_error("kafka: assignment failed: %s", rd_kafka_err2str(aerr));
     }
+}
+
+int ingest_seek_pending(struct ingest *in)
+{
+    unsigned gen;
+    do {
+        /* An assignment while the offsets are read may have come after
+         * the read: read again, so every partition gets a fresh one. */
+        gen = in->assign_gen;
+        int rc = ingest_load_offsets(in);
+        if (rc != 0)
+            return rc;
+    } while (gen != in->assign_gen);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int32_t i = 0; i < in->n_parts; i++) {
+        struct part *p = &in->parts[i];
+        if (!p->pending || !p->assigned)
+            continue;
+        int64_t off = ingest_saved_offset(in, i);
+        rd_kafka_topic_partition_list_add(l, in->cfg->topic, i)->offset =
+            off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+        p->pending = 0;
+        p->next = off >= 0 ? off : -1;
+        p->expect = p->next;
+    }
+    in->n_pending = 0;
+    if (l->cnt > 0) {
+        char text[1024];
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(in->rk, l, 0);
+        if (e) {
+            log_warn("kafka: seek: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        format_partitions(l, 1, text, sizeof(text));
+        log_info("kafka: partitions of %s start at the store's offsets: %s",
+                 in->cfg->topic, text);
+        if (!in->outage) {
+            rd_kafka_resp_err_t err = rd_kafka_resume_partitions(in->rk, l);
+            if (err)
+                log_warn("kafka: resume partitions: %s", rd_kafka_err2str(err));
+            for (int i = 0; i < l->cnt; i++)
+                in->parts[l->elems[i].partition].paused = 0;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return 0;
 }
 
 /* Assigns the partitions of the topic not assigned yet (all of them at

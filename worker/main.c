@@ -152,6 +152,9 @@ int main(int argc, char **argv)
     char errstr[512];
     int code = 0;
 
+    /* First of all: a SIGTERM at any moment of the start is a clean
+     * stop, never a death by the default action. */
+    install_signals();
     int rc = config_load(&cfg, CONFIG_WORKER, argc, argv, &rest, errstr,
                          sizeof(errstr));
     if (rc == CONFIG_HELP) {
@@ -183,7 +186,6 @@ int main(int argc, char **argv)
 
     log_init(cfg.worker_id, (enum log_level)log_level_parse(cfg.log_level),
              strcmp(cfg.log_format, "json") == 0);
-    install_signals();
 #ifdef EDR_TEST_HOOKS
     if (fault_env_init(errstr, sizeof(errstr)) != 0) { /* tests/fault/ */
         log_error("%s", errstr);

@@ -442,6 +442,24 @@ static int wait_log_line(const char *log, const char *a, const char *b,
     return -1;
 }
 
+/* Waits until the log has at least n lines containing a; 0 or -1. */
+static int wait_log_count(const char *log, const char *a, int n, int seconds)
+{
+    char line[1024];
+    for (int i = 0; i < seconds * 10; i++) {
+        FILE *f = fopen(log, "r");
+        int found = 0;
+        while (f && fgets(line, sizeof(line), f))
+            found += strstr(line, a) != NULL;
+        if (f)
+            fclose(f);
+        if (found >= n)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
 static void worker_kill(pid_t pid)
 {
     kill(pid, SIGKILL);
@@ -1316,6 +1334,156 @@ static void test_dead_letter_too_large(void)
     run_free(&r);
 }
 
+/* Sets one config of topic through the Admin API (AlterConfigs). */
+static int alter_topic(const char *brokers, const char *topic, const char *name,
+                       const char *value)
+{
+    char errstr[512];
+    int rc = -1;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        return -1;
+    rd_kafka_ConfigResource_t *cr =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_ConfigResource_set_config(cr, name, value);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (ev) {
+        const rd_kafka_AlterConfigs_result_t *res =
+            rd_kafka_event_AlterConfigs_result(ev);
+        size_t n = 0;
+        const rd_kafka_ConfigResource_t **rs =
+            res ? rd_kafka_AlterConfigs_result_resources(res, &n) : NULL;
+        if (rd_kafka_event_error(ev) == 0 && rs && n == 1 &&
+            rd_kafka_ConfigResource_error(rs[0]) == 0)
+            rc = 0;
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_ConfigResource_destroy(cr);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Produces negotiated events for BPNLHOLD<from..to-1> to partition part,
+ * then flushes. */
+static int produce_hold(rd_kafka_t *rk, const char *topic, int32_t part,
+                        int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char buf[640];
+        int n = snprintf(
+            buf, sizeof(buf),
+            "{\"specversion\":\"1.0\",\"id\":\"hold-%d\",\"source\":"
+            "\"urn:test\",\"type\":\"edr.negotiated\",\"data\":{"
+            "\"counter_party_id\":\"BPNLHOLD%02d\",\"counter_party_address\":"
+            "\"https://h/\",\"query_checksum\":\"q\",\"policy_checksum\":\"p\","
+            "\"edr\":{\"transferProcessId\":\"tp-hold-%d\"}}}",
+            i, i, i);
+        if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_PARTITION(part),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_VALUE(buf, (size_t)n),
+                              RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return -1;
+    }
+    return rd_kafka_flush(rk, 30000) == 0 ? 0 : -1;
+}
+
+/* How many of BPNLHOLD<from..to-1> the worker answers as present. */
+static int hold_present(redisContext *rc, const char *prefix, int from, int to)
+{
+    const char *status_path[] = {"status", NULL};
+    int n = 0;
+    for (int i = from; i < to; i++) {
+        struct conn c = {0};
+        snprintf(c.party, sizeof(c.party), "BPNLHOLD%02d", i);
+        snprintf(c.address, sizeof(c.address), "https://h/");
+        snprintf(c.query, sizeof(c.query), "q");
+        snprintf(c.policy, sizeof(c.policy), "p");
+        yajl_val v = rpc_call(rc, prefix, "get_connection", &c);
+        yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
+        n += st && strcmp(str_of(st), "ok") == 0;
+        yajl_tree_free(v);
+    }
+    return n;
+}
+
+/* (v2) A dead-letter copy that keeps failing holds only its partition, at
+ * that event: the events before it and the other partitions are applied;
+ * once the dead-letter topic takes the copy, the partition moves on. The
+ * copy fails because the topic's max.message.bytes (64) is below even a
+ * value-less copy with its headers. */
+static void test_dead_letter_hold(void)
+{
+    struct run r;
+    char errstr[512];
+    run_init(&r, "dlqhold");
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers && test_env("EDR_REDIS_URL"));
+    CU_ASSERT_FATAL(test_kafka_create_topic(brokers, r.topic, 2, errstr,
+                                            sizeof(errstr)) == 0);
+    CU_ASSERT_FATAL(
+        create_topic_with(brokers, r.dlq, 1, "max.message.bytes", "64") == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_hold(rk, r.topic, 0, 0, 4), 0);
+    static const char bad[] = "not json{";
+    CU_ASSERT_EQUAL(rd_kafka_producev(
+                        rk, RD_KAFKA_V_TOPIC(r.topic), RD_KAFKA_V_PARTITION(0),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_VALUE((void *)bad, sizeof(bad) - 1),
+                        RD_KAFKA_V_END),
+                    RD_KAFKA_RESP_ERR_NO_ERROR);
+    CU_ASSERT_EQUAL(produce_hold(rk, r.topic, 0, 4, 8), 0);
+    CU_ASSERT_EQUAL(produce_hold(rk, r.topic, 1, 10, 18), 0);
+
+    const char *env[] = {r.env_topic,        r.env_dlq,           r.env_prefix,
+                         "EDR_STORE=memory", "EDR_HTTP_ADDR=off", NULL};
+    pid_t pid = worker_start(env, NULL, r.log);
+    redisContext *rc = redis_connect();
+    CU_ASSERT_FATAL(rc && !rc->err);
+    /* Before the bad event (partition 0) and the other partition: all. */
+    int before = 0, other = 0;
+    for (int i = 0; i < 120 && (before < 4 || other < 8); i++) {
+        before = hold_present(rc, r.prefix, 0, 4);
+        other = hold_present(rc, r.prefix, 10, 18);
+        if (before < 4 || other < 8)
+            usleep(500000);
+    }
+    CU_ASSERT_EQUAL(before, 4);
+    CU_ASSERT_EQUAL(other, 8);
+    CU_ASSERT_EQUAL(
+        wait_log_line(r.log, "partition 0 held at offset 4", "", 30), 0);
+    /* After it: held, through several retries. */
+    CU_ASSERT_EQUAL(
+        wait_log_count(r.log, "partition 0 held at offset 4", 3, 60), 0);
+    CU_ASSERT_EQUAL(hold_present(rc, r.prefix, 4, 8), 0);
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
+
+    /* The topic takes the copy now: the partition moves on. */
+    CU_ASSERT_EQUAL_FATAL(
+        alter_topic(brokers, r.dlq, "max.message.bytes", "1000000"), 0);
+    int after = 0;
+    for (int i = 0; i < 120 && after < 4; i++) {
+        after = hold_present(rc, r.prefix, 4, 8);
+        if (after < 4)
+            usleep(500000);
+    }
+    CU_ASSERT_EQUAL(after, 4);
+    CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
+    if (before < 4 || other < 8 || after < 4)
+        ops_dump_log(r.log, 40);
+    redisFree(rc);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
 static void test_postgres_outage(void)
 {
     struct run r;
@@ -1374,6 +1542,79 @@ static void test_postgres_outage(void)
     run_free(&r);
 }
 
+/* A rebalance during a PostgreSQL outage: the survivor of a killed
+ * member gets its partitions while the store is down. The offsets are
+ * read outside librdkafka's rebalance callback, so the consumer keeps
+ * being polled and the member stays in the group (no
+ * max.poll.interval.ms overrun); once the store is back, the state is
+ * the model's. */
+static void test_postgres_rebalance_outage(void)
+{
+    struct run r;
+    struct model m;
+    struct ops_pg pg = {0};
+    char errstr[512], dsn[256], env_dsn[300];
+    run_init(&r, "pgrebal");
+    model_init(&m, "pgrebal", 88);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers != NULL);
+    CU_ASSERT_FATAL(setup_topic(&r) == 0);
+    if (ops_pg_create(&pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "\n  %s\n", errstr);
+        CU_FAIL_FATAL("private PostgreSQL on port 15440");
+    }
+    snprintf(dsn, sizeof(dsn),
+             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
+             "connect_timeout=2",
+             PG_OUTAGE_PORT);
+    snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
+    char log_a[300];
+    snprintf(log_a, sizeof(log_a), "%s.a", r.log);
+    const char *env_a[] = {r.env_topic,          r.env_dlq,
+                           r.env_prefix,         r.env_table,
+                           r.env_group,          env_dsn,
+                           "EDR_STORE=postgres", "EDR_HTTP_ADDR=off",
+                           "EDR_WORKER_ID=rb-a", NULL};
+    const char *env_b[] = {r.env_topic,          r.env_dlq,
+                           r.env_prefix,         r.env_table,
+                           r.env_group,          env_dsn,
+                           "EDR_STORE=postgres", "EDR_HTTP_ADDR=off",
+                           "EDR_WORKER_ID=rb-b", NULL};
+    static const char *const args[] = {
+        "-X", "session.timeout.ms=6000",   "-X", "heartbeat.interval.ms=500",
+        "-X", "max.poll.interval.ms=7000", NULL};
+    pid_t a = worker_start(env_a, args, log_a);
+    pid_t b = worker_start(env_b, args, r.log);
+    CU_ASSERT_EQUAL(wait_assigned(log_a, "rb-a", 30), 0);
+    CU_ASSERT_EQUAL(wait_assigned(r.log, "rb-b", 30), 0);
+    CU_ASSERT_EQUAL(wait_pg(dsn, r.table, &m, 30), 0);
+
+    CU_ASSERT_EQUAL(ops_pg_stop(&pg), 0);
+    worker_kill(b);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 0), 0);
+    /* B's partitions come to A (session timeout, 6 s) while the store is
+     * down ... */
+    CU_ASSERT_EQUAL(wait_log_count(log_a, "kafka: assigned partitions", 2, 30),
+                    0);
+    /* ... and for longer than max.poll.interval.ms (7 s) A stays in the
+     * group: librdkafka reports no overrun. */
+    CU_ASSERT_EQUAL(wait_log_line(log_a, "maximum poll interval", "", 12), -1);
+    CU_ASSERT_EQUAL(waitpid(a, NULL, WNOHANG), 0);
+    CU_ASSERT_EQUAL(ops_pg_start(&pg), 0);
+    int bad = wait_pg(dsn, r.table, &m, 60);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(wait_log_line(log_a, "maximum poll interval", "", 1), -1);
+    CU_ASSERT_EQUAL(ops_worker_stop(a, 15000), 0);
+    if (bad)
+        ops_dump_log(log_a, 60);
+    ops_pg_destroy(&pg);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
 static void register_tests(void)
 {
     CU_pSuite s = CU_add_suite("ingest", NULL, NULL);
@@ -1384,9 +1625,13 @@ static void register_tests(void)
     CU_add_test(s, "rejected events go to the DLQ", test_dead_letters);
     CU_add_test(s, "a copy too large for the DLQ goes without its value",
                 test_dead_letter_too_large);
+    CU_add_test(s, "a failing DLQ copy holds only its partition",
+                test_dead_letter_hold);
     CU_add_test(s, "postgres outage is waited out", test_postgres_outage);
     CU_add_test(s, "postgres: a fenced batch drops the lost events",
                 test_postgres_fence);
+    CU_add_test(s, "postgres: a rebalance during an outage keeps the member",
+                test_postgres_rebalance_outage);
 }
 
 int main(void)
