@@ -6,12 +6,12 @@
  * the dead-letter topic (ingest_dlq.c), then apply the good ones and the
  * offsets of all of them as one store batch (ingest_batch.c).
  *
- * While the store or the dead-letter topic is failing, every assigned
- * partition is paused and the consumer is still polled, so rebalances are
- * served and the group keeps this member; the same batch is retried with
- * capped exponential backoff. A partition revoked meanwhile drops its part
- * of the pending batch: its new owner starts from the offsets in the
- * store, which never saw that part. */
+ * While the store is failing, every assigned partition is paused and the
+ * consumer is still polled, so rebalances are served and the group keeps
+ * this member; the same batch is retried with jittered backoff. A failing
+ * dead-letter copy holds only its own partition (ingest_dlq.c). A partition
+ * revoked meanwhile drops its part of the pending batch: its new owner starts
+ * from the offsets in the store, which never saw that part. */
 #include "worker/ingest.h"
 
 #include "worker/dlq.h"

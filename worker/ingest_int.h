@@ -3,10 +3,13 @@
  *
  *   ingest.c           the loop: open, tick, fill, process, close
  *   ingest_parts.c     partition state, pauses for outages, rebalances
+ *                      (store offsets read outside the callback)
  *   ingest_consumer.c  the consumer's configuration and callbacks
  *   ingest_fill.c      filling a batch from the consumer queue
  *   decode_pool.c      the second decoding thread
- *   ingest_dlq.c       sending a batch's rejected events to the DLQ
+ *   ingest_dlq.c       sending a batch's rejected events to the DLQ,
+ *                      holding a partition whose copy fails
+ *   ingest_outage.c    what is logged while a dependency fails
  *   ingest_batch.c     store batches: building, fencing, retrying
  *   ingest_progress.c  lag, progress lines and gauges
  *   ingest_catchup.c   the --exit-when-caught-up finish line (test build)

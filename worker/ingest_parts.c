@@ -1,10 +1,11 @@
 /* ingest_parts.c: the Kafka loop's partition state (worker/ingest_int.h).
  *
  * Which partitions this worker holds and where each stands; pausing them
- * all during a store or dead-letter outage; the group-mode rebalance
- * callback (postgres store: the offsets table is the truth, so every new
- * partition is sought to what the store last applied); and assign mode
- * (memory and file stores: every partition of the topic, new ones too). */
+ * all during a store outage; the group-mode rebalance callback (postgres
+ * store: the offsets table is the truth, so every new partition is
+ * assigned paused and, outside the callback, sought to what the store
+ * last applied: ingest_seek_pending); and assign mode (memory and file
+ * stores: every partition of the topic, new ones too). */
 #include "worker/ingest_int.h"
 
 #include "worker/backoff.h"
