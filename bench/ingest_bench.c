@@ -2,7 +2,8 @@
  *
  * Pre-fills a fresh topic (6 partitions) with N events of about 600 bytes
  * (default 1,000,000, over N/4 connections: negotiations, renewals and
- * expiries), then, for each store, starts one edr-worker with
+ * expiries), then, for each store, starts one edr-worker-test (the test build)
+ * with
  * --exit-when-caught-up and reports how long it took from process start
  * until every event was applied, and the rate. The memory run is also the
  * time to rebuild a memory store from the whole topic.
@@ -320,14 +321,15 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!worker[0]) {
-        /* build/bench/ingest_bench -> build/edr-worker */
+        /* build/bench/ingest_bench -> build/edr-worker-test (the test
+         * build: --exit-when-caught-up is a test hook) */
         char self[PATH_MAX - 32];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
         if (n <= 0)
             return 2;
         self[n] = '\0';
         *strrchr(self, '/') = '\0';
-        snprintf(worker, sizeof(worker), "%s/../edr-worker", self);
+        snprintf(worker, sizeof(worker), "%s/../edr-worker-test", self);
     }
     snprintf(tag, sizeof(tag), "%ld_%ld", (long)getpid(), (long)time(NULL));
     char dir[128];

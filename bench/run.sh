@@ -137,7 +137,7 @@ eval "$(scripts/services.sh env)"
 log "building Release into $BUILD"
 {
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release &&
-        cmake --build "$BUILD" -j2 --target edr-worker store_bench decode_bench \
+        cmake --build "$BUILD" -j2 --target edr-worker edr-worker-test store_bench decode_bench \
             lookup_bench ingest_bench
 } >"$WORK/build.log" 2>&1 || {
     tail -30 "$WORK/build.log" >&2
@@ -246,12 +246,12 @@ section ingest
 KEEP=()
 INGEST_USAGE="$("$BUILD/bench/ingest_bench" --help 2>&1 || true)"
 [[ "$INGEST_USAGE" != *--keep* ]] || KEEP=(--keep)
-"$BUILD/bench/ingest_bench" --events "$EVENTS" --worker "$BUILD/edr-worker" "${KEEP[@]}" \
+"$BUILD/bench/ingest_bench" --events "$EVENTS" --worker "$BUILD/edr-worker-test" "${KEEP[@]}" \
     >"$RAW/ingest_1.txt" 2>"$RAW/ingest_1.err" || failed ingest "run 1 exited $?"
 INGEST_TOPIC="$(sed -n 's/^topic \([^ ]*\) kept.*/\1/p' "$RAW/ingest_1.err" | head -1)"
 if [ -n "$INGEST_TOPIC" ]; then
     for i in $(seq 2 "$RUNS"); do
-        "$BUILD/bench/ingest_bench" --topic "$INGEST_TOPIC" --worker "$BUILD/edr-worker" \
+        "$BUILD/bench/ingest_bench" --topic "$INGEST_TOPIC" --worker "$BUILD/edr-worker-test" \
             >"$RAW/ingest_$i.txt" 2>"$RAW/ingest_$i.err" || failed ingest "run $i exited $?"
     done
 else

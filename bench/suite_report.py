@@ -595,7 +595,7 @@ w("## End-to-end ingest (ingest_bench)\n")
 w(f"One pre-filled topic of {ev if ev is None else f'{ev:,}'} events (6 partitions, "
   f"~{info.get('ingest_event_bytes', '?')} bytes each: negotiations, renewals, every 8th an "
   f"expiry; pre-filled in {info.get('ingest_prefill_seconds', '?')} s), consumed from the "
-  "beginning by one `edr-worker --exit-when-caught-up` per store and run; the time is from "
+  "beginning by one `edr-worker-test --exit-when-caught-up` (the test build; the code is the release's) per store and run; the time is from "
   "process start to the last event applied (so it includes start-up, connecting and, for "
   "postgres, joining the consumer group). The broker runs on the same two cores.\n")
 w("| store | events/s | seconds |\n|---|---|---|")

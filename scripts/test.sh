@@ -7,8 +7,11 @@
 #   services      scripts/services.sh up (its env exported to what follows)
 #   ctest         every test of build/ (labels unit and integration)
 #   ctest-asan    the unit tests of build-asan/
+#   release-hooks the release edr-worker carries no test hook (strings and
+#                 --help), edr-worker-test carries them all
 #   clang-format  --dry-run --Werror on the repository's *.c and *.h
-#   test.d/NN-*   every executable scripts/test.d/[0-9][0-9]-*.sh, in order
+#   test.d/NN-*   every scripts/test.d/[0-9][0-9]-*.sh, in order; one
+#                 without its execute bit is a FAILED step, not a skip
 # A failing step does not stop the run; a summary follows, and the last line
 # is "N passed, N failed" (steps). Exit status 1 when any step failed.
 #
@@ -83,6 +86,44 @@ format_check() {
     ((${#present[@]} == 0)) || clang-format --dry-run --Werror "${present[@]}"
 }
 
+# The test hooks (EDR_TEST_HOOKS: EDR_FAULT and its SIGUSR2 disarm,
+# EDR_FILE_COMPACT_MIN, --exit-when-caught-up) are compiled only into
+# edr-worker-test. The release binary must not name any of them, in its
+# strings or its --help; the test binary must name them all, or this check
+# could not fail.
+HOOK_STRINGS=(EDR_FAULT SIGUSR2 EDR_FILE_COMPACT_MIN exit-when-caught-up)
+release_hooks_check() {
+    local rel="${1:-$EDR_BUILD_DIR/edr-worker}"
+    local tst="${2:-$EDR_BUILD_DIR/edr-worker-test}"
+    local f s rel_strings tst_strings help bad=0
+    for f in "$rel" "$tst"; do
+        if [[ ! -x "$f" ]]; then
+            echo "release-hooks: $f is missing"
+            return 1
+        fi
+    done
+    rel_strings="$(strings -a "$rel")" || return 1
+    tst_strings="$(strings -a "$tst")" || return 1
+    help="$("$rel" --help)" || return 1
+    for s in "${HOOK_STRINGS[@]}"; do
+        if grep -qF -- "$s" <<<"$rel_strings"; then
+            echo "release-hooks: $rel contains \"$s\":"
+            grep -F -- "$s" <<<"$rel_strings" | head -3 | sed 's/^/    /'
+            bad=1
+        fi
+        if grep -qF -- "$s" <<<"$help"; then
+            echo "release-hooks: $rel --help mentions \"$s\""
+            bad=1
+        fi
+        if ! grep -qF -- "$s" <<<"$tst_strings"; then
+            echo "release-hooks: $tst lacks \"$s\" (so this check proves nothing)"
+            bad=1
+        fi
+    done
+    ((bad == 0)) && echo "release-hooks: ${HOOK_STRINGS[*]}: only in $tst"
+    ((bad == 0))
+}
+
 SERVICES_STARTED=0
 cleanup() {
     if ((SERVICES_STARTED)) && [[ "${EDR_KEEP_SERVICES:-0}" != 1 ]]; then
@@ -114,11 +155,16 @@ run_step ctest ctest --test-dir "$EDR_BUILD_DIR" --output-on-failure \
     -j"$CTEST_JOBS"
 run_step ctest-asan ctest --test-dir "$EDR_ASAN_BUILD_DIR" -L unit \
     --output-on-failure -j2
+run_step release-hooks release_hooks_check
 run_step clang-format format_check
+not_executable() {
+    echo "$1 is not executable (chmod +x it, or remove it): FAILED"
+    return 1
+}
 for step in scripts/test.d/[0-9][0-9]-*.sh; do
     [[ -e "$step" ]] || continue
     if [[ ! -x "$step" ]]; then
-        echo "skipping $step: not executable"
+        run_step "test.d/$(basename "$step" .sh)" not_executable "$step"
         continue
     fi
     run_step "test.d/$(basename "$step" .sh)" "$step"

@@ -7,14 +7,22 @@
  *                         away), until the process gets SIGUSR2, which
  *                         disarms every point (space freed, server back).
  *
- * Unset: nothing is armed and SIGUSR2 keeps its default action. */
+ * Unset: nothing is armed and SIGUSR2 keeps its default action.
+ *
+ * A test hook: compiled only into the test build (EDR_TEST_HOOKS,
+ * edr-worker-test); the release edr-worker has neither the variable nor
+ * the signal handler. */
 #ifndef EDR_WORKER_FAULT_ENV_H
 #define EDR_WORKER_FAULT_ENV_H
 
 #include <stddef.h>
 
+#ifdef EDR_TEST_HOOKS
+
 /* Reads EDR_FAULT. Returns 0 (armed, or unset), or -1 with a message
  * naming the setting in errstr. Main thread, before other threads start. */
 int fault_env_init(char *errstr, size_t errstr_size);
+
+#endif
 
 #endif

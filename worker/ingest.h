@@ -15,9 +15,11 @@
 #include <signal.h>
 
 struct ingest_opts {
-    /* Testing and benchmark aid: stop once every partition of the topic
-     * is applied up to the high watermark it had when the worker started,
-     * print {"applied":n,"seconds":s,"events_per_s":r} on stdout. */
+    /* Testing and benchmark aid, honoured only by the test build
+     * (EDR_TEST_HOOKS, worker/ingest_catchup.c): stop once every partition
+     * of the topic is applied up to the high watermark it had when the
+     * worker started, print {"applied":n,"seconds":s,"events_per_s":r} on
+     * stdout. */
     int exit_when_caught_up;
     /* CLOCK_MONOTONIC seconds at process start, for that figure. */
     double start_time;

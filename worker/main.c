@@ -2,6 +2,9 @@
  * opens the store, starts the lookup responder (worker/rpc.c) and the
  * HTTP endpoints (worker/http.c), runs the Kafka loop (worker/ingest.c)
  * on this thread until SIGTERM or SIGINT, then stops in order.
+ * Built twice: edr-worker (release) and edr-worker-test, whose
+ * EDR_TEST_HOOKS adds --exit-when-caught-up and EDR_FAULT for tests/ and
+ * bench/.
  * Exit codes: 0 clean stop, 2 invalid setting, 3 runtime failure. */
 #include "stores/store.h"
 #include "worker/backoff.h"
@@ -9,6 +12,7 @@
 #include "worker/fault_env.h"
 #include "worker/http.h"
 #include "worker/ingest.h"
+#include "worker/ingest_outage.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/rpc.h"
@@ -55,12 +59,19 @@ static void print_help(FILE *out)
             "\nOther flags:\n"
             "  --help                 this text\n"
             "  --version              print the version\n"
-            "  --exit-when-caught-up  testing and benchmark aid: stop once "
-            "every partition\n"
-            "                         is applied up to its end at start; "
-            "prints\n"
-            "                         {\"applied\": n, \"seconds\": s, "
-            "\"events_per_s\": r}\n"
+#ifdef EDR_TEST_HOOKS
+            "\nTest build (edr-worker-test) only:\n"
+            "  --exit-when-caught-up  stop once every partition is applied "
+            "up to its end\n"
+            "                         at start; prints {\"applied\": n, "
+            "\"seconds\": s,\n"
+            "                         \"events_per_s\": r}\n"
+            "  EDR_FAULT=point:N      fail the Nth write|fsync|rename|query "
+            "and every\n"
+            "                         one after it, until SIGUSR2\n"
+            "  EDR_FILE_COMPACT_MIN   file store: compaction threshold in "
+            "bytes\n"
+#endif
             "\nStore modes: memory replays the topic from its start at "
             "every start;\nfile resumes from the offsets saved with its "
             "state; postgres shares the\nconsumer group EDR_GROUP_ID and "
@@ -82,6 +93,7 @@ static void sleep_ms(unsigned ms)
 static struct store *open_store(const struct config *cfg, int *code)
 {
     struct backoff b;
+    struct outage_log ol = {0};
     backoff_init(&b, 100, 5000);
     for (;;) {
         struct store_err err = {0};
@@ -114,9 +126,8 @@ static struct store *open_store(const struct config *cfg, int *code)
             *code = EXIT_RUNTIME;
             return NULL;
         }
-        if (b.attempts == 0) {
-            log_warn("store: %s store unavailable (%s); retrying", cfg->store,
-                     err.msg);
+        if (outage_log_note(&ol, "store", "retrying to open it", err.msg,
+                            ingest_now()) == OUTAGE_LINE_FIRST) {
             metrics_outage("store");
             metrics_set_store_ok(0);
         }
@@ -142,6 +153,9 @@ int main(int argc, char **argv)
     char errstr[512];
     int code = 0;
 
+    /* First of all: a SIGTERM at any moment of the start is a clean
+     * stop, never a death by the default action. */
+    install_signals();
     int rc = config_load(&cfg, CONFIG_WORKER, argc, argv, &rest, errstr,
                          sizeof(errstr));
     if (rc == CONFIG_HELP) {
@@ -159,26 +173,27 @@ int main(int argc, char **argv)
         goto out;
     }
     for (int i = 1; i < rest.argc; i++) {
+#ifdef EDR_TEST_HOOKS
         if (strcmp(rest.argv[i], "--exit-when-caught-up") == 0) {
             opts.exit_when_caught_up = 1;
-        } else {
-            fprintf(stderr,
-                    "edr-worker: unknown argument \"%s\" (see "
-                    "--help)\n",
-                    rest.argv[i]);
-            code = EXIT_CONFIG;
-            goto out;
+            continue;
         }
+#endif
+        fprintf(stderr, "edr-worker: unknown argument \"%s\" (see --help)\n",
+                rest.argv[i]);
+        code = EXIT_CONFIG;
+        goto out;
     }
 
     log_init(cfg.worker_id, (enum log_level)log_level_parse(cfg.log_level),
              strcmp(cfg.log_format, "json") == 0);
-    install_signals();
+#ifdef EDR_TEST_HOOKS
     if (fault_env_init(errstr, sizeof(errstr)) != 0) { /* tests/fault/ */
         log_error("%s", errstr);
         code = EXIT_CONFIG;
         goto out;
     }
+#endif
     metrics_init(cfg.store, cfg.worker_id);
     log_info("edr-worker %s starting: store %s, topic %s, dead-letter "
              "topic %s, brokers %s",

@@ -6,7 +6,7 @@
 # full disk, a consumer group losing and gaining a worker. About 5 minutes.
 # EDR_FAULT_SEED=n replays a run; the long version is
 # `tests/fault/run.sh --long` (see tests/fault/README.md).
-# Needs: the stack up and edr-worker built in $EDR_BUILD_DIR (build/).
+# Needs: the stack up and edr-worker-test built in $EDR_BUILD_DIR (build/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 exec "$ROOT/tests/fault/run.sh" --ci ${EDR_FAULT_SEED:+--seed "$EDR_FAULT_SEED"}

@@ -1072,7 +1072,7 @@ def main():
     ap.add_argument("--catch-up-timeout", type=float, default=300.0)
     ap.add_argument("--worker", default=os.path.join(
         os.environ.get("EDR_BUILD_DIR", os.path.join(ROOT, "build")),
-        "edr-worker"))
+        "edr-worker-test"))
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None, help="write results here")
     ap.add_argument("--list", action="store_true")

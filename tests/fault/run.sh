@@ -6,7 +6,7 @@
 #   tests/fault/run.sh --list       the scenarios
 # Other flags go to faults.py (--only NAME[/STORE],..., --events N, ...).
 # Needs: scripts/services.sh up (its env is read here when not exported),
-# edr-worker built in $EDR_BUILD_DIR (default build/), Python 3 with venv;
+# edr-worker-test (the test build: EDR_FAULT, --exit-when-caught-up) built in $EDR_BUILD_DIR (default build/), Python 3 with venv;
 # the venv .local/venv-faults (confluent-kafka, redis) is made on first use.
 set -euo pipefail
 

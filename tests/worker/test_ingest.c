@@ -10,6 +10,7 @@
  * dead-letter topic, and a PostgreSQL outage (a private server on port
  * 15440) must all end in exactly the model's state. */
 #include "schemas/edr_key.h"
+#include "schemas/sha256.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
@@ -379,6 +380,86 @@ static int wait_assigned(const char *log, const char *who, int seconds)
     return -1;
 }
 
+/* Waits until the sample `series` of the worker's /metrics at addr
+ * equals want; 0, or -1 after seconds (*last gets the last value seen,
+ * -1 when none). */
+static int wait_metric(const char *addr, const char *series, double want,
+                       int seconds, double *last)
+{
+    *last = -1;
+    for (int i = 0; i < seconds * 10; i++) {
+        int status = 0;
+        char *body = NULL;
+        if (ops_http_get(addr, "/metrics", &status, &body) == 0 &&
+            status == 200 && body)
+            *last = ops_metric(body, series);
+        free(body);
+        if (*last == want)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+/* Waits until rk's metadata shows topic with n partitions; 0 or -1. */
+static int wait_partition_count(rd_kafka_t *rk, const char *topic, int n,
+                                int seconds)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int rc = -1;
+    for (int i = 0; rkt && rc != 0 && i < seconds * 10; i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 1000) == 0) {
+            if (md->topic_cnt == 1 && !md->topics[0].err &&
+                md->topics[0].partition_cnt == n)
+                rc = 0;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (rc != 0)
+            usleep(100000);
+    }
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
+/* Waits until the log has a line with both a and b; 0 or -1. */
+static int wait_log_line(const char *log, const char *a, const char *b,
+                         int seconds)
+{
+    char line[1024];
+    for (int i = 0; i < seconds * 10; i++) {
+        FILE *f = fopen(log, "r");
+        int found = 0;
+        while (f && !found && fgets(line, sizeof(line), f))
+            found = strstr(line, a) && strstr(line, b);
+        if (f)
+            fclose(f);
+        if (found)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+/* Waits until the log has at least n lines containing a; 0 or -1. */
+static int wait_log_count(const char *log, const char *a, int n, int seconds)
+{
+    char line[1024];
+    for (int i = 0; i < seconds * 10; i++) {
+        FILE *f = fopen(log, "r");
+        int found = 0;
+        while (f && fgets(line, sizeof(line), f))
+            found += strstr(line, a) != NULL;
+        if (f)
+            fclose(f);
+        if (found >= n)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
 static void worker_kill(pid_t pid)
 {
     kill(pid, SIGKILL);
@@ -637,8 +718,12 @@ static void test_new_partitions(void)
     /* A fresh producer sees 6 partitions and spreads the keys anew; a key
      * moving partition is fine here: its earlier events are all applied. */
     rd_kafka_destroy(rk);
-    sleep(1);
     rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL_FATAL(wait_partition_count(rk, r.topic, 6, 30), 0);
+    /* The worker assigns the new ones itself (its metadata refresh). */
+    CU_ASSERT_EQUAL(
+        wait_log_line(r.log, "kafka: assigned partitions", "5@start", 30), 0);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
     bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
@@ -1087,6 +1172,318 @@ static void test_dead_letters(void)
     run_free(&r);
 }
 
+/* Creates topic (partitions, replication 1) with one topic config
+ * name=value through the Admin API. 0 or -1. */
+static int create_topic_with(const char *brokers, const char *topic,
+                             int partitions, const char *name,
+                             const char *value)
+{
+    char errstr[512];
+    int rc = -1;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        return -1;
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, 1, errstr, sizeof(errstr));
+    rd_kafka_NewTopic_set_config(nt, name, value);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (ev) {
+        const rd_kafka_CreateTopics_result_t *res =
+            rd_kafka_event_CreateTopics_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        if (tr && n == 1 && !rd_kafka_topic_result_error(tr[0]))
+            rc = 0;
+        else if (tr && n == 1)
+            fprintf(stderr, "\n  create %s: %s", topic,
+                    rd_kafka_topic_result_error_string(tr[0]));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    /* Wait for the leader, as test_kafka_create_topic does. */
+    if (rc == 0 && wait_partition_count(rk, topic, partitions, 30) != 0)
+        rc = -1;
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Header `name` of msg as text in out ("" when absent). */
+static void header_text(rd_kafka_message_t *msg, const char *name, char *out,
+                        size_t cap)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t vlen = 0;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(msg, &h) == 0 &&
+        rd_kafka_header_get_last(h, name, &v, &vlen) == 0 && v)
+        snprintf(out, cap, "%.*s", (int)vlen, (const char *)v);
+}
+
+/* (v2) A rejected event bigger than the dead-letter topic's
+ * max.message.bytes: its copy has an empty value, edr-value-size and
+ * edr-value-sha256, and an edr-error saying the value was left out; the
+ * partition moves on past it. */
+static void test_dead_letter_too_large(void)
+{
+    struct run r;
+    struct model m;
+    struct store_err err = {0};
+    char errstr[512];
+    run_init(&r, "dlqbig");
+    model_init(&m, "dlqbig", 77);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers != NULL);
+    CU_ASSERT_FATAL(test_kafka_create_topic(brokers, r.topic, 1, errstr,
+                                            sizeof(errstr)) == 0);
+    CU_ASSERT_FATAL(
+        create_topic_with(brokers, r.dlq, 1, "max.message.bytes", "2048") == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 20, 0), 0);
+    /* 4 KiB of valid JSON that is no event (no id, no data). */
+    static char big[4096 + 1];
+    const char *head = "{\"specversion\":\"1.0\",\"pad\":\"";
+    size_t hl = strlen(head);
+    memcpy(big, head, hl);
+    memset(big + hl, 'x', 4096 - hl - 2);
+    memcpy(big + 4096 - 2, "\"}", 3);
+    CU_ASSERT_EQUAL_FATAL(strlen(big), 4096);
+    struct sent sent = {0};
+    CU_ASSERT_EQUAL(
+        produce(rk, r.topic, &m, -1, "big", big, 4096, "big-one", &sent), 0);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 20, 0), 0);
+    CU_ASSERT_EQUAL(sent.err, 1);
+
+    const char *env[] = {r.env_topic, r.env_dlq,        r.env_prefix,
+                         r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
+                         NULL};
+    pid_t pid = worker_start(env, catch_up, r.log);
+    int code = worker_wait(pid, 60000);
+    CU_ASSERT_EQUAL(code, 0); /* it moved past the event and caught up */
+    if (code < 0)
+        worker_kill(pid);
+    struct store *st = file_store_open(r.file, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
+    store_close(st);
+
+    struct sha256 s;
+    unsigned char d[32];
+    char want_sha[65], want_off[32];
+    sha256_init(&s);
+    sha256_update(&s, big, 4096);
+    sha256_final(&s, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(want_sha + 2 * i, 3, "%02x", d[i]);
+    snprintf(want_off, sizeof(want_off), "%" PRId64, sent.offset);
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(conf, "group.id", r.group, errstr, sizeof(errstr));
+    rd_kafka_t *c =
+        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    rd_kafka_poll_set_consumer(c);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, r.dlq, 0)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int got = 0;
+    for (int i = 0; i < 50 && got == 0; i++) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 200);
+        if (!msg)
+            continue;
+        if (!msg->err) {
+            char size[32], sha[80], why[512], off[32], xt[32];
+            got++;
+            header_text(msg, "edr-value-size", size, sizeof(size));
+            header_text(msg, "edr-value-sha256", sha, sizeof(sha));
+            header_text(msg, "edr-error", why, sizeof(why));
+            header_text(msg, "edr-source-offset", off, sizeof(off));
+            header_text(msg, "x-test", xt, sizeof(xt));
+            fprintf(stderr, "\n  dead letter: %zu bytes, edr-error: %s",
+                    msg->len, why);
+            CU_ASSERT_EQUAL(msg->len, 0);
+            CU_ASSERT_STRING_EQUAL(size, "4096");
+            CU_ASSERT_STRING_EQUAL(sha, want_sha);
+            CU_ASSERT_PTR_NOT_NULL(strstr(why, "value left out"));
+            CU_ASSERT_PTR_NOT_NULL(strstr(why, "too large"));
+            CU_ASSERT_STRING_EQUAL(off, want_off);
+            CU_ASSERT_STRING_EQUAL(xt, "big-one");
+            CU_ASSERT(msg->key_len == 3 && memcmp(msg->key, "big", 3) == 0);
+        }
+        rd_kafka_message_destroy(msg);
+    }
+    CU_ASSERT_EQUAL(got, 1);
+    if (got != 1 || code != 0)
+        ops_dump_log(r.log, 40);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
+/* Sets one config of topic through the Admin API (AlterConfigs). */
+static int alter_topic(const char *brokers, const char *topic, const char *name,
+                       const char *value)
+{
+    char errstr[512];
+    int rc = -1;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
+                      sizeof(errstr));
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        return -1;
+    rd_kafka_ConfigResource_t *cr =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_ConfigResource_set_config(cr, name, value);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (ev) {
+        const rd_kafka_AlterConfigs_result_t *res =
+            rd_kafka_event_AlterConfigs_result(ev);
+        size_t n = 0;
+        const rd_kafka_ConfigResource_t **rs =
+            res ? rd_kafka_AlterConfigs_result_resources(res, &n) : NULL;
+        if (rd_kafka_event_error(ev) == 0 && rs && n == 1 &&
+            rd_kafka_ConfigResource_error(rs[0]) == 0)
+            rc = 0;
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_ConfigResource_destroy(cr);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Produces negotiated events for BPNLHOLD<from..to-1> to partition part,
+ * then flushes. */
+static int produce_hold(rd_kafka_t *rk, const char *topic, int32_t part,
+                        int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char buf[640];
+        int n = snprintf(
+            buf, sizeof(buf),
+            "{\"specversion\":\"1.0\",\"id\":\"hold-%d\",\"source\":"
+            "\"urn:test\",\"type\":\"edr.negotiated\",\"data\":{"
+            "\"counter_party_id\":\"BPNLHOLD%02d\",\"counter_party_address\":"
+            "\"https://h/\",\"query_checksum\":\"q\",\"policy_checksum\":\"p\","
+            "\"edr\":{\"transferProcessId\":\"tp-hold-%d\"}}}",
+            i, i, i);
+        if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_PARTITION(part),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_VALUE(buf, (size_t)n),
+                              RD_KAFKA_V_END) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return -1;
+    }
+    return rd_kafka_flush(rk, 30000) == 0 ? 0 : -1;
+}
+
+/* How many of BPNLHOLD<from..to-1> the worker answers as present. */
+static int hold_present(redisContext *rc, const char *prefix, int from, int to)
+{
+    const char *status_path[] = {"status", NULL};
+    int n = 0;
+    for (int i = from; i < to; i++) {
+        struct conn c = {0};
+        snprintf(c.party, sizeof(c.party), "BPNLHOLD%02d", i);
+        snprintf(c.address, sizeof(c.address), "https://h/");
+        snprintf(c.query, sizeof(c.query), "q");
+        snprintf(c.policy, sizeof(c.policy), "p");
+        yajl_val v = rpc_call(rc, prefix, "get_connection", &c);
+        yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
+        n += st && strcmp(str_of(st), "ok") == 0;
+        yajl_tree_free(v);
+    }
+    return n;
+}
+
+/* (v2) A dead-letter copy that keeps failing holds only its partition, at
+ * that event: the events before it and the other partitions are applied;
+ * once the dead-letter topic takes the copy, the partition moves on. The
+ * copy fails because the topic's max.message.bytes (64) is below even a
+ * value-less copy with its headers. */
+static void test_dead_letter_hold(void)
+{
+    struct run r;
+    char errstr[512];
+    run_init(&r, "dlqhold");
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers && test_env("EDR_REDIS_URL"));
+    CU_ASSERT_FATAL(test_kafka_create_topic(brokers, r.topic, 2, errstr,
+                                            sizeof(errstr)) == 0);
+    CU_ASSERT_FATAL(
+        create_topic_with(brokers, r.dlq, 1, "max.message.bytes", "64") == 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_hold(rk, r.topic, 0, 0, 4), 0);
+    static const char bad[] = "not json{";
+    CU_ASSERT_EQUAL(rd_kafka_producev(
+                        rk, RD_KAFKA_V_TOPIC(r.topic), RD_KAFKA_V_PARTITION(0),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_VALUE((void *)bad, sizeof(bad) - 1),
+                        RD_KAFKA_V_END),
+                    RD_KAFKA_RESP_ERR_NO_ERROR);
+    CU_ASSERT_EQUAL(produce_hold(rk, r.topic, 0, 4, 8), 0);
+    CU_ASSERT_EQUAL(produce_hold(rk, r.topic, 1, 10, 18), 0);
+
+    const char *env[] = {r.env_topic,        r.env_dlq,           r.env_prefix,
+                         "EDR_STORE=memory", "EDR_HTTP_ADDR=off", NULL};
+    pid_t pid = worker_start(env, NULL, r.log);
+    redisContext *rc = redis_connect();
+    CU_ASSERT_FATAL(rc && !rc->err);
+    /* Before the bad event (partition 0) and the other partition: all. */
+    int before = 0, other = 0;
+    for (int i = 0; i < 120 && (before < 4 || other < 8); i++) {
+        before = hold_present(rc, r.prefix, 0, 4);
+        other = hold_present(rc, r.prefix, 10, 18);
+        if (before < 4 || other < 8)
+            usleep(500000);
+    }
+    CU_ASSERT_EQUAL(before, 4);
+    CU_ASSERT_EQUAL(other, 8);
+    CU_ASSERT_EQUAL(
+        wait_log_line(r.log, "partition 0 held at offset 4", "", 30), 0);
+    /* After it: held, through several retries. */
+    CU_ASSERT_EQUAL(
+        wait_log_count(r.log, "partition 0 held at offset 4", 3, 60), 0);
+    CU_ASSERT_EQUAL(hold_present(rc, r.prefix, 4, 8), 0);
+    CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
+
+    /* The topic takes the copy now: the partition moves on. */
+    CU_ASSERT_EQUAL_FATAL(
+        alter_topic(brokers, r.dlq, "max.message.bytes", "1000000"), 0);
+    int after = 0;
+    for (int i = 0; i < 120 && after < 4; i++) {
+        after = hold_present(rc, r.prefix, 4, 8);
+        if (after < 4)
+            usleep(500000);
+    }
+    CU_ASSERT_EQUAL(after, 4);
+    CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
+    if (before < 4 || other < 8 || after < 4)
+        ops_dump_log(r.log, 40);
+    redisFree(rc);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
 static void test_postgres_outage(void)
 {
     struct run r;
@@ -1107,28 +1504,112 @@ static void test_postgres_outage(void)
              "connect_timeout=2",
              PG_OUTAGE_PORT);
     snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    char addr[64], env_http[100];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ops_free_port());
+    snprintf(env_http, sizeof(env_http), "EDR_HTTP_ADDR=%s", addr);
     rd_kafka_t *rk = producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
 
     const char *env[] = {
-        r.env_topic,          r.env_dlq,           r.env_prefix,
-        r.env_table,          r.env_group,         env_dsn,
-        "EDR_STORE=postgres", "EDR_HTTP_ADDR=off", NULL};
+        r.env_topic, r.env_dlq, r.env_prefix,         r.env_table, r.env_group,
+        env_dsn,     env_http,  "EDR_STORE=postgres", NULL};
     pid_t pid = worker_start(env, NULL, r.log);
     CU_ASSERT_EQUAL(wait_pg(dsn, r.table, &m, 30), 0);
+    double v;
+    CU_ASSERT_EQUAL(wait_metric(addr, "edr_store_ok", 1, 10, &v), 0);
 
     CU_ASSERT_EQUAL(ops_pg_stop(&pg), 0);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 2), 0);
-    sleep(3);
-    /* Still running: an outage is waited out, never a crash. */
+    /* The outage is noticed (the gauge, /readyz) and waited out, never a
+     * crash. */
+    CU_ASSERT_EQUAL(wait_metric(addr, "edr_store_ok", 0, 30, &v), 0);
+    CU_ASSERT_EQUAL(ops_wait_status(addr, "/readyz", 503, 10000), 0);
     CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
     CU_ASSERT_EQUAL(ops_pg_start(&pg), 0);
     int bad = wait_pg(dsn, r.table, &m, 60);
     CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(wait_metric(addr, "edr_store_ok", 1, 30, &v), 0);
+    CU_ASSERT_EQUAL(ops_wait_status(addr, "/readyz", 200, 30000), 0);
+    CU_ASSERT(wait_metric(addr, "edr_outages_total{component=\"store\"}", 1, 1,
+                          &v) == 0 ||
+              v >= 1);
     CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
     if (bad)
         ops_dump_log(r.log, 60);
+    ops_pg_destroy(&pg);
+    rd_kafka_destroy(rk);
+    run_free(&r);
+}
+
+/* A rebalance during a PostgreSQL outage: the survivor of a killed
+ * member gets its partitions while the store is down. The offsets are
+ * read outside librdkafka's rebalance callback, so the consumer keeps
+ * being polled and the member stays in the group (no
+ * max.poll.interval.ms overrun); once the store is back, the state is
+ * the model's. */
+static void test_postgres_rebalance_outage(void)
+{
+    struct run r;
+    struct model m;
+    struct ops_pg pg = {0};
+    char errstr[512], dsn[256], env_dsn[300];
+    run_init(&r, "pgrebal");
+    model_init(&m, "pgrebal", 88);
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_FATAL(brokers != NULL);
+    CU_ASSERT_FATAL(setup_topic(&r) == 0);
+    if (ops_pg_create(&pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "\n  %s\n", errstr);
+        CU_FAIL_FATAL("private PostgreSQL on port 15440");
+    }
+    snprintf(dsn, sizeof(dsn),
+             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
+             "connect_timeout=2",
+             PG_OUTAGE_PORT);
+    snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_FATAL(rk != NULL);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
+    char log_a[300];
+    snprintf(log_a, sizeof(log_a), "%s.a", r.log);
+    const char *env_a[] = {r.env_topic,          r.env_dlq,
+                           r.env_prefix,         r.env_table,
+                           r.env_group,          env_dsn,
+                           "EDR_STORE=postgres", "EDR_HTTP_ADDR=off",
+                           "EDR_WORKER_ID=rb-a", NULL};
+    const char *env_b[] = {r.env_topic,          r.env_dlq,
+                           r.env_prefix,         r.env_table,
+                           r.env_group,          env_dsn,
+                           "EDR_STORE=postgres", "EDR_HTTP_ADDR=off",
+                           "EDR_WORKER_ID=rb-b", NULL};
+    static const char *const args[] = {
+        "-X", "session.timeout.ms=6000",   "-X", "heartbeat.interval.ms=500",
+        "-X", "max.poll.interval.ms=7000", NULL};
+    pid_t a = worker_start(env_a, args, log_a);
+    pid_t b = worker_start(env_b, args, r.log);
+    CU_ASSERT_EQUAL(wait_assigned(log_a, "rb-a", 30), 0);
+    CU_ASSERT_EQUAL(wait_assigned(r.log, "rb-b", 30), 0);
+    CU_ASSERT_EQUAL(wait_pg(dsn, r.table, &m, 30), 0);
+
+    CU_ASSERT_EQUAL(ops_pg_stop(&pg), 0);
+    worker_kill(b);
+    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 0), 0);
+    /* B's partitions come to A (session timeout, 6 s) while the store is
+     * down ... */
+    CU_ASSERT_EQUAL(wait_log_count(log_a, "kafka: assigned partitions", 2, 30),
+                    0);
+    /* ... and for longer than max.poll.interval.ms (7 s) A stays in the
+     * group: librdkafka reports no overrun. */
+    CU_ASSERT_EQUAL(wait_log_line(log_a, "maximum poll interval", "", 12), -1);
+    CU_ASSERT_EQUAL(waitpid(a, NULL, WNOHANG), 0);
+    CU_ASSERT_EQUAL(ops_pg_start(&pg), 0);
+    int bad = wait_pg(dsn, r.table, &m, 60);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(wait_log_line(log_a, "maximum poll interval", "", 1), -1);
+    CU_ASSERT_EQUAL(ops_worker_stop(a, 15000), 0);
+    if (bad)
+        ops_dump_log(log_a, 60);
     ops_pg_destroy(&pg);
     rd_kafka_destroy(rk);
     run_free(&r);
@@ -1142,9 +1623,15 @@ static void register_tests(void)
     CU_add_test(s, "file store survives SIGKILL", test_file_store_restart);
     CU_add_test(s, "postgres: two workers, one killed", test_postgres_group);
     CU_add_test(s, "rejected events go to the DLQ", test_dead_letters);
+    CU_add_test(s, "a copy too large for the DLQ goes without its value",
+                test_dead_letter_too_large);
+    CU_add_test(s, "a failing DLQ copy holds only its partition",
+                test_dead_letter_hold);
     CU_add_test(s, "postgres outage is waited out", test_postgres_outage);
     CU_add_test(s, "postgres: a fenced batch drops the lost events",
                 test_postgres_fence);
+    CU_add_test(s, "postgres: a rebalance during an outage keeps the member",
+                test_postgres_rebalance_outage);
 }
 
 int main(void)
