@@ -14,6 +14,10 @@ static void decode_item(struct item *it)
     const rd_kafka_message_t *m = it->msg;
     it->err = event_decode(&it->ev, m->payload ? m->payload : "", m->len,
                            it->reason, sizeof(it->reason));
+    if (it->err == EVENT_ERR_NOMEM) {
+        it->nomem = 1; /* transient: not the event's fault, never a DLQ */
+        return;
+    }
     if (it->err != EVENT_OK) {
         it->bad = 1;
         if (!it->reason[0])

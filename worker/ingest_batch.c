@@ -280,6 +280,21 @@ static void after_apply(struct ingest *in, double started)
     }
 }
 
+/* An event whose decode ran out of memory is retried, never dead-lettered:
+ * its partition holds at it (the events before it are applied) and comes
+ * back after a backoff, as a failed dead-letter copy does. */
+static void hold_out_of_memory(struct ingest *in)
+{
+    for (size_t i = 0; i < in->n_items; i++) {
+        struct item *it = &in->items[i];
+        if (it->nomem && !it->dropped) {
+            metrics_retry("other");
+            ingest_hold_partition(in, it->msg->partition, it->msg->offset,
+                                  "out of memory decoding its event");
+        }
+    }
+}
+
 int ingest_process_batch(struct ingest *in)
 {
     double started = ingest_now();
@@ -287,8 +302,9 @@ int ingest_process_batch(struct ingest *in)
     int has_bad = 0;
     decode_pool_post(&in->dec, in->items, in->n_items);
     decode_pool_finish(&in->dec);
+    hold_out_of_memory(in);
     for (size_t i = 0; i < in->n_items; i++)
-        has_bad |= in->items[i].bad;
+        has_bad |= in->items[i].bad && !in->items[i].dropped;
     if (has_bad) {
         int rc = ingest_send_dead_letters(in);
         if (rc != ROUND_OK)

@@ -18,11 +18,10 @@
 #include "worker/metrics.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 
-/* Holds partition p (id) at offset `at`: its items from there on leave
- * the batch, the consumer goes back to `at` and pauses it until its
- * backoff has passed. */
-static void hold_partition(struct ingest *in, int32_t id, int64_t at)
+void ingest_hold_partition(struct ingest *in, int32_t id, int64_t at,
+                           const char *why)
 {
     struct part *p = ingest_part(in, id, 0);
     for (size_t i = 0; i < in->n_items; i++) {
@@ -50,9 +49,8 @@ static void hold_partition(struct ingest *in, int32_t id, int64_t at)
     }
     rd_kafka_topic_partition_list_destroy(l);
     log_warn("partition %" PRId32 " held at offset %" PRId64
-             ": its dead-letter copy failed (%s); retrying in %u ms, the "
-             "other partitions go on",
-             id, at, dlq_last_error(in->dlq), ms);
+             ": %s; retrying in %u ms, the other partitions go on",
+             id, at, why, ms);
 }
 
 void ingest_release_holds(struct ingest *in, double now)
@@ -132,7 +130,10 @@ int ingest_send_dead_letters(struct ingest *in)
                 metrics_outage("kafka");
         }
         metrics_retry("kafka");
-        hold_partition(in, it->msg->partition, it->msg->offset);
+        char why[320];
+        snprintf(why, sizeof(why), "its dead-letter copy failed (%s)",
+                 dlq_last_error(in->dlq));
+        ingest_hold_partition(in, it->msg->partition, it->msg->offset, why);
     }
     if (!failed && outage_log_end(&in->dlq_log))
         log_info("dead-letter topic: copies acknowledged again");

@@ -65,6 +65,7 @@ struct item {
     struct event ev;
     struct store_op op;
     int decoded;           /* ev holds a decoded event to clear */
+    int nomem;             /* decoding ran out of memory: retry, not bad */
     int bad;               /* to the dead-letter topic */
     int dropped;           /* its partition was revoked: not ours to apply */
     int applied;           /* applied alone (after a rejected batch) */
@@ -169,6 +170,12 @@ void ingest_clear_items(struct ingest *in);
  * event (its items from there on are dropped from the batch). ROUND_OK:
  * the rest of the batch can be applied. */
 int ingest_send_dead_letters(struct ingest *in);
+/* Holds partition id at offset `at` (why: for the log line): its items
+ * from there on leave the batch, the consumer goes back to `at` and pauses
+ * it until a backoff of its own has passed (ingest_release_holds). The
+ * events before `at` and the other partitions go on. */
+void ingest_hold_partition(struct ingest *in, int32_t id, int64_t at,
+                           const char *why);
 /* Resumes the held partitions whose backoff has passed. */
 void ingest_release_holds(struct ingest *in, double now);
 
