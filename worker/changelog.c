@@ -17,6 +17,10 @@
 #include <string.h>
 
 #define CL_DEFAULT_TIMEOUT_MS 10000
+/* An entry comes from an event of at most 1 MiB; with its four key fields
+ * (escaped) a record stays well below 2 MiB. The topic is created with
+ * the same max.message.bytes (topic_admin.c). */
+#define CL_MAX_RECORD_BYTES "2097152"
 
 enum {
     CL_TXN_NONE,           /* no transaction open */
@@ -464,7 +468,9 @@ int changelog_open(const struct changelog_conf *c, struct changelog **out,
         cl_props(conf, c, errstr, n) ||
         config_kafka_set(conf, "transactional.id", txn_id, errstr, n) ||
         config_kafka_set(conf, "enable.idempotence", "true", errstr, n) ||
-        config_kafka_set(conf, "acks", "all", errstr, n))
+        config_kafka_set(conf, "acks", "all", errstr, n) ||
+        config_kafka_set(conf, "message.max.bytes", CL_MAX_RECORD_BYTES, errstr,
+                         n))
         goto done;
     rd_kafka_conf_set_opaque(conf, cl);
     cl->producer = cl_client(RD_KAFKA_PRODUCER, conf, errstr, n);
@@ -639,11 +645,15 @@ static long cl_src_index(const struct store_offset *src, size_t n_src,
 
 /* Produces one record, waiting (bounded) while the queue is full. */
 static int cl_produce(struct changelog *cl, const struct changelog_change *ch,
-                      int64_t deadline, char *errstr, size_t n)
+                      int64_t next_offset, int64_t deadline, char *errstr,
+                      size_t n)
 {
     char key[EDR_CONNECTION_KEY_LEN + 1];
+    char pos[24];
     char *val = NULL;
     size_t len = 0;
+
+    snprintf(pos, sizeof(pos), "%lld", (long long)next_offset);
 
     edr_connection_key(&ch->key, key);
     if (ch->entry_json && changelog_value_encode(ch, &val, &len) != 0) {
@@ -659,6 +669,7 @@ static int cl_produce(struct changelog *cl, const struct changelog_change *ch,
             RD_KAFKA_V_PARTITION(ch->partition),
             RD_KAFKA_V_KEY(key, EDR_CONNECTION_KEY_LEN),
             RD_KAFKA_V_VALUE(val, len),
+            RD_KAFKA_V_HEADER(CHANGELOG_HEADER_POSITION, pos, -1),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
         if (!err)
             return CHANGELOG_OK; /* val now owned by librdkafka */
@@ -727,10 +738,11 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
     cl->txn_state = CL_TXN_ABORT_PENDING; /* until committed */
     int64_t deadline = edr_clock_ms() + cl->timeout_ms;
     for (size_t i = 0; i < n_ch; i++) {
-        if (!rd_kafka_topic_partition_list_find(offs, cl->source_topic,
-                                                ch[i].partition))
+        rd_kafka_topic_partition_t *o = rd_kafka_topic_partition_list_find(
+            offs, cl->source_topic, ch[i].partition);
+        if (!o)
             continue; /* another worker writes that partition */
-        rc = cl_produce(cl, &ch[i], deadline, errstr, n);
+        rc = cl_produce(cl, &ch[i], o->offset, deadline, errstr, n);
         if (rc != CHANGELOG_OK) {
             char abuf[256];
             int arc = cl_abort(cl, abuf, sizeof(abuf));

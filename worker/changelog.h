@@ -23,7 +23,13 @@
  * Records: key = the connection key (64 lowercase hex), value =
  * {"counter_party_id","counter_party_address","query_checksum",
  * "policy_checksum","edr": stored entry} for a put, NULL (a tombstone)
- * for a delete. Nothing else is ever written to the topic.
+ * for a delete. Nothing else is ever written to the topic. Each record
+ * carries the header "edr-source-offset": the source topic's next offset
+ * of its partition in the batch that wrote it (decimal). Restore uses it
+ * only when the group's committed offsets are gone (a consumer group's
+ * offsets expire after offsets.retention.minutes without members, while
+ * the compacted changelog stays): the highest one is never past the true
+ * position, so the fallback replays a little more, never less.
  *
  * Handover: when a worker gains a partition, changelog_poll() reads the
  * offset the previous owner committed (read_committed, so a pending
@@ -51,6 +57,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define CHANGELOG_HEADER_POSITION "edr-source-offset"
 
 enum changelog_status {
     CHANGELOG_OK = 0,
@@ -134,10 +142,12 @@ int changelog_poll(struct changelog *cl, char *errstr, size_t n);
 
 /* Writes the changes of one applied batch, and commits the source topic's
  * next offsets src[0..n_src) for the ownership group, in one transaction.
- * Only changes and offsets of partitions owned at the call are written;
- * the rest are skipped (*written, may be NULL, = how many records went
- * out). Nothing owned: CHANGELOG_OK without a transaction. Blocks up to
- * a few op_timeout_ms. Statuses above; on any error nothing of this call
+ * Every change's partition must have its entry in src (else FATAL: a
+ * caller bug; the offset commit is what fences a zombie, so records never
+ * go out without it). Only changes and offsets of partitions owned at the
+ * call are written; the rest are skipped (*written, may be NULL, = how many
+ * records went out). Nothing owned: CHANGELOG_OK without a transaction. Blocks
+ * up to a few op_timeout_ms. Statuses above; on any error nothing of this call
  * is visible to read_committed readers, except after a TRANSIENT commit
  * timeout, which the next call resolves first. */
 int changelog_write(struct changelog *cl, const struct changelog_change *ch,

@@ -169,6 +169,26 @@ fail:
     return NULL;
 }
 
+/* Raises *pos to the record's CHANGELOG_HEADER_POSITION, when present. */
+static void cr_note_position(rd_kafka_message_t *m, int64_t *pos)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v = NULL;
+    size_t len = 0;
+    char buf[24];
+
+    if (rd_kafka_message_headers(m, &hdrs) || !hdrs ||
+        rd_kafka_header_get_last(hdrs, CHANGELOG_HEADER_POSITION, &v, &len) ||
+        !v || len == 0 || len >= sizeof(buf))
+        return;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    char *end;
+    long long o = strtoll(buf, &end, 10);
+    if (*end == '\0' && o > *pos)
+        *pos = o;
+}
+
 static int cr_remaining(int64_t deadline)
 {
     int64_t r = deadline - edr_clock_ms();
@@ -193,7 +213,7 @@ int changelog_restore(const struct changelog_restore_conf *c,
     rd_kafka_t *admin = NULL, *rk = NULL;
     rd_kafka_topic_partition_list_t *committed = NULL, *assign = NULL;
     struct cr_table t = {0};
-    int64_t *high = NULL;
+    int64_t *high = NULL, *hpos = NULL;
     char *done = NULL;
     int src_parts = 0, cl_parts = 0, rf, rc = CHANGELOG_FATAL;
     char group[512];
@@ -260,15 +280,17 @@ int changelog_restore(const struct changelog_restore_conf *c,
 
     /* 2. Where each changelog partition's log ends now, uncommitted. */
     high = calloc((size_t)cl_parts, sizeof(*high));
+    hpos = malloc((size_t)cl_parts * sizeof(*hpos));
     done = calloc((size_t)cl_parts, 1);
     assign = rd_kafka_topic_partition_list_new(cl_parts);
-    if (!high || !done) {
+    if (!high || !hpos || !done) {
         cr_err(errstr, n, "changelog restore: out of memory");
         goto done;
     }
     int left = 0;
     for (int p = 0; p < cl_parts; p++) {
         int64_t lo = 0;
+        hpos[p] = -1;
         err =
             rd_kafka_query_watermark_offsets(admin, c->changelog_topic, p, &lo,
                                              &high[p], cr_remaining(deadline));
@@ -326,6 +348,7 @@ int changelog_restore(const struct changelog_restore_conf *c,
             if (!cr_is_key(m->key, m->key_len)) {
                 res.invalid++;
             } else {
+                cr_note_position(m, &hpos[p]);
                 memcpy(key, m->key, EDR_CONNECTION_KEY_LEN);
                 key[EDR_CONNECTION_KEY_LEN] = '\0';
                 if (cr_put(&t, key, p, m->payload, m->len) != 0) {
@@ -378,6 +401,10 @@ int changelog_restore(const struct changelog_restore_conf *c,
     for (int i = 0; i < committed->cnt; i++) {
         int32_t p = committed->elems[i].partition;
         int64_t o = committed->elems[i].offset;
+        if (o < 0 && hpos[p] >= 0) {
+            o = hpos[p]; /* the group's offsets expired: see the header */
+            res.from_headers++;
+        }
         res.positions[p] = (struct store_offset){
             .partition = p, .next_offset = o >= 0 ? o : 0, .first_offset = -1};
     }
@@ -389,6 +416,7 @@ done:
     free(res.positions);
     cr_table_free(&t);
     free(high);
+    free(hpos);
     free(done);
     if (assign)
         rd_kafka_topic_partition_list_destroy(assign);

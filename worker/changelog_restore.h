@@ -61,14 +61,20 @@ typedef int (*changelog_restore_cb)(const struct changelog_entry *e,
 
 struct changelog_restore_result {
     /* malloc'd, one per source partition in partition order: next_offset
-     * = where to continue EDR_TOPIC (0 when nothing was committed for it:
-     * replay from the start), first_offset = -1. */
+     * = where to continue EDR_TOPIC, first_offset = -1. It is the offset
+     * committed for the ownership group; when the group has none (its
+     * offsets expired) the highest CHANGELOG_HEADER_POSITION of the
+     * partition's records (worker/changelog.h); else 0 (nothing was ever
+     * written: replay from the start). */
     struct store_offset *positions;
     size_t n_positions;
-    uint64_t records; /* changelog records read */
-    uint64_t live;    /* entries handed to the callback */
-    uint64_t invalid; /* records skipped: not a changelog record (bad key
-                       * or value); the caller logs the count */
+    uint64_t records;      /* changelog records read */
+    uint64_t live;         /* entries handed to the callback */
+    uint64_t invalid;      /* records skipped: not a changelog record (bad key
+                            * or value); the caller logs the count */
+    uint64_t from_headers; /* positions taken from record headers because
+                            * the group had no committed offset: the
+                            * caller logs a warning */
 };
 
 /* Runs the restore. CHANGELOG_OK with *out filled (free with

@@ -278,8 +278,10 @@ static int ta_create(rd_kafka_t *rk, const char *topic, int partitions,
         ta_err(errstr, n, "EDR_CHANGELOG_TOPIC %s: %s", topic, buf);
         return TOPIC_ADMIN_INVALID;
     }
-    if (rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact")) {
-        ta_err(errstr, n, "create %s: cannot set cleanup.policy", topic);
+    if (rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") ||
+        rd_kafka_NewTopic_set_config(nt, "max.message.bytes",
+                                     TOPIC_ADMIN_CHANGELOG_MAX_BYTES)) {
+        ta_err(errstr, n, "create %s: cannot set its configuration", topic);
         goto done;
     }
     opts = ta_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, errstr, n);

@@ -16,6 +16,9 @@
 #include <stdint.h>
 
 #define TOPIC_ADMIN_TIMEOUT_MS 10000
+/* max.message.bytes of a created changelog: room for a record of an entry
+ * from a 1 MiB event plus its key fields (worker/changelog.c). */
+#define TOPIC_ADMIN_CHANGELOG_MAX_BYTES "2097152"
 
 enum topic_admin_status {
     TOPIC_ADMIN_OK = 0,         /* present and valid */
@@ -44,11 +47,11 @@ int topic_admin_retention(rd_kafka_t *rk, const char *topic,
                           struct topic_retention *out, char *errstr, size_t n);
 
 /* Makes sure changelog_topic exists as the changelog of source_topic:
- * - absent: creates it with cleanup.policy=compact, the partition count of
- *   source_topic and the replication factor of its partition 0, waits
- *   until every partition has a leader, returns TOPIC_ADMIN_CREATED (a
- *   concurrent creation by another worker, TOPIC_ALREADY_EXISTS, is
- *   verified as below instead);
+ * - absent: creates it with cleanup.policy=compact, max.message.bytes
+ *   TOPIC_ADMIN_CHANGELOG_MAX_BYTES, the partition count of source_topic and
+ * the replication factor of its partition 0, waits until every partition has a
+ * leader, returns TOPIC_ADMIN_CREATED (a concurrent creation by another worker,
+ * TOPIC_ALREADY_EXISTS, is verified as below instead);
  * - present: TOPIC_ADMIN_OK when its cleanup.policy is "compact", or
  *   "compact,delete" with retention.ms and retention.bytes both -1 (a
  *   changelog whose records retention can delete would restore a

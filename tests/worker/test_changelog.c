@@ -260,6 +260,13 @@ static int collect(const struct changelog_entry *e, void *user)
     return 0;
 }
 
+static int stop_at_first(const struct changelog_entry *e, void *user)
+{
+    (void)e;
+    (void)user;
+    return 1;
+}
+
 /* The restored entry of counter party cp, or NULL. */
 static const char *restored_entry(const struct restored *r, const char *cp,
                                   int32_t *partition)
@@ -439,6 +446,53 @@ static void test_round_trip(void)
     CU_ASSERT_EQUAL(res.positions[1].next_offset, 7);
     changelog_restore_result_clear(&res);
 
+    /* A group without committed offsets (they expire): the positions come
+     * from the records' headers, never past the true position. */
+    char *other = test_unique_name("cl_grp_other");
+    CU_ASSERT_EQUAL_FATAL(restore(src, cl, other, &r, &res), CHANGELOG_OK);
+    CU_ASSERT_EQUAL(r.n, 3);
+    CU_ASSERT_EQUAL(res.from_headers, 2);
+    CU_ASSERT_EQUAL(res.positions[0].next_offset, 9);
+    CU_ASSERT_EQUAL(res.positions[1].next_offset, 7);
+    changelog_restore_result_clear(&res);
+    free(other);
+
+    /* A record that is not a changelog record is counted, not restored. */
+    const char *bad_key =
+        "0000000000000000000000000000000000000000000000000000000000000000";
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_produce(brokers(), cl, bad_key, "{}", 2, err, sizeof(err)),
+        0);
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_produce(brokers(), cl, "short", "{}", 2, err, sizeof(err)),
+        0);
+    CU_ASSERT_EQUAL_FATAL(restore(src, cl, group, &r, &res), CHANGELOG_OK);
+    CU_ASSERT_EQUAL(res.invalid, 2);
+    CU_ASSERT_EQUAL(r.n, 3);
+    CU_ASSERT_EQUAL(res.records, 8);
+    changelog_restore_result_clear(&res);
+
+    /* The callback can stop the restore; nothing is returned then. */
+    struct changelog_restore_conf rc = {
+        .brokers = brokers(),
+        .source_topic = src,
+        .changelog_topic = cl,
+        .group_id = group,
+        .timeout_ms = WAIT_MS,
+    };
+    CU_ASSERT_EQUAL(
+        changelog_restore(&rc, stop_at_first, NULL, &res, err, sizeof(err)),
+        CHANGELOG_STOPPED);
+    CU_ASSERT_PTR_NULL(res.positions);
+    CU_ASSERT_EQUAL(res.n_positions, 0);
+    /* A changelog that does not exist is an error, not an empty state. */
+    char *absent = test_unique_name("cl_absent");
+    rc.changelog_topic = absent;
+    CU_ASSERT_EQUAL(changelog_restore(&rc, collect, &r, &res, err, sizeof(err)),
+                    CHANGELOG_FATAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, absent));
+    free(absent);
+
     /* The next owner of the group learns where the changelog stands. */
     changelog_close(w);
     w = writer_open(src, cl, group, "w2", NULL, 0);
@@ -567,8 +621,124 @@ static void test_zombie_fenced(void)
     rd_kafka_destroy(rk);
 }
 
+/* ---- record format (no broker) ----------------------------------------- */
+
+static void test_value_round_trip(void)
+{
+    struct changelog_change ch = put(0, "cp \"quoted\" \xc3\xa9",
+                                     "{\"a\":[1,{\"b\":null}],"
+                                     "\"transferProcessId\":\"tp-1\"}");
+    char *val = NULL;
+    size_t len = 0;
+    CU_ASSERT_EQUAL_FATAL(changelog_value_encode(&ch, &val, &len), 0);
+    CU_ASSERT_EQUAL(strlen(val), len);
+    CU_ASSERT_EQUAL(strncmp(val, "{\"counter_party_id\":", 20), 0);
+
+    char key[EDR_CONNECTION_KEY_LEN + 1];
+    edr_connection_key(&ch.key, key);
+    char *buf = malloc(len + 1);
+    memcpy(buf, val, len + 1);
+    struct changelog_value v;
+    char err[128];
+    CU_ASSERT_EQUAL_FATAL(changelog_value_decode(buf, len, key,
+                                                 EDR_CONNECTION_KEY_LEN, &v,
+                                                 err, sizeof(err)),
+                          0);
+    CU_ASSERT_STRING_EQUAL(v.key.counter_party_id, ch.key.counter_party_id);
+    CU_ASSERT_STRING_EQUAL(v.key.policy_checksum, "p-sum");
+    CU_ASSERT_EQUAL(v.entry_len, ch.entry_len);
+    CU_ASSERT_EQUAL(memcmp(v.entry_json, ch.entry_json, ch.entry_len), 0);
+    CU_ASSERT_STRING_EQUAL(v.transfer_id, "tp-1");
+    changelog_value_clear(&v);
+
+    /* The value of another connection under this key is refused. */
+    struct changelog_change other = put(0, "cp-other", ch.entry_json);
+    char key2[EDR_CONNECTION_KEY_LEN + 1];
+    edr_connection_key(&other.key, key2);
+    memcpy(buf, val, len + 1);
+    CU_ASSERT_EQUAL(changelog_value_decode(buf, len, key2,
+                                           EDR_CONNECTION_KEY_LEN, &v, err,
+                                           sizeof(err)),
+                    -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "connection key"));
+    free(buf);
+    free(val);
+
+    /* An entry that is not one JSON object is not encoded. */
+    struct changelog_change bad = put(0, "cp", "[1]");
+    CU_ASSERT_EQUAL(changelog_value_encode(&bad, &val, &len), -1);
+    struct changelog_change tomb = del(0, "cp");
+    CU_ASSERT_EQUAL(changelog_value_encode(&tomb, &val, &len), -1);
+}
+
+static void test_value_decode_rejects(void)
+{
+    struct edr_key k = key_of("cp");
+    char key[EDR_CONNECTION_KEY_LEN + 1];
+    edr_connection_key(&k, key);
+    static const char *const bad[] = {
+        "",
+        "null",
+        "{}",
+        "{\"counter_party_id\":\"cp\"}",
+        "{\"counter_party_id\":\"cp\",\"counter_party_address\":"
+        "\"https://provider.example/api\",\"query_checksum\":\"q-sum\","
+        "\"policy_checksum\":\"p-sum\"}", /* no edr */
+        "{\"counter_party_id\":\"cp\",\"counter_party_address\":"
+        "\"https://provider.example/api\",\"query_checksum\":\"q-sum\","
+        "\"policy_checksum\":\"p-sum\",\"edr\":{}}", /* no transfer id */
+        "{\"counter_party_id\":\"cp\",\"counter_party_address\":"
+        "\"https://provider.example/api\",\"query_checksum\":\"q-sum\","
+        "\"policy_checksum\":\"p-sum\",\"edr\":[]}", /* not an object */
+        "{\"counter_party_id\":\"cp\",\"counter_party_address\":"
+        "\"https://provider.example/api\",\"query_checksum\":\"q-sum\","
+        "\"policy_checksum\":\"p-sum\",\"edr\":{\"transferProcessId\":"
+        "\"t\"}} trailing",
+        "{\"counter_party_id\":\"cp\",\"counter_party_address\":"
+        "\"https://provider.example/api\",\"query_checksum\":\"q-sum\","
+        "\"policy_checksum\":\"\",\"edr\":{\"transferProcessId\":"
+        "\"t\"}}", /* empty field */
+        "{\"counter_party_id\":\"cp\",\"counter_party_address\":"
+        "\"https://provider.example/api\",\"query_checksum\":\"q-sum\","
+        "\"policy_checksum\":\"p-sum\",\"edr\":{\"transferProcessId\":"
+        "\"t\"", /* cut */
+        NULL};
+    for (int i = 0; bad[i]; i++) {
+        size_t len = strlen(bad[i]);
+        char *buf = malloc(len + 1);
+        memcpy(buf, bad[i], len + 1);
+        struct changelog_value v;
+        char err[128] = "";
+        CU_ASSERT_EQUAL(changelog_value_decode(buf, len, key,
+                                               EDR_CONNECTION_KEY_LEN, &v, err,
+                                               sizeof(err)),
+                        -1);
+        CU_ASSERT(err[0] != '\0');
+        free(buf);
+    }
+    /* The good one, for contrast. */
+    const char *good =
+        "{\"counter_party_id\":\"cp\",\"counter_party_address\":"
+        "\"https://provider.example/api\",\"query_checksum\":\"q-sum\","
+        "\"policy_checksum\":\"p-sum\",\"extra\":1,\"edr\":"
+        "{\"transferProcessId\":\"t\"}}";
+    char *buf = strdup(good);
+    struct changelog_value v;
+    char err[128];
+    CU_ASSERT_EQUAL(changelog_value_decode(buf, strlen(good), key,
+                                           EDR_CONNECTION_KEY_LEN, &v, err,
+                                           sizeof(err)),
+                    0);
+    changelog_value_clear(&v);
+    free(buf);
+}
+
 static void register_suites(void)
 {
+    CU_pSuite f = CU_add_suite("changelog record format", NULL, NULL);
+    CU_add_test(f, "value round trip", test_value_round_trip);
+    CU_add_test(f, "value decode rejects", test_value_decode_rejects);
+
     CU_pSuite s = CU_add_suite("changelog", NULL, NULL);
     CU_add_test(s, "ensure creates a compacted topic", test_ensure_creates);
     CU_add_test(s, "ensure refuses a wrong topic", test_ensure_invalid);
