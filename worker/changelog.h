@@ -34,11 +34,15 @@
  * Handover: when a worker gains a partition, changelog_poll() reads the
  * offset the previous owner committed (read_committed, so a pending
  * transaction of the previous owner is waited for) before the partition
- * counts as owned; changelog_committed() returns it. The changelog of that
- * partition reflects the source up to there, so the caller must write the
- * changes from that offset on (see the catch-up note in the report / the
- * ingest wiring): changes it applied before gaining the role are not in
- * the changelog yet.
+ * counts as owned; changelog_committed() returns it (c). The changelog of
+ * that partition reflects the source up to c, so the caller must make the
+ * changelog catch up: if its own applied position q is past c, the changes
+ * of [c, q) were applied here before this worker had the role and are in
+ * no changelog yet. Correct and idempotent: re-read source [c, q) and, in
+ * one changelog_write with offset q, write for every connection those
+ * events touched its current state (a put of the stored entry, or a
+ * tombstone when absent). If q <= c, write nothing for the partition until
+ * the worker's position passes c.
  *
  * Threads: one thread (the Kafka loop) calls changelog_open, _poll,
  * _write and _close; changelog_owned, _committed, _assignments and _pending may

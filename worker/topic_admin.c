@@ -114,7 +114,6 @@ static int ta_describe(rd_kafka_t *rk, const char *topic,
                        const char *const *names, size_t k, char (*vals)[64],
                        int *exists, char *errstr, size_t n)
 {
-    char buf[256];
     rd_kafka_ConfigResource_t *res = NULL;
     rd_kafka_AdminOptions_t *opts = NULL;
     rd_kafka_queue_t *q = NULL;
@@ -175,7 +174,6 @@ static int ta_describe(rd_kafka_t *rk, const char *topic,
                 snprintf(vals[j], 64, "%s", val ? val : "");
     }
     rc = TOPIC_ADMIN_OK;
-    (void)buf;
 
 done:
     if (ev)
