@@ -90,12 +90,13 @@ int changelog_value_encode(const struct changelog_change *ch, char **out,
     fj_lit(&b, ",\"edr\":");
     fj_raw(&b, ch->entry_json, ch->entry_len);
     fj_lit(&b, "}");
+    fj_raw(&b, "", 1); /* a C string too */
     if (b.oom) {
         fj_buf_free(&b);
         return -1;
     }
     *out = b.p;
-    *len = b.len;
+    *len = b.len - 1;
     return 0;
 }
 

@@ -164,7 +164,8 @@ void changelog_close(struct changelog *cl);
 
 /* ---- record format, shared with changelog_restore ------------------- */
 
-/* The record value of a put: malloc'd text in *out (length *len). 0, or
+/* The record value of a put: malloc'd NUL-terminated text in *out
+ * (length *len, without the NUL). 0, or
  * -1 when out of memory or entry_json is not one JSON object. */
 int changelog_value_encode(const struct changelog_change *ch, char **out,
                            size_t *len);
