@@ -11,6 +11,12 @@
  *   transactions restore to exactly the latest value per key, deleted keys
  *   absent, positions equal to the offsets sent; a new writer of the same
  *   group learns that position when it gains the partition;
+ * - restore error paths: records that are not changelog records are
+ *   counted and skipped, the callback can stop it, an absent changelog is
+ *   an error; a group without committed offsets takes the positions from
+ *   the records' edr-source-offset headers;
+ * - the record value format (no broker): encode/decode round trip with
+ *   escapes, and the values decode refuses;
  * - zombie fencing: two writers share the ownership group of a
  *   one-partition source; the owner is frozen (not polled) past
  *   max.poll.interval.ms, the other takes the role and writes; the frozen
