@@ -17,6 +17,8 @@
  *   the records' edr-source-offset headers;
  * - the record value format (no broker): encode/decode round trip with
  *   escapes, and the values decode refuses;
+ * - an unreachable broker is transient for ensure_changelog and open; a
+ *   bad -X property is fatal;
  * - zombie fencing: two writers share the ownership group of a
  *   one-partition source; the owner is frozen (not polled) past
  *   max.poll.interval.ms, the other takes the role and writes; the frozen
@@ -27,6 +29,7 @@
 #include "base/clock.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
+#include "tests/support/ops_util.h"
 #include "worker/changelog.h"
 #include "worker/changelog_restore.h"
 #include "worker/topic_admin.h"
@@ -739,6 +742,47 @@ static void test_value_decode_rejects(void)
     free(buf);
 }
 
+/* A broker that is not there: every module says "transient", not
+ * "invalid" (the worker must back off, not exit 2). */
+static void test_unreachable_is_transient(void)
+{
+    char addr[64], buf[256], err[512] = "";
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ops_free_port());
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", addr, buf, sizeof(buf));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, buf, sizeof(buf));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
+    CU_ASSERT_EQUAL(topic_admin_ensure_changelog(rk, "edr.events",
+                                                 "edr.events.changelog", err,
+                                                 sizeof(err)),
+                    TOPIC_ADMIN_TRANSIENT);
+    CU_ASSERT(err[0] != '\0');
+    rd_kafka_destroy(rk);
+
+    struct changelog_conf c = {
+        .brokers = addr,
+        .source_topic = "edr.events",
+        .changelog_topic = "edr.events.changelog",
+        .group_id = "g",
+        .worker_id = "w",
+        .op_timeout_ms = 2000,
+    };
+    struct changelog *w = (struct changelog *)&c; /* must become NULL */
+    err[0] = '\0';
+    CU_ASSERT_EQUAL(changelog_open(&c, &w, err, sizeof(err)),
+                    CHANGELOG_TRANSIENT);
+    CU_ASSERT_PTR_NULL(w);
+    CU_ASSERT(err[0] != '\0');
+
+    /* A bad -X property is a bad setting. */
+    static char badp[] = "no.such.property=1";
+    char *props[] = {badp};
+    c.kafka_props = props;
+    c.n_kafka_props = 1;
+    CU_ASSERT_EQUAL(changelog_open(&c, &w, err, sizeof(err)), CHANGELOG_FATAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no.such.property"));
+}
+
 static void register_suites(void)
 {
     CU_pSuite f = CU_add_suite("changelog record format", NULL, NULL);
@@ -751,6 +795,8 @@ static void register_suites(void)
     CU_add_test(s, "retention settings", test_retention);
     CU_add_test(s, "write and restore round trip", test_round_trip);
     CU_add_test(s, "zombie writer is fenced", test_zombie_fenced);
+    CU_add_test(s, "unreachable broker is transient",
+                test_unreachable_is_transient);
 }
 
 int main(void)
