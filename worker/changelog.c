@@ -1,0 +1,775 @@
+/* changelog.c: see changelog.h. Two librdkafka clients: a transactional
+ * producer that writes the records and commits the source offsets, and a
+ * consumer in the ownership group that only ever holds an assignment
+ * (paused: it fetches nothing) and provides the group metadata that
+ * fences a zombie's transaction (KIP-447). */
+#include "worker/changelog.h"
+
+#include "base/clock.h"
+#include "stores/file_json.h"
+#include "worker/config_parse.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CL_DEFAULT_TIMEOUT_MS 10000
+/* An entry comes from an event of at most 1 MiB; with its four key fields
+ * (escaped) a record stays well below 2 MiB. The topic is created with
+ * the same max.message.bytes (topic_admin.c). */
+#define CL_MAX_RECORD_BYTES "2097152"
+
+enum {
+    CL_TXN_NONE,           /* no transaction open */
+    CL_TXN_COMMIT_PENDING, /* commit timed out: commit again first */
+    CL_TXN_ABORT_PENDING,  /* abort timed out: abort again first */
+};
+
+/* Per-partition role. Partitions are few; a grown array indexed by
+ * partition number. */
+struct cl_part {
+    unsigned assigned : 1; /* in the current assignment */
+    unsigned owned : 1;    /* assigned and committed position read */
+    int64_t committed;     /* previous owner's commit, -1: none */
+};
+
+struct changelog {
+    rd_kafka_t *producer;
+    rd_kafka_t *consumer;
+    char *source_topic;
+    char *changelog_topic;
+    int timeout_ms;
+    int fatal;     /* the producer hit a fatal error */
+    int txn_state; /* CL_TXN_*: what the last write left unfinished */
+
+    pthread_mutex_t mu; /* guards what follows (read by any thread) */
+    struct cl_part *parts;
+    int32_t n_parts;
+    int pending; /* assigned partitions whose position is not read yet */
+    /* The group metadata of the generation that granted the current
+     * assignment; NULL when nothing is assigned. */
+    rd_kafka_consumer_group_metadata_t *cgmd;
+    uint64_t assignments; /* assignments received */
+};
+
+static void cl_err(char *errstr, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void cl_err(char *errstr, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!errstr || n == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(errstr, n, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- record format ---------------------------------------------------- */
+
+int changelog_value_encode(const struct changelog_change *ch, char **out,
+                           size_t *len)
+{
+    struct fj_buf b = {0};
+    const struct edr_key *k = &ch->key;
+
+    if (!ch->entry_json || !fj_is_object(ch->entry_json, ch->entry_len))
+        return -1;
+    fj_lit(&b, "{\"counter_party_id\":");
+    fj_str(&b, k->counter_party_id, strlen(k->counter_party_id));
+    fj_lit(&b, ",\"counter_party_address\":");
+    fj_str(&b, k->counter_party_address, strlen(k->counter_party_address));
+    fj_lit(&b, ",\"query_checksum\":");
+    fj_str(&b, k->query_checksum, strlen(k->query_checksum));
+    fj_lit(&b, ",\"policy_checksum\":");
+    fj_str(&b, k->policy_checksum, strlen(k->policy_checksum));
+    fj_lit(&b, ",\"edr\":");
+    fj_raw(&b, ch->entry_json, ch->entry_len);
+    fj_lit(&b, "}");
+    fj_raw(&b, "", 1); /* a C string too */
+    if (b.oom) {
+        fj_buf_free(&b);
+        return -1;
+    }
+    *out = b.p;
+    *len = b.len - 1;
+    return 0;
+}
+
+/* The entry's top-level transferProcessId, malloc'd; NULL when absent,
+ * not a non-empty string, or out of memory. */
+static char *cl_transfer_id(const char *entry, size_t len)
+{
+    char *copy = malloc(len + 1), *id = NULL;
+    struct fj_reader r;
+
+    if (!copy)
+        return NULL;
+    memcpy(copy, entry, len);
+    copy[len] = '\0';
+    r = (struct fj_reader){.p = copy, .end = copy + len, .base = copy};
+    if (fj_expect(&r, '{') || fj_peek(&r) == '}')
+        goto done;
+    for (;;) {
+        char *name, *s;
+        size_t nl, sl;
+        const char *v;
+        if (fj_string(&r, &name, &nl) || fj_expect(&r, ':'))
+            goto done;
+        if (strcmp(name, "transferProcessId") == 0) {
+            if (fj_peek(&r) != '"' || fj_string(&r, &s, &sl) || sl == 0)
+                goto done;
+            free(id);
+            id = strdup(s);
+        } else if (fj_value(&r, &v, &sl)) {
+            goto done;
+        }
+        if (fj_peek(&r) == ',') {
+            r.p++;
+            continue;
+        }
+        break;
+    }
+
+done:
+    free(copy);
+    return id;
+}
+
+int changelog_value_decode(char *buf, size_t len, const char *key,
+                           size_t key_len, struct changelog_value *out,
+                           char *errstr, size_t n)
+{
+    static const char *const names[] = {"counter_party_id",
+                                        "counter_party_address",
+                                        "query_checksum", "policy_checksum"};
+    const char *fields[4] = {NULL, NULL, NULL, NULL};
+    const char *edr = NULL;
+    size_t edr_len = 0;
+    struct fj_reader r = {.p = buf, .end = buf + len, .base = buf};
+    char ck[EDR_CONNECTION_KEY_LEN + 1];
+
+    memset(out, 0, sizeof(*out));
+    if (fj_expect(&r, '{'))
+        goto bad;
+    while (fj_peek(&r) != '}') {
+        char *name, *s;
+        size_t nl, sl;
+        if (fj_string(&r, &name, &nl) || fj_expect(&r, ':'))
+            goto bad;
+        int f = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(name, names[i]) == 0)
+                f = i;
+        if (f >= 0) {
+            if (fj_string(&r, &s, &sl))
+                goto bad;
+            if (sl == 0 || strlen(s) != sl) {
+                cl_err(errstr, n, "%s is empty or holds a NUL", names[f]);
+                return -1;
+            }
+            fields[f] = s;
+        } else if (strcmp(name, "edr") == 0) {
+            if (fj_value(&r, &edr, &edr_len))
+                goto bad;
+        } else {
+            const char *v;
+            if (fj_value(&r, &v, &sl))
+                goto bad;
+        }
+        if (fj_peek(&r) == ',')
+            r.p++;
+        else if (fj_peek(&r) != '}')
+            goto bad;
+    }
+    r.p++;
+    if (fj_peek(&r) != -1)
+        goto bad;
+    for (int i = 0; i < 4; i++) {
+        if (!fields[i]) {
+            cl_err(errstr, n, "no %s", names[i]);
+            return -1;
+        }
+    }
+    if (!edr || !fj_is_object(edr, edr_len)) {
+        cl_err(errstr, n, "edr is missing or not an object");
+        return -1;
+    }
+    out->key = (struct edr_key){fields[0], fields[1], fields[2], fields[3]};
+    edr_connection_key(&out->key, ck);
+    if (key_len != EDR_CONNECTION_KEY_LEN || memcmp(ck, key, key_len) != 0) {
+        cl_err(errstr, n, "record key is not the connection key of its value");
+        return -1;
+    }
+    out->transfer_id = cl_transfer_id(edr, edr_len);
+    if (!out->transfer_id) {
+        cl_err(errstr, n, "edr has no transferProcessId string");
+        return -1;
+    }
+    out->entry_json = edr;
+    out->entry_len = edr_len;
+    return 0;
+
+bad:
+    cl_err(errstr, n, "malformed value at byte %zu: %s", fj_pos(&r),
+           r.err ? r.err : "unexpected input");
+    return -1;
+}
+
+void changelog_value_clear(struct changelog_value *v)
+{
+    if (!v)
+        return;
+    free(v->transfer_id);
+    v->transfer_id = NULL;
+}
+
+/* ---- ownership ---------------------------------------------------------- */
+
+/* Grows parts to hold p. Caller holds mu. 0 or -1 (out of memory). */
+static int cl_parts_reserve(struct changelog *cl, int32_t p)
+{
+    if (p < cl->n_parts)
+        return 0;
+    int32_t np = p + 1 > 2 * cl->n_parts ? p + 1 : 2 * cl->n_parts;
+    struct cl_part *a = realloc(cl->parts, (size_t)np * sizeof(*a));
+    if (!a)
+        return -1;
+    for (int32_t i = cl->n_parts; i < np; i++)
+        a[i] = (struct cl_part){.committed = -1};
+    cl->parts = a;
+    cl->n_parts = np;
+    return 0;
+}
+
+/* Forgets the whole role. Caller holds mu. */
+static void cl_drop_all(struct changelog *cl)
+{
+    for (int32_t i = 0; i < cl->n_parts; i++)
+        cl->parts[i] = (struct cl_part){.committed = -1};
+    cl->pending = 0;
+    if (cl->cgmd)
+        rd_kafka_consumer_group_metadata_destroy(cl->cgmd);
+    cl->cgmd = NULL;
+}
+
+/* Rebalance callback of the ownership consumer, served inside
+ * changelog_poll(). Eager protocol: every rebalance revokes everything,
+ * then assigns the new set. The assignment is paused at once: this
+ * consumer exists for the group protocol only. No network wait here
+ * (assign and pause are local operations). */
+static void cl_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct changelog *cl = opaque;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_assign(rk, parts);
+        rd_kafka_pause_partitions(rk, parts);
+        pthread_mutex_lock(&cl->mu);
+        cl_drop_all(cl);
+        cl->cgmd = rd_kafka_consumer_group_metadata(rk);
+        for (int i = 0; i < parts->cnt; i++) {
+            int32_t p = parts->elems[i].partition;
+            if (strcmp(parts->elems[i].topic, cl->source_topic) != 0 || p < 0 ||
+                cl_parts_reserve(cl, p) != 0)
+                continue; /* out of memory: not owned, never written */
+            cl->parts[p].assigned = 1;
+            cl->pending++;
+        }
+        cl->assignments++;
+        pthread_mutex_unlock(&cl->mu);
+    } else {
+        pthread_mutex_lock(&cl->mu);
+        cl_drop_all(cl);
+        pthread_mutex_unlock(&cl->mu);
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+int changelog_owned(struct changelog *cl, int32_t p)
+{
+    int owned = 0;
+
+    pthread_mutex_lock(&cl->mu);
+    if (p >= 0 && p < cl->n_parts)
+        owned = cl->parts[p].owned;
+    pthread_mutex_unlock(&cl->mu);
+    return owned;
+}
+
+int64_t changelog_committed(struct changelog *cl, int32_t p)
+{
+    int64_t c = -1;
+
+    pthread_mutex_lock(&cl->mu);
+    if (p >= 0 && p < cl->n_parts && cl->parts[p].owned)
+        c = cl->parts[p].committed;
+    pthread_mutex_unlock(&cl->mu);
+    return c;
+}
+
+uint64_t changelog_assignments(struct changelog *cl)
+{
+    pthread_mutex_lock(&cl->mu);
+    uint64_t a = cl->assignments;
+    pthread_mutex_unlock(&cl->mu);
+    return a;
+}
+
+int changelog_pending(struct changelog *cl)
+{
+    pthread_mutex_lock(&cl->mu);
+    int p = cl->pending;
+    pthread_mutex_unlock(&cl->mu);
+    return p;
+}
+
+/* Reads the committed positions of the assigned, not yet owned
+ * partitions, then marks them owned. Blocking (OffsetFetch). */
+static int cl_read_positions(struct changelog *cl, char *errstr, size_t n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    int rc = CHANGELOG_OK;
+
+    pthread_mutex_lock(&cl->mu);
+    for (int32_t i = 0; i < cl->n_parts; i++)
+        if (cl->parts[i].assigned && !cl->parts[i].owned)
+            rd_kafka_topic_partition_list_add(l, cl->source_topic, i);
+    pthread_mutex_unlock(&cl->mu);
+    if (l->cnt == 0)
+        goto done;
+    rd_kafka_resp_err_t err =
+        rd_kafka_committed(cl->consumer, l, cl->timeout_ms);
+    for (int i = 0; !err && i < l->cnt; i++)
+        err = l->elems[i].err;
+    if (err) {
+        cl_err(errstr, n, "changelog: committed offsets of %s: %s",
+               cl->source_topic, rd_kafka_err2str(err));
+        rc = CHANGELOG_TRANSIENT;
+        goto done;
+    }
+    pthread_mutex_lock(&cl->mu);
+    /* A rebalance between the two locks would have reset the table:
+     * only mark partitions that are still assigned. */
+    for (int i = 0; i < l->cnt; i++) {
+        int32_t p = l->elems[i].partition;
+        if (p < cl->n_parts && cl->parts[p].assigned && !cl->parts[p].owned) {
+            cl->parts[p].owned = 1;
+            cl->parts[p].committed =
+                l->elems[i].offset >= 0 ? l->elems[i].offset : -1;
+            cl->pending--;
+        }
+    }
+    pthread_mutex_unlock(&cl->mu);
+
+done:
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+int changelog_poll(struct changelog *cl, char *errstr, size_t n)
+{
+    rd_kafka_message_t *m;
+    char buf[256];
+
+    /* Serves the group protocol and the rebalance callback; a record that
+     * slipped in before the pause took effect is dropped unread. */
+    while ((m = rd_kafka_consumer_poll(cl->consumer, 0)) != NULL)
+        rd_kafka_message_destroy(m);
+    rd_kafka_poll(cl->producer, 0);
+    if (cl->fatal || rd_kafka_fatal_error(cl->producer, buf, sizeof(buf))) {
+        cl->fatal = 1;
+        cl_err(errstr, n, "changelog producer: fatal error: %s", buf);
+        return CHANGELOG_FATAL;
+    }
+    pthread_mutex_lock(&cl->mu);
+    int pending = cl->pending;
+    pthread_mutex_unlock(&cl->mu);
+    if (pending > 0)
+        return cl_read_positions(cl, errstr, n);
+    return CHANGELOG_OK;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+/* Applies the -X "name=value" properties of c to conf. */
+static int cl_props(rd_kafka_conf_t *conf, const struct changelog_conf *c,
+                    char *errstr, size_t n)
+{
+    for (size_t i = 0; i < c->n_kafka_props; i++) {
+        const char *prop = c->kafka_props[i];
+        char name[256];
+        const char *eq = strchr(prop, '=');
+        if (!eq || (size_t)(eq - prop) >= sizeof(name)) {
+            cl_err(errstr, n, "changelog: bad -X property");
+            return -1;
+        }
+        memcpy(name, prop, (size_t)(eq - prop));
+        name[eq - prop] = '\0';
+        if (config_kafka_set(conf, name, eq + 1, errstr, n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static rd_kafka_t *cl_client(rd_kafka_type_t type, rd_kafka_conf_t *conf,
+                             char *errstr, size_t n)
+{
+    char buf[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, buf, sizeof(buf));
+
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        cl_err(errstr, n, "changelog: kafka client: %s", buf);
+    }
+    return rk; /* conf now owned by rk, or destroyed */
+}
+
+/* A transaction error: abort when needed, map to a status. */
+static int cl_txn_fail(struct changelog *cl, rd_kafka_error_t *e,
+                       const char *what, char *errstr, size_t n);
+
+int changelog_open(const struct changelog_conf *c, struct changelog **out,
+                   char *errstr, size_t n)
+{
+    struct changelog *cl = calloc(1, sizeof(*cl));
+    rd_kafka_conf_t *conf = NULL;
+    char *txn_id = NULL, *group = NULL;
+    int rc = CHANGELOG_FATAL;
+
+    *out = NULL;
+    if (!cl) {
+        cl_err(errstr, n, "changelog: out of memory");
+        return CHANGELOG_FATAL;
+    }
+    pthread_mutex_init(&cl->mu, NULL);
+    cl->timeout_ms =
+        c->op_timeout_ms > 0 ? c->op_timeout_ms : CL_DEFAULT_TIMEOUT_MS;
+    cl->source_topic = strdup(c->source_topic);
+    cl->changelog_topic = strdup(c->changelog_topic);
+    size_t gl = strlen(c->group_id) + sizeof(".changelog");
+    size_t tl = gl + 1 + strlen(c->worker_id);
+    group = malloc(gl);
+    txn_id = malloc(tl);
+    if (!cl->source_topic || !cl->changelog_topic || !group || !txn_id) {
+        cl_err(errstr, n, "changelog: out of memory");
+        goto done;
+    }
+    snprintf(group, gl, "%s.changelog", c->group_id);
+    snprintf(txn_id, tl, "%s.%s", group, c->worker_id);
+
+    /* The transactional producer. */
+    conf = rd_kafka_conf_new();
+    if (config_kafka_set(conf, "bootstrap.servers", c->brokers, errstr, n) ||
+        cl_props(conf, c, errstr, n) ||
+        config_kafka_set(conf, "transactional.id", txn_id, errstr, n) ||
+        config_kafka_set(conf, "enable.idempotence", "true", errstr, n) ||
+        config_kafka_set(conf, "acks", "all", errstr, n) ||
+        config_kafka_set(conf, "message.max.bytes", CL_MAX_RECORD_BYTES, errstr,
+                         n))
+        goto done;
+    rd_kafka_conf_set_opaque(conf, cl);
+    cl->producer = cl_client(RD_KAFKA_PRODUCER, conf, errstr, n);
+    conf = NULL; /* owned by the producer, or destroyed */
+    if (!cl->producer)
+        goto done;
+
+    /* The ownership consumer: group protocol only. */
+    conf = rd_kafka_conf_new();
+    if (config_kafka_set(conf, "bootstrap.servers", c->brokers, errstr, n) ||
+        cl_props(conf, c, errstr, n) ||
+        config_kafka_set(conf, "group.id", group, errstr, n) ||
+        config_kafka_set(conf, "enable.auto.commit", "false", errstr, n) ||
+        config_kafka_set(conf, "enable.auto.offset.store", "false", errstr,
+                         n) ||
+        config_kafka_set(conf, "isolation.level", "read_committed", errstr,
+                         n) ||
+        config_kafka_set(conf, "partition.assignment.strategy", "range", errstr,
+                         n) ||
+        config_kafka_set(conf, "enable.partition.eof", "false", errstr, n))
+        goto done;
+    rd_kafka_conf_set_opaque(conf, cl);
+    rd_kafka_conf_set_rebalance_cb(conf, cl_rebalance);
+    cl->consumer = cl_client(RD_KAFKA_CONSUMER, conf, errstr, n);
+    conf = NULL;
+    if (!cl->consumer)
+        goto done;
+    rd_kafka_poll_set_consumer(cl->consumer);
+
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, cl->source_topic,
+                                      RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(cl->consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        cl_err(errstr, n, "changelog: subscribe to %s: %s", cl->source_topic,
+               rd_kafka_err2str(err));
+        goto done;
+    }
+
+    rd_kafka_error_t *e =
+        rd_kafka_init_transactions(cl->producer, cl->timeout_ms);
+    if (e) {
+        rc = rd_kafka_error_is_fatal(e) ? CHANGELOG_FATAL : CHANGELOG_TRANSIENT;
+        cl_err(errstr, n, "changelog: init transactions (%s): %s", txn_id,
+               rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        goto done;
+    }
+    *out = cl;
+    cl = NULL;
+    rc = CHANGELOG_OK;
+
+done:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    changelog_close(cl);
+    free(group);
+    free(txn_id);
+    return rc;
+}
+
+void changelog_close(struct changelog *cl)
+{
+    if (!cl)
+        return;
+    if (cl->producer && !cl->fatal && cl->txn_state != CL_TXN_NONE) {
+        rd_kafka_error_t *e =
+            rd_kafka_abort_transaction(cl->producer, cl->timeout_ms);
+        if (e)
+            rd_kafka_error_destroy(e);
+    }
+    if (cl->consumer) {
+        rd_kafka_consumer_close(cl->consumer); /* leaves the group */
+        rd_kafka_destroy(cl->consumer);
+    }
+    if (cl->producer)
+        rd_kafka_destroy(cl->producer);
+    pthread_mutex_lock(&cl->mu);
+    cl_drop_all(cl);
+    pthread_mutex_unlock(&cl->mu);
+    pthread_mutex_destroy(&cl->mu);
+    free(cl->parts);
+    free(cl->source_topic);
+    free(cl->changelog_topic);
+    free(cl);
+}
+
+/* ---- write ------------------------------------------------------------- */
+
+static int cl_abort(struct changelog *cl, char *errstr, size_t n)
+{
+    rd_kafka_error_t *e =
+        rd_kafka_abort_transaction(cl->producer, cl->timeout_ms);
+
+    if (!e) {
+        cl->txn_state = CL_TXN_NONE;
+        return CHANGELOG_OK;
+    }
+    int fatal = rd_kafka_error_is_fatal(e);
+    cl_err(errstr, n, "changelog: abort: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    if (fatal) {
+        cl->fatal = 1;
+        return CHANGELOG_FATAL;
+    }
+    cl->txn_state = CL_TXN_ABORT_PENDING;
+    return CHANGELOG_TRANSIENT;
+}
+
+static int cl_txn_fail(struct changelog *cl, rd_kafka_error_t *e,
+                       const char *what, char *errstr, size_t n)
+{
+    rd_kafka_resp_err_t code = rd_kafka_error_code(e);
+    int fatal = rd_kafka_error_is_fatal(e);
+    int must_abort = rd_kafka_error_txn_requires_abort(e);
+    int retriable = rd_kafka_error_is_retriable(e);
+
+    cl_err(errstr, n, "changelog: %s: %s", what, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    if (fatal) {
+        /* PRODUCER_FENCED: another process runs with this worker's
+         * transactional.id (a duplicate EDR_WORKER_ID). */
+        cl->fatal = 1;
+        return CHANGELOG_FATAL;
+    }
+    if (!must_abort && retriable && cl->txn_state == CL_TXN_COMMIT_PENDING)
+        return CHANGELOG_TRANSIENT; /* commit again next time */
+    int fenced = code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+                 code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+                 code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+    if (fenced) {
+        /* The group moved on without us: we are a zombie. The role comes
+         * back only through a new assignment. */
+        pthread_mutex_lock(&cl->mu);
+        cl_drop_all(cl);
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (cl->txn_state != CL_TXN_NONE || must_abort) {
+        char abuf[256];
+        /* An abort that times out is finished by the next write. */
+        if (cl_abort(cl, abuf, sizeof(abuf)) == CHANGELOG_FATAL)
+            return CHANGELOG_FATAL;
+    }
+    return fenced ? CHANGELOG_FENCED : CHANGELOG_TRANSIENT;
+}
+
+/* Finishes what an earlier write left unfinished. */
+static int cl_resolve(struct changelog *cl, char *errstr, size_t n)
+{
+    if (cl->txn_state == CL_TXN_ABORT_PENDING)
+        return cl_abort(cl, errstr, n);
+    if (cl->txn_state == CL_TXN_COMMIT_PENDING) {
+        rd_kafka_error_t *e =
+            rd_kafka_commit_transaction(cl->producer, cl->timeout_ms);
+        if (e)
+            return cl_txn_fail(cl, e, "commit", errstr, n);
+        cl->txn_state = CL_TXN_NONE;
+    }
+    return CHANGELOG_OK;
+}
+
+/* Whether src has an entry for p; its index or -1. */
+static long cl_src_index(const struct store_offset *src, size_t n_src,
+                         int32_t p)
+{
+    for (size_t i = 0; i < n_src; i++)
+        if (src[i].partition == p)
+            return (long)i;
+    return -1;
+}
+
+/* Produces one record, waiting (bounded) while the queue is full. */
+static int cl_produce(struct changelog *cl, const struct changelog_change *ch,
+                      int64_t next_offset, int64_t deadline, char *errstr,
+                      size_t n)
+{
+    char key[EDR_CONNECTION_KEY_LEN + 1];
+    char pos[24];
+    char *val = NULL;
+    size_t len = 0;
+
+    snprintf(pos, sizeof(pos), "%lld", (long long)next_offset);
+
+    edr_connection_key(&ch->key, key);
+    if (ch->entry_json && changelog_value_encode(ch, &val, &len) != 0) {
+        cl_err(errstr, n,
+               "changelog: entry of partition %d is not a JSON "
+               "object or out of memory",
+               (int)ch->partition);
+        return CHANGELOG_FATAL;
+    }
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            cl->producer, RD_KAFKA_V_TOPIC(cl->changelog_topic),
+            RD_KAFKA_V_PARTITION(ch->partition),
+            RD_KAFKA_V_KEY(key, EDR_CONNECTION_KEY_LEN),
+            RD_KAFKA_V_VALUE(val, len),
+            RD_KAFKA_V_HEADER(CHANGELOG_HEADER_POSITION, pos, -1),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
+        if (!err)
+            return CHANGELOG_OK; /* val now owned by librdkafka */
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+            edr_clock_ms() >= deadline) {
+            free(val);
+            cl_err(errstr, n, "changelog: produce to %s [%d]: %s",
+                   cl->changelog_topic, (int)ch->partition,
+                   rd_kafka_err2str(err));
+            return err == RD_KAFKA_RESP_ERR__FATAL ? CHANGELOG_FATAL
+                                                   : CHANGELOG_TRANSIENT;
+        }
+        rd_kafka_poll(cl->producer, 50);
+    }
+}
+
+int changelog_write(struct changelog *cl, const struct changelog_change *ch,
+                    size_t n_ch, const struct store_offset *src, size_t n_src,
+                    size_t *written, char *errstr, size_t n)
+{
+    rd_kafka_topic_partition_list_t *offs = NULL;
+    size_t out = 0;
+    int rc;
+
+    if (written)
+        *written = 0;
+    if (cl->fatal) {
+        cl_err(errstr, n, "changelog: the producer had a fatal error");
+        return CHANGELOG_FATAL;
+    }
+    rc = cl_resolve(cl, errstr, n);
+    if (rc != CHANGELOG_OK)
+        return rc;
+    for (size_t i = 0; i < n_ch; i++) {
+        if (cl_src_index(src, n_src, ch[i].partition) < 0) {
+            /* The offset commit is what fences a zombie: never write a
+             * partition's records without it. */
+            cl_err(errstr, n,
+                   "changelog: change of partition %d without its source "
+                   "offset",
+                   (int)ch[i].partition);
+            return CHANGELOG_FATAL;
+        }
+    }
+
+    /* The role at this call. The group metadata is only replaced inside
+     * changelog_poll(), on this same thread, so it stays valid here. */
+    offs = rd_kafka_topic_partition_list_new((int)(n_src ? n_src : 1));
+    pthread_mutex_lock(&cl->mu);
+    rd_kafka_consumer_group_metadata_t *md = cl->cgmd;
+    for (size_t i = 0; md && i < n_src; i++) {
+        int32_t p = src[i].partition;
+        if (p >= 0 && p < cl->n_parts && cl->parts[p].owned)
+            rd_kafka_topic_partition_list_add(offs, cl->source_topic, p)
+                ->offset = src[i].next_offset;
+    }
+    pthread_mutex_unlock(&cl->mu);
+    if (offs->cnt == 0)
+        goto done; /* nothing owned: nothing to write */
+
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(cl->producer);
+    if (e) {
+        rc = cl_txn_fail(cl, e, "begin transaction", errstr, n);
+        goto done;
+    }
+    cl->txn_state = CL_TXN_ABORT_PENDING; /* until committed */
+    int64_t deadline = edr_clock_ms() + cl->timeout_ms;
+    for (size_t i = 0; i < n_ch; i++) {
+        rd_kafka_topic_partition_t *o = rd_kafka_topic_partition_list_find(
+            offs, cl->source_topic, ch[i].partition);
+        if (!o)
+            continue; /* another worker writes that partition */
+        rc = cl_produce(cl, &ch[i], o->offset, deadline, errstr, n);
+        if (rc != CHANGELOG_OK) {
+            char abuf[256];
+            int arc = cl_abort(cl, abuf, sizeof(abuf));
+            if (rc != CHANGELOG_FATAL && arc == CHANGELOG_FATAL)
+                rc = arc;
+            goto done;
+        }
+        out++;
+    }
+    e = rd_kafka_send_offsets_to_transaction(cl->producer, offs, md,
+                                             cl->timeout_ms);
+    if (e) {
+        rc = cl_txn_fail(cl, e, "send offsets", errstr, n);
+        goto done;
+    }
+    cl->txn_state = CL_TXN_COMMIT_PENDING;
+    e = rd_kafka_commit_transaction(cl->producer, cl->timeout_ms);
+    if (e) {
+        rc = cl_txn_fail(cl, e, "commit", errstr, n);
+        goto done;
+    }
+    cl->txn_state = CL_TXN_NONE;
+    if (written)
+        *written = out;
+
+done:
+    rd_kafka_topic_partition_list_destroy(offs);
+    return rc;
+}
