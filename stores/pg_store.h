@@ -1,10 +1,10 @@
-/* pg_store.h: PostgreSQL-specific extras of the store in pg_store.c.
+/* pg_store.h: PostgreSQL-specific extras of the store (stores/pg_*.c).
  *
  * pg_store_open() itself is declared in stores/store.h with the other
  * backends. This header adds what only the PostgreSQL store has: the rule
  * for table names (so configuration can reject a bad EDR_PG_TABLE before
  * connecting) and dropping a store's tables (tests, operators). Neither
- * exposes libpq: only pg_store.c includes libpq-fe.h. */
+ * exposes libpq: only stores/pg_*.c include libpq-fe.h. */
 #ifndef EDR_STORES_PG_STORE_H
 #define EDR_STORES_PG_STORE_H
 

@@ -1,0 +1,145 @@
+/* pg_internal.h: what the files of the PostgreSQL store share, and nothing
+ * outside stores/pg_*.c may include (it exposes libpq).
+ *
+ * The store is split by concept:
+ *   pg_sql.c      statement text and table-name quoting
+ *   pg_sqlstate.c SQLSTATE classification and error messages
+ *   pg_conn.c     connections: the writer, the reader pool, pipelines
+ *   pg_ddl.c      creating and dropping the tables
+ *   pg_copy.c     the binary COPY stream for put-only batches
+ *   pg_apply.c    batches (apply) and clear_party
+ *   pg_read.c     lookups, count, list, offsets
+ *   pg_store.c    open, close and the ops table
+ * stores/pg_store.h is the public face; stores/pg_dsn.h checks a DSN. */
+#ifndef EDR_STORES_PG_INTERNAL_H
+#define EDR_STORES_PG_INTERNAL_H
+
+#include "stores/pg_store.h"
+#include "stores/store.h"
+
+#include <libpq-fe.h>
+
+#include <pthread.h>
+#include <stddef.h>
+
+/* Reader connections; the machine this targets has few cores, and each
+ * lookup is one short indexed query. */
+#define PG_READERS 4
+/* Serialises table creation across workers starting at once: CREATE ...
+ * IF NOT EXISTS alone can fail with unique_violation on pg_type. */
+#define PG_DDL_LOCK_KEY "4558474186256748370" /* any fixed value */
+/* Batches of at least this many puts (and nothing else) go through COPY
+ * (pg_copy_in()); smaller ones, and any with a delete, through one
+ * pipeline. */
+#define PG_COPY_MIN 64
+/* PostgreSQL's text type OID: the entry is sent as binary text (its raw
+ * bytes and length, no NUL needed) and cast to jsonb by the server. */
+#define PG_TEXT_OID 25
+/* The SQLSTATE the offsets fence raises (pg_fence_fmt): STORE_CONFLICT. */
+#define PG_FENCED_STATE "EDRFC"
+
+enum pg_stmt {
+    PG_PUT, /* writer connection only: PG_PUT .. PG_CLEAR */
+    PG_DEL,
+    PG_DEL_IF,
+    PG_OFFSET_PUT,
+    PG_MERGE,
+    PG_CLEAR,
+    PG_GET, /* reader connections only: PG_GET .. PG_OFFSETS */
+    PG_TID,
+    PG_COUNT,
+    PG_COUNT_SUB,
+    PG_LIST,
+    PG_LIST_SUB,
+    PG_LIST_CUR,
+    PG_LIST_CUR_SUB,
+    PG_OFFSETS,
+    PG_NSTMT
+};
+
+/* One prepared statement: its name and text, {t} and {o} standing for the
+ * quoted table and offsets table (pg_expand()). */
+struct pg_stmt_def {
+    const char *name;
+    const char *fmt;
+    int n_params;
+};
+
+struct pg_store {
+    struct store base;
+    char *dsn;
+    char table[PG_STORE_TABLE_MAX + 1];
+    char qtable[PG_STORE_TABLE_MAX + 3];       /* "<table>" */
+    char qoffsets[PG_STORE_TABLE_MAX + 8 + 3]; /* "<table>_offsets" */
+    char *sql[PG_NSTMT];
+    char *fence_sql; /* pg_fence_fmt expanded */
+
+    pthread_mutex_t wlock; /* the writer connection: apply, clear_party */
+    PGconn *writer;        /* NULL after a loss until the next call */
+
+    pthread_mutex_t plock; /* the reader pool */
+    pthread_cond_t pcond;
+    PGconn *idle[PG_READERS];
+    size_t n_idle;
+    size_t n_open; /* idle plus lent out */
+};
+
+/* ---- pg_sql.c ---- */
+extern const struct pg_stmt_def pg_stmts[PG_NSTMT];
+extern const char pg_stage_sql[];
+extern const char pg_fence_fmt[];
+void pg_quote(char *out, size_t size, const char *table, const char *suffix);
+char *pg_expand(const char *fmt, const char *qtable, const char *qoffsets);
+
+/* ---- pg_sqlstate.c ---- */
+int pg_status_of(const char *state);
+int pg_fail_conn(struct store_err *err, int status, const char *what,
+                 PGconn *c);
+int pg_fail_result(PGconn *c, const PGresult *res, struct store_err *err);
+int pg_fault(PGconn **cp, struct store_err *err);
+int pg_oom(struct store_err *err);
+
+/* ---- pg_conn.c ---- */
+int pg_flush(PGconn *c);
+PGresult *pg_next_result(PGconn *c);
+PGconn *pg_connect_raw(const char *dsn, int *rc, struct store_err *err);
+PGconn *pg_connect(struct pg_store *s, int writer, int *rc,
+                   struct store_err *err);
+int pg_prepare(struct pg_store *s, PGconn *c, int writer,
+               struct store_err *err);
+int pg_writer_ready(struct pg_store *s, struct store_err *err);
+PGconn *pg_reader_take(struct pg_store *s, int *rc, struct store_err *err);
+void pg_reader_give(struct pg_store *s, PGconn *c);
+PGresult *pg_exec(PGconn **cp, enum pg_stmt st, int n, const char *const *vals,
+                  int *rc, struct store_err *err);
+
+/* ---- pg_ddl.c ---- */
+int pg_run(PGconn *c, const char *sql, int n, const char *const *vals,
+           struct store_err *err);
+int pg_create_schema(struct pg_store *s, PGconn *c, struct store_err *err);
+
+/* ---- pg_copy.c ---- */
+char *pg_jsonb_safe(const char *s, size_t n, int *oom);
+int pg_copy_worthy(const struct store_batch *b);
+int pg_copy_in(struct pg_store *s, struct store_batch *b,
+               struct store_err *err);
+
+/* ---- pg_apply.c ---- */
+int pg_apply(struct store *st, struct store_batch *b, struct store_err *err);
+int pg_clear_party(struct store *st, const char *substring, uint64_t *removed,
+                   struct store_err *err);
+
+/* ---- pg_read.c ---- */
+int pg_get(struct store *st, const struct edr_key *k, struct store_record *out,
+           struct store_err *err);
+int pg_get_transfer_id(struct store *st, const struct edr_key *k, char **out,
+                       struct store_err *err);
+int pg_count(struct store *st, const char *substring, uint64_t *out,
+             struct store_err *err);
+int pg_list(struct store *st, const char *substring, const char *cursor,
+            size_t limit, struct store_list *out, struct store_err *err);
+int pg_load_offsets(struct store *st, const char *topic,
+                    struct store_offset **out, size_t *n,
+                    struct store_err *err);
+
+#endif
