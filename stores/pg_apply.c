@@ -49,7 +49,7 @@ static int pg_check_batch(const struct store_batch *b, struct store_err *err)
     return STORE_OK;
 }
 /* Queues one op of the pipeline; key is its connection key. Returns 1,
- * or 0 when libpq could not queue it (or out of memory). */
+ * 0 when libpq could not queue it, -1 when out of memory. */
 static int pg_send_op(PGconn *c, const struct store_op *op, const char *key)
 {
     const struct edr_key *k = &op->key;
@@ -68,8 +68,10 @@ static int pg_send_op(PGconn *c, const struct store_op *op, const char *key)
             0, 0, 0, 0, 0, 0, (int)op->entry_len, (int)op->entry_len};
         int fmts[8] = {0, 0, 0, 0, 0, 0, 1, 1};
         /* libpq copies the values into its buffer before returning. */
-        int ok = !oom && PQsendQueryPrepared(c, pg_stmts[PG_PUT].name, 8, vals,
-                                             lens, fmts, 0);
+        if (oom)
+            return -1;
+        int ok = PQsendQueryPrepared(c, pg_stmts[PG_PUT].name, 8, vals, lens,
+                                     fmts, 0);
         free(safe);
         return ok;
     }
@@ -158,7 +160,12 @@ static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
         edr_connection_key(&b->ops[i].key, keys[i]);
         if (fault_hit(FAULT_QUERY))
             goto fault;
-        if (!pg_send_op(c, &b->ops[i], keys[i]))
+        int sent = pg_send_op(c, &b->ops[i], keys[i]);
+        if (sent < 0) {
+            rc = pg_oom(err); /* the open pipeline must go */
+            goto lost;
+        }
+        if (!sent)
             goto send_failed;
         n_queries++;
     }
