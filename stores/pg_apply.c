@@ -172,7 +172,7 @@ static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
     if (fault_hit(FAULT_QUERY))
         goto fault;
     if (!PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
-        !PQpipelineSync(c) || pg_flush(c) < 0)
+        !PQpipelineSync(c))
         goto send_failed;
     n_queries++;
 
@@ -180,10 +180,11 @@ static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
      * skips the rest (PIPELINE_ABORTED) and the transaction is rolled back
      * below. */
     for (size_t q = 0; q <= n_queries; q++) {
-        PGresult *res = pg_next_result(c);
+        int io;
+        PGresult *res = pg_next_result(c, &io);
         if (!res || PQstatus(c) != CONNECTION_OK) {
             PQclear(res);
-            rc = pg_fail_conn(err, STORE_TRANSIENT, "connection lost", c);
+            rc = pg_fail_io(err, io, "connection lost", c);
             goto lost;
         }
         ExecStatusType es = PQresultStatus(res);
@@ -211,7 +212,8 @@ static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
         goto lost;
     }
     if (rc != STORE_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
-        PGresult *res = PQexec(c, "ROLLBACK");
+        int io;
+        PGresult *res = pg_query(c, "ROLLBACK", 0, NULL, &io);
         int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
         if (!ok)

@@ -137,6 +137,38 @@ int pg_copy_worthy(const struct store_batch *b)
     return 1;
 }
 
+int pg_copy_chunks(const char *p, size_t n,
+                   int (*put)(void *ctx, const char *p, int len), void *ctx)
+{
+    while (n > 0) {
+        size_t len = n < PG_COPY_CHUNK ? n : PG_COPY_CHUNK;
+        int r = put(ctx, p, (int)len);
+        if (r != 0)
+            return r;
+        p += len;
+        n -= len;
+    }
+    return 0;
+}
+
+/* Queues len bytes of COPY data (len < 0: the end of the data) on the
+ * connection ctx and flushes them. libpq refuses (0) only when its
+ * buffer is full; after a complete flush a second refusal means out of
+ * memory. PG_IO_*. */
+static int pg_put_copy(void *ctx, const char *p, int len)
+{
+    PGconn *c = ctx;
+    for (int tries = 0; tries < 2; tries++) {
+        int r = len < 0 ? PQputCopyEnd(c, NULL) : PQputCopyData(c, p, len);
+        if (r < 0)
+            return PG_IO_BROKEN;
+        int io = pg_flush(c);
+        if (io != PG_IO_OK || r == 1)
+            return io;
+    }
+    return PG_IO_BROKEN;
+}
+
 /* Opens the batch's transaction and copies its puts into the staging
  * table in PostgreSQL's binary COPY format (lengths, no escaping). On
  * failure the transaction is rolled back or the writer dropped. */
@@ -186,11 +218,16 @@ int pg_copy_in(struct pg_store *s, struct store_batch *b, struct store_err *err)
         rc = pg_fault(&s->writer, err);
         goto out;
     }
-    /* COPY cannot be pipelined; blocking sends are safe here because the
-     * server answers nothing until the copy ends. */
-    PQsetnonblocking(c, 0);
-    res = PQexec(c, "BEGIN; COPY pg_temp.edr_stage FROM STDIN "
-                    "(FORMAT binary)");
+    /* COPY cannot be pipelined. Sends stay non-blocking: a server that
+     * stops reading must not hang the writer (pg_put_copy). */
+    int io = PG_IO_BROKEN;
+    if (PQsendQuery(c, "BEGIN; COPY pg_temp.edr_stage FROM STDIN "
+                       "(FORMAT binary)"))
+        res = pg_collect(c, &io);
+    if (!res) {
+        rc = pg_fail_io(err, io, "copy", c);
+        goto lost;
+    }
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         rc = pg_fail_result(c, res, err);
         goto done;
@@ -201,34 +238,36 @@ int pg_copy_in(struct pg_store *s, struct store_batch *b, struct store_err *err)
         rc = pg_fault(&s->writer, err);
         goto out;
     }
-    if (PQputCopyData(c, bf.p, (int)bf.n) != 1 || PQputCopyEnd(c, NULL) != 1) {
-        rc = pg_fail_conn(err, STORE_TRANSIENT, "copy", c);
-        goto done;
+    io = pg_copy_chunks(bf.p, bf.n, pg_put_copy, c);
+    if (io == PG_IO_OK)
+        io = pg_put_copy(c, NULL, -1);
+    if (io == PG_IO_OK && !(res = pg_collect(c, &io)))
+        io = io == PG_IO_OK ? PG_IO_BROKEN : io;
+    if (io != PG_IO_OK) {
+        rc = pg_fail_io(err, io, "copy", c);
+        goto lost;
     }
-    res = PQgetResult(c);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         rc = pg_fail_result(c, res, err);
 done:
     PQclear(res);
     res = NULL;
-    while ((res = PQgetResult(c)) != NULL) /* the end of the query */
-        PQclear(res);
     if (PQstatus(c) != CONNECTION_OK) {
         if (rc == STORE_OK)
             rc = pg_fail_conn(err, STORE_TRANSIENT, "connection lost", c);
-        PQfinish(s->writer);
-        s->writer = NULL;
-        goto out;
+        goto lost;
     }
-    PQsetnonblocking(c, 1);
     if (rc != STORE_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
-        res = PQexec(c, "ROLLBACK");
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            PQfinish(s->writer); /* closing rolls back too */
-            s->writer = NULL;
-        }
+        res = pg_query(c, "ROLLBACK", 0, NULL, &io);
+        int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
         PQclear(res);
+        if (!ok)
+            goto lost; /* closing rolls back too */
     }
+    goto out;
+lost:
+    PQfinish(s->writer);
+    s->writer = NULL;
 out:
     free(bf.p);
     return rc;

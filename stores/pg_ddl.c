@@ -19,10 +19,13 @@ int pg_run(PGconn *c, const char *sql, int n, const char *const *vals,
     if (fault_hit(FAULT_QUERY))
         return store_fail(err, STORE_TRANSIENT,
                           "postgres: connection lost (injected fault)");
-    PGresult *res = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
+    int io;
+    PGresult *res = pg_query(c, sql, n, vals, &io);
     ExecStatusType es = PQresultStatus(res);
     int rc = STORE_OK;
-    if (!res || (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK))
+    if (!res)
+        rc = pg_fail_io(err, io, "schema", c);
+    else if (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK)
         rc = pg_fail_result(c, res, err);
     PQclear(res);
     return rc;
@@ -32,13 +35,14 @@ int pg_run(PGconn *c, const char *sql, int n, const char *const *vals,
  * worker without the right to create anything can still start. */
 static int pg_schema_present(PGconn *c, const char *const names[3])
 {
-    PGresult *res = PQexecParams(
+    int io;
+    PGresult *res = pg_query(
         c,
         "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL "
         "AND to_regclass($3) IS NOT NULL AND EXISTS (SELECT 1 FROM "
         "pg_attribute WHERE attrelid = to_regclass($1) AND attname = "
         "'edr_text' AND NOT attisdropped)",
-        3, NULL, names, NULL, NULL, 0);
+        3, names, &io);
     int yes = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
               !strcmp(PQgetvalue(res, 0, 0), "t");
     PQclear(res);
@@ -97,10 +101,13 @@ int pg_create_schema(struct pg_store *s, PGconn *c, struct store_err *err)
             goto out;
     rc = pg_run(c, "COMMIT", 0, NULL, err);
 out:
-    if (rc != STORE_OK && PQstatus(c) == CONNECTION_OK)
-        PQclear(PQexec(c, "ROLLBACK"));
+    if (rc != STORE_OK && PQstatus(c) == CONNECTION_OK) {
+        int io;
+        PQclear(pg_query(c, "ROLLBACK", 0, NULL, &io));
+    }
     return rc;
 }
+
 int pg_store_drop(const char *dsn, const char *table, struct store_err *err)
 {
     char sql[256], qtable[PG_STORE_TABLE_MAX + 3],

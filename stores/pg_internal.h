@@ -21,6 +21,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Reader connections; the machine this targets has few cores, and each
  * lookup is one short indexed query. */
@@ -38,6 +39,29 @@
 /* The SQLSTATE the offsets fence raises (pg_fence_fmt): STORE_CONFLICT. */
 #define PG_FENCED_STATE "EDRFC"
 
+/* A server that stops answering (stopped, partitioned, swapping) is an
+ * outage within 15 s (schemas/README.md §3), and TCP alone cannot tell: a
+ * stopped process's kernel still acknowledges everything. So every wait
+ * for the server has a deadline: a server silent for PG_ANSWER_MS drops
+ * that connection (STORE_TRANSIENT). The server's own statement_timeout,
+ * where the DSN or the role sets none, is shorter, so a slow statement
+ * ends with the server's clean error first. Each default below applies
+ * only where the DSN (or libpq's environment variable) says nothing. */
+#define PG_ANSWER_MS 10000
+#define PG_STATEMENT_TIMEOUT "8s"
+#define PG_CONNECT_TIMEOUT_S 5 /* whole connection set-up */
+#define PG_KEEPALIVES_IDLE "5"
+#define PG_KEEPALIVES_INTERVAL "2"
+#define PG_KEEPALIVES_COUNT "3"
+#define PG_TCP_USER_TIMEOUT "10000" /* ms unacknowledged: a dead peer */
+/* How long a reader waits for a pool connection to come free. */
+#define PG_POOL_WAIT_MS 10000
+/* COPY data goes to libpq in pieces of this size (its length is an int). */
+#define PG_COPY_CHUNK ((size_t)1 << 20)
+
+/* What waiting on a connection ended with (pg_flush, pg_await). */
+enum { PG_IO_OK = 0, PG_IO_BROKEN = -1, PG_IO_SILENT = -2 };
+
 enum pg_stmt {
     PG_PUT, /* writer connection only: PG_PUT .. PG_CLEAR */
     PG_DEL,
@@ -53,6 +77,7 @@ enum pg_stmt {
     PG_LIST_SUB,
     PG_LIST_CUR,
     PG_LIST_CUR_SUB,
+    PG_ESTIMATE,
     PG_OFFSETS,
     PG_NSTMT
 };
@@ -82,6 +107,11 @@ struct pg_store {
     PGconn *idle[PG_READERS];
     size_t n_idle;
     size_t n_open; /* idle plus lent out */
+    /* edr_clock_ms() of the last reader connection lost or refused: a
+     * reader that waited for the pool meanwhile fails at once instead of
+     * trying the same server again, so no read waits much longer than
+     * PG_POOL_WAIT_MS or PG_ANSWER_MS. */
+    int64_t reader_fail_ms;
 };
 
 /* ---- pg_sql.c ---- */
@@ -93,15 +123,42 @@ char *pg_expand(const char *fmt, const char *qtable, const char *qoffsets);
 
 /* ---- pg_sqlstate.c ---- */
 int pg_status_of(const char *state);
+/* Turns s into one line: control characters become blanks, runs of
+ * blanks one, none at either end. In place. */
+void pg_one_line(char *s);
+/* err from a failed or broken connection: a generic reason (and the
+ * SQLSTATE when the server sent one), never libpq's text, which names the
+ * host and user. */
 int pg_fail_conn(struct store_err *err, int status, const char *what,
                  PGconn *c);
+/* err from a connection attempt that failed: STORE_AUTH when the server
+ * rejected the credentials (class 28) or wanted a missing password, else
+ * STORE_TRANSIENT. */
+int pg_fail_connect(struct store_err *err, PGconn *c);
+/* err from a PG_IO_* failure of pg_flush/pg_await: STORE_TRANSIENT. */
+int pg_fail_io(struct store_err *err, int io, const char *what, PGconn *c);
 int pg_fail_result(PGconn *c, const PGresult *res, struct store_err *err);
 int pg_fault(PGconn **cp, struct store_err *err);
 int pg_oom(struct store_err *err);
 
 /* ---- pg_conn.c ---- */
+/* Sends everything libpq buffered, reading meanwhile so that a long
+ * pipeline cannot deadlock with both socket buffers full. PG_IO_*. */
 int pg_flush(PGconn *c);
-PGresult *pg_next_result(PGconn *c);
+/* pg_flush, then waits until PQgetResult() will not block. PG_IO_*. */
+int pg_await(PGconn *c);
+/* The result of one pipelined query (caller clears), after consuming the
+ * NULL that ends it; NULL with *io set when the link broke (PG_IO_OK:
+ * libpq had no result) or the server went silent. */
+PGresult *pg_next_result(PGconn *c, int *io);
+/* PQexecParams without its unbounded wait: sends sql (not in pipeline
+ * mode) and collects its results like PQexec (the first error, else the
+ * last result; stops at COPY IN). NULL with *io set when sending failed
+ * or the server went silent: drop the connection then. */
+PGresult *pg_query(PGconn *c, const char *sql, int n, const char *const *vals,
+                   int *io);
+/* The results of what was sent, as pg_query. */
+PGresult *pg_collect(PGconn *c, int *io);
 PGconn *pg_connect_raw(const char *dsn, int *rc, struct store_err *err);
 PGconn *pg_connect(struct pg_store *s, int writer, int *rc,
                    struct store_err *err);
@@ -121,6 +178,11 @@ int pg_create_schema(struct pg_store *s, PGconn *c, struct store_err *err);
 /* ---- pg_copy.c ---- */
 char *pg_jsonb_safe(const char *s, size_t n, int *oom);
 int pg_copy_worthy(const struct store_batch *b);
+/* Hands n bytes at p to put() in pieces of at most PG_COPY_CHUNK bytes
+ * (libpq takes an int length). Returns 0, or the first nonzero put()
+ * returned. Exposed for tests. */
+int pg_copy_chunks(const char *p, size_t n,
+                   int (*put)(void *ctx, const char *p, int len), void *ctx);
 int pg_copy_in(struct pg_store *s, struct store_batch *b,
                struct store_err *err);
 
@@ -138,6 +200,7 @@ int pg_count(struct store *st, const char *substring, uint64_t *out,
              struct store_err *err);
 int pg_list(struct store *st, const char *substring, const char *cursor,
             size_t limit, struct store_list *out, struct store_err *err);
+int pg_estimate(struct pg_store *s, uint64_t *out, struct store_err *err);
 int pg_load_offsets(struct store *st, const char *topic,
                     struct store_offset **out, size_t *n,
                     struct store_err *err);

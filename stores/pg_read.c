@@ -206,6 +206,21 @@ out:
     return rc;
 }
 
+int pg_estimate(struct pg_store *s, uint64_t *out, struct store_err *err)
+{
+    const char *vals[1] = {s->qtable};
+    PGresult *res;
+    int rc;
+
+    *out = 0;
+    if (!(res = pg_read(s, PG_ESTIMATE, 1, vals, &rc, err)))
+        return rc;
+    if (PQntuples(res) == 1)
+        *out = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return STORE_OK;
+}
+
 int pg_load_offsets(struct store *st, const char *topic,
                     struct store_offset **out, size_t *n, struct store_err *err)
 {

@@ -90,6 +90,12 @@ const struct pg_stmt_def pg_stmts[PG_NSTMT] = {
                                       "ORDER BY connection_key LIMIT $3",
                          3},
 #undef PG_LIST_COLS
+    /* The server's running count of live rows (pg_store_estimate()): no
+     * scan. $1 is the quoted table name. */
+    [PG_ESTIMATE] = {"edr_estimate",
+                     "SELECT coalesce((SELECT greatest(n_live_tup, 0) FROM "
+                     "pg_stat_user_tables WHERE relid = to_regclass($1)), 0)",
+                     1},
     [PG_OFFSETS] = {"edr_offsets",
                     "SELECT partition, next_offset FROM {o} "
                     "WHERE topic = $1 ORDER BY partition",

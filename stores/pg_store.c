@@ -15,10 +15,13 @@
  * reports STORE_TRANSIENT; the next call connects again. */
 #include "stores/pg_internal.h"
 
+#include "stores/pg_dsn.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- open and close ------------------------------------------------- */
 
@@ -48,8 +51,9 @@ struct store *pg_store_open(const char *dsn, const char *table,
     PGconn *c = NULL;
     int rc;
 
-    if (!dsn || !*dsn) {
-        store_fail(err, STORE_INVALID, "postgres: no DSN (EDR_PG_DSN)");
+    char why[128];
+    if (pg_dsn_validate(dsn, why, sizeof(why)) != 0) {
+        store_fail(err, STORE_INVALID, "postgres: %s", why);
         return NULL;
     }
     if (!pg_store_table_valid(table)) {
@@ -67,7 +71,12 @@ struct store *pg_store_open(const char *dsn, const char *table,
     s->base.ops = &pg_store_ops;
     pthread_mutex_init(&s->wlock, NULL);
     pthread_mutex_init(&s->plock, NULL);
-    pthread_cond_init(&s->pcond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    /* pg_reader_take() waits with a deadline on the monotonic clock. */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->pcond, &ca);
+    pthread_condattr_destroy(&ca);
     snprintf(s->table, sizeof(s->table), "%s", table);
     pg_quote(s->qtable, sizeof(s->qtable), table, "");
     pg_quote(s->qoffsets, sizeof(s->qoffsets), table, "_offsets");
@@ -99,6 +108,17 @@ fail:
 static void pg_close(struct store *st)
 {
     pg_free((struct pg_store *)st);
+}
+
+int pg_store_estimate(struct store *st, uint64_t *out, struct store_err *err)
+{
+    if (!st || st->ops != &pg_store_ops) {
+        if (out)
+            *out = 0;
+        return store_fail(err, STORE_INVALID,
+                          "postgres: estimate needs a PostgreSQL store");
+    }
+    return pg_estimate((struct pg_store *)st, out, err);
 }
 
 static const struct store_ops pg_store_ops = {

@@ -10,6 +10,8 @@
 
 #include "stores/store.h"
 
+#include <stdint.h>
+
 /* Longest table name. PostgreSQL truncates identifiers to 63 bytes and the
  * store also creates "<table>_offsets", which must fit too. */
 #define PG_STORE_TABLE_MAX 55
@@ -22,5 +24,14 @@ int pg_store_table_valid(const char *table);
  * parameter or the validated, quoted name. Returns STORE_OK or a negative
  * status with err filled. No store may have the tables open. */
 int pg_store_drop(const char *dsn, const char *table, struct store_err *err);
+
+/* *out = an estimate of the number of entries in st's table, from the
+ * server's statistics (pg_stat_user_tables.n_live_tup): it costs the same
+ * whatever the table's size, never scans, and counts every worker's
+ * writes, but lags them by about a second (statistics are flushed when a
+ * session goes idle) and is 0 until the server has any. For ping and the
+ * progress line; count() stays exact. STORE_INVALID when st is not a
+ * PostgreSQL store. Any thread, like the other reads. */
+int pg_store_estimate(struct store *st, uint64_t *out, struct store_err *err);
 
 #endif
