@@ -8,7 +8,8 @@
  * Both batch paths are covered: the pipeline (puts, a conditional delete,
  * an entry jsonb needs rewritten) and COPY (a large put-only batch). A
  * failure that dropped the writer makes the next apply reconnect, so the
- * reconnect's allocations are covered too.
+ * reconnect's allocations are covered too. The reads (get, list,
+ * load_offsets) get the same loop: TRANSIENT and nothing handed out.
  *
  * Integration test: needs EDR_PG_DSN (scripts/services.sh env). */
 #include "stores/pg_store.h"
@@ -159,6 +160,63 @@ static void test_copy(void)
     fm_loop("copy", MAX_KEYS, 0);
 }
 
+/* The reads copy what they return: each allocation may fail, and then the
+ * call is TRANSIENT with nothing handed out. */
+static void test_reads(void)
+{
+    static struct fm_batch fb;
+    char table[64];
+    struct store_err err = {0};
+    snprintf(table, sizeof(table), "edr_t_%s_fm_read", run_id);
+    struct store *st = pg_store_open(dsn, table, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    fm_make(&fb, 20, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(st->ops->apply(st, &fb.b, &err), STORE_OK);
+    struct edr_key k = key_at(&fb, 3);
+
+    unsigned long n, total = 0;
+    for (int op = 0; op < 3; op++) {
+        for (n = 1; n < 1000; n++) {
+            struct store_record r = {0};
+            struct store_list l = {0};
+            struct store_offset *offs = NULL;
+            size_t n_offs = 0;
+            int rc;
+            failmalloc_arm(n);
+            if (op == 0)
+                rc = st->ops->get(st, &k, &r, &err);
+            else if (op == 1)
+                rc = st->ops->list(st, "BPNLFM", NULL, 15, &l, &err);
+            else
+                rc = st->ops->load_offsets(st, "fm", &offs, &n_offs, &err);
+            unsigned long fired = failmalloc_fired();
+            failmalloc_disarm();
+            if (rc == STORE_OK) {
+                CU_ASSERT(op != 0 || !strcmp(r.transfer_id, fb.tid[3]));
+                CU_ASSERT(op != 1 || (l.n_items == 15 && l.next_cursor));
+                CU_ASSERT(op != 2 || (n_offs == 1 && offs));
+            } else {
+                CU_ASSERT_EQUAL(rc, STORE_TRANSIENT);
+                CU_ASSERT_PTR_NULL(r.transfer_id);
+                CU_ASSERT_PTR_NULL(r.entry_json);
+                CU_ASSERT_PTR_NULL(l.items);
+                CU_ASSERT_EQUAL(l.n_items, 0);
+                CU_ASSERT_PTR_NULL(offs);
+            }
+            store_record_clear(&r);
+            store_list_clear(&l);
+            free(offs);
+            if (!fired)
+                break;
+            CU_ASSERT_NOT_EQUAL(rc, STORE_OK);
+        }
+        total += n;
+    }
+    fprintf(stderr, "(reads: %lu N in all) ", total);
+    store_close(st);
+    CU_ASSERT_EQUAL(pg_store_drop(dsn, table, &err), STORE_OK);
+}
+
 static void test_no_dsn(void)
 {
     CU_FAIL("EDR_PG_DSN is not set: eval \"$(scripts/services.sh env)\"");
@@ -173,6 +231,8 @@ static void register_suites(void)
     }
     CU_add_test(s, "apply via pipeline: OOM at each allocation", test_pipeline);
     CU_add_test(s, "apply via COPY: OOM at each allocation", test_copy);
+    CU_add_test(s, "get, list, load_offsets: OOM at each allocation",
+                test_reads);
 }
 
 int main(void)
