@@ -184,7 +184,7 @@ static int pg_run_batch(struct pg_store *s, struct store_batch *b, int copied,
         PGresult *res = pg_next_result(c, &io);
         if (!res || PQstatus(c) != CONNECTION_OK) {
             PQclear(res);
-            rc = pg_fail_io(err, io, "connection lost", c);
+            rc = pg_fail_io(err, io, "batch", c);
             goto lost;
         }
         ExecStatusType es = PQresultStatus(res);
