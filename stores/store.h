@@ -35,6 +35,12 @@ enum store_status {
      * must drop that partition's pending work and re-read the offsets,
      * never retry the batch as is. */
     STORE_CONFLICT = -4,
+    /* The server rejected the configured credentials (PostgreSQL SQLSTATE
+     * class 28, or a password it asked for is missing): an invalid
+     * setting, the worker exits 2. Only an open returns it; a store that
+     * was open reports a later rejection as STORE_TRANSIENT (credentials
+     * being rotated). err->msg names no DSN, host or user. */
+    STORE_AUTH = -5,
 };
 
 struct store_err {
