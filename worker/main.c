@@ -120,6 +120,12 @@ static struct store *open_store(const struct config *cfg, int *code)
             *code = EXIT_CONFIG;
             return NULL;
         }
+        if (err.status == STORE_AUTH) {
+            /* Retrying cannot help: the credentials are a setting. */
+            log_error("store: invalid setting EDR_PG_DSN: %s", err.msg);
+            *code = EXIT_CONFIG;
+            return NULL;
+        }
         if (err.status != STORE_TRANSIENT) {
             log_error("store: cannot open the %s store: %s", cfg->store,
                       err.msg);

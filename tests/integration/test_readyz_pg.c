@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PG_PORT 15445
@@ -195,6 +196,47 @@ static void test_clean_stop(void)
         ops_dump_log(log_path, 30);
 }
 
+/* Credentials the server rejects (SQLSTATE class 28) are an invalid
+ * setting: exit 2 at once, naming EDR_PG_DSN, and nothing it prints holds
+ * the password (schemas/README.md §3). Uses the shared PostgreSQL. */
+static void test_rejected_credentials_exit_2(void)
+{
+    static const char pw[] = "Wr0ngPassXq7Zt";
+    const char *shared = test_env("EDR_PG_DSN");
+    const char *at = shared ? strchr(shared, '@') : NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+    char e_dsn[512], e_log[160];
+    snprintf(e_dsn, sizeof(e_dsn), "EDR_PG_DSN=postgresql://edr:%s%s", pw, at);
+    snprintf(e_log, sizeof(e_log), "ops_ready_auth_%d.log", (int)getpid());
+    unlink(e_log);
+    const char *env[] = {e_dsn, "EDR_STORE=postgres", "EDR_HTTP_ADDR=off",
+                         NULL};
+    pid_t p = ops_worker_start(env, e_log);
+    CU_ASSERT_FATAL(p > 0);
+    int status = 0, done = 0;
+    for (int i = 0; i < 300 && !done; i++) { /* 30 s */
+        done = waitpid(p, &status, WNOHANG) == p;
+        if (!done)
+            usleep(100000);
+    }
+    if (!done) {
+        ops_worker_stop(p, 5000);
+        CU_FAIL("the worker kept retrying rejected credentials");
+        return;
+    }
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    FILE *f = fopen(e_log, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    static char out[65536];
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_PG_DSN"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "rejected the credentials"));
+    CU_ASSERT_PTR_NULL(strstr(out, "Wr0ng"));
+    CU_ASSERT_PTR_NULL(strstr(out, "Xq7Zt"));
+}
+
 static void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("readyz follows PostgreSQL", setup, teardown);
@@ -203,6 +245,9 @@ static void register_suites(void)
                 test_503_without_pg);
     CU_add_test(s, "ready again after it returns", test_ready_again);
     CU_add_test(s, "SIGTERM stops it with 0", test_clean_stop);
+    CU_pSuite a = CU_add_suite("rejected credentials", NULL, NULL);
+    CU_add_test(a, "exit 2, no password in the output",
+                test_rejected_credentials_exit_2);
 }
 
 int main(void)
