@@ -131,5 +131,6 @@ static const struct store_ops pg_store_ops = {
     .list = pg_list,
     .clear_party = pg_clear_party,
     .load_offsets = pg_load_offsets,
+    .estimate = pg_store_estimate,
     .close = pg_close,
 };

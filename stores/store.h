@@ -162,6 +162,10 @@ struct store_ops {
     int (*load_offsets)(struct store *st, const char *topic,
                         struct store_offset **out, size_t *n,
                         struct store_err *err);
+    /* Optional (NULL: use count): a cheap, possibly stale number of all
+     * entries for gauges and ping, where count() would scan (PostgreSQL).
+     * Never for replies that promise an exact count. */
+    int (*estimate)(struct store *st, uint64_t *out, struct store_err *err);
     /* Persists what must be persisted and frees everything. NULL is ok. */
     void (*close)(struct store *st);
 };

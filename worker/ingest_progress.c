@@ -53,9 +53,14 @@ void ingest_progress(struct ingest *in, double now)
              in->lag_total, n);
     in->applied_at_progress = in->applied;
     in->last_progress = now;
+    /* The gauge (and ping, which reads it) never scans a shared table:
+     * a store whose count() scans offers a cheap estimate instead. */
     uint64_t entries;
     struct store_err err = {0};
-    if (!in->outage &&
-        in->st->ops->count(in->st, NULL, &entries, &err) == STORE_OK)
+    const struct store_ops *ops = in->st->ops;
+    int rc = in->outage      ? STORE_TRANSIENT
+             : ops->estimate ? ops->estimate(in->st, &entries, &err)
+                             : ops->count(in->st, NULL, &entries, &err);
+    if (rc == STORE_OK)
         metrics_store_entries(entries);
 }
