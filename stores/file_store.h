@@ -20,9 +20,11 @@
 
 /* Journal size below which no compaction happens (default 64 MiB);
  * 0 compacts after every write (tests). st must be a file store; writer
- * thread only. file_store_open() takes its initial value from the
- * environment variable EDR_FILE_COMPACT_MIN (bytes) when set, so the
- * fault-tolerance suite (tests/fault/) can make a worker compact often. */
+ * thread only. In test builds (EDR_TEST_HOOKS defined: the
+ * edr-worker-test binary and the test libraries) file_store_open() takes
+ * its initial value from the environment variable EDR_FILE_COMPACT_MIN
+ * (bytes) when set, so the fault-tolerance suite (tests/fault/) can make a
+ * worker compact often; release builds do not contain that hook. */
 void file_store_set_compact_min(struct store *st, uint64_t bytes);
 
 struct file_store_stats {
