@@ -132,6 +132,7 @@ static int fs_replay_record(struct file_store *fs, char *p, size_t len,
     size_t klen;
     int64_t seq = -1;
     int has_ops = 0;
+    struct store_err aerr = {0}; /* of replaying the parsed record */
     o->n = o->n_offs = 0;
     if (fj_expect(&r, '{') != 0)
         goto bad;
@@ -147,8 +148,11 @@ static int fs_replay_record(struct file_store *fs, char *p, size_t len,
                 goto bad;
             if (fj_peek(&r) != ']') {
                 do {
-                    if (fs_ops_push(o) != 0 ||
-                        fs_parse_op(&r, &o->v[o->n - 1]) != 0)
+                    if (fs_ops_push(o) != 0) {
+                        r.err = fs_oom;
+                        goto bad;
+                    }
+                    if (fs_parse_op(&r, &o->v[o->n - 1]) != 0)
                         goto bad;
                 } while (fj_peek(&r) == ',' && (r.p++, 1));
             }
@@ -194,19 +198,27 @@ static int fs_replay_record(struct file_store *fs, char *p, size_t len,
     if (clear) {
         struct mem_entry **victims;
         size_t n;
-        if (mem_table_clear_collect(&fs->t, clear, &victims, &n, err) !=
+        if (mem_table_clear_collect(&fs->t, clear, &victims, &n, &aerr) !=
             STORE_OK)
-            return store_fail(err, STORE_FATAL, "journal replay: %s",
-                              err ? err->msg : "");
+            goto apply_failed;
         mem_table_clear_commit(&fs->t, victims, n);
-    } else if (fs_apply_parsed(fs, o, topic, err) != STORE_OK) {
-        return store_fail(err, STORE_FATAL, "journal %s: bad record %lld",
-                          fs->journal_path, (long long)seq);
+    } else if (fs_apply_parsed(fs, o, topic, &aerr) != STORE_OK) {
+        goto apply_failed;
     }
     fs->seq = (uint64_t)seq;
     return STORE_OK;
 
+apply_failed:
+    if (aerr.status == STORE_TRANSIENT)
+        return store_fail(err, STORE_TRANSIENT, "replaying journal %s: %s",
+                          fs->journal_path, aerr.msg);
+    return store_fail(err, STORE_FATAL, "journal %s: bad record %lld (%s)",
+                      fs->journal_path, (long long)seq, aerr.msg);
+
 bad:
+    if (r.err == fs_oom)
+        return store_fail(err, STORE_TRANSIENT, "replaying journal %s: %s",
+                          fs->journal_path, fs_oom);
     return store_fail(err, STORE_FATAL,
                       "journal %s: record %lld is malformed at byte %zu (%s)",
                       fs->journal_path, (long long)seq, fj_pos(&r),
@@ -223,8 +235,9 @@ int fs_load_journal(struct file_store *fs, struct store_err *err)
     if (rc == 1)
         return STORE_OK;
     if (rc != 0)
-        return store_fail(err, STORE_FATAL, "cannot read journal %s: %s",
-                          fs->journal_path, strerror(errno));
+        return store_fail(err, errno == ENOMEM ? STORE_TRANSIENT : STORE_FATAL,
+                          "cannot read journal %s: %s", fs->journal_path,
+                          strerror(errno));
     rc = STORE_OK;
     while (pos < len) {
         uint32_t plen, crc;

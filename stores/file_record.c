@@ -67,6 +67,8 @@ void fs_enc_put(struct fj_buf *b, const struct edr_key *k, const char *tid,
     fj_raw(b, json, json_len);
 }
 
+const char fs_oom[] = "out of memory";
+
 int fs_ops_push(struct fs_ops *o)
 {
     if (o->n == o->cap) {
@@ -165,7 +167,7 @@ int fs_parse_offset(struct fj_reader *r, struct fs_ops *o, char **topic)
         size_t cap = o->cap_offs ? o->cap_offs * 2 : 16;
         struct store_offset *n = realloc(o->offs, cap * sizeof(*n));
         if (!n) {
-            r->err = "out of memory";
+            r->err = fs_oom;
             return -1;
         }
         o->offs = n;

@@ -150,12 +150,14 @@ int fs_load_snapshot(struct file_store *fs, struct store_err *err)
     int64_t v;
     int have_crc = 0, have_count = 0;
     struct fs_ops o = {0};
+    struct store_err aerr = {0}; /* of replaying what was parsed */
     int rc = fs_read_file(fs->path, &buf, &len);
     if (rc == 1)
         return STORE_NOT_FOUND;
     if (rc != 0)
-        return store_fail(err, STORE_FATAL, "cannot read snapshot %s: %s",
-                          fs->path, strerror(errno));
+        return store_fail(err, errno == ENOMEM ? STORE_TRANSIENT : STORE_FATAL,
+                          "cannot read snapshot %s: %s", fs->path,
+                          strerror(errno));
     fs->snapshot_bytes = len;
     struct fj_reader r = {.p = buf, .end = buf + len, .base = buf};
     uint64_t seq = 0;
@@ -210,8 +212,8 @@ int fs_load_snapshot(struct file_store *fs, struct store_err *err)
                         r.err = "offset without topic";
                         goto corrupt;
                     }
-                    if (fs_apply_parsed(fs, &o, topic, err) != STORE_OK)
-                        goto corrupt;
+                    if (fs_apply_parsed(fs, &o, topic, &aerr) != STORE_OK)
+                        goto apply_failed;
                 } while (fj_peek(&r) == ',' && (r.p++, 1));
             }
             if (fj_expect(&r, ']') != 0)
@@ -222,21 +224,21 @@ int fs_load_snapshot(struct file_store *fs, struct store_err *err)
             if (fj_peek(&r) != ']') {
                 do {
                     if (fs_ops_push(&o) != 0) {
-                        r.err = "out of memory";
+                        r.err = fs_oom;
                         goto corrupt;
                     }
                     if (fs_parse_op(&r, &o.v[o.n - 1]) != 0)
                         goto corrupt;
                     n_entries++;
                     if (o.n == 4096 &&
-                        fs_apply_parsed(fs, &o, NULL, err) != STORE_OK)
-                        goto corrupt;
+                        fs_apply_parsed(fs, &o, NULL, &aerr) != STORE_OK)
+                        goto apply_failed;
                 } while (fj_peek(&r) == ',' && (r.p++, 1));
             }
             if (fj_expect(&r, ']') != 0)
                 goto corrupt;
-            if (o.n && fs_apply_parsed(fs, &o, NULL, err) != STORE_OK)
-                goto corrupt;
+            if (o.n && fs_apply_parsed(fs, &o, NULL, &aerr) != STORE_OK)
+                goto apply_failed;
         } else if (fs_key_is(key, "entry_count")) {
             if (fj_int64(&r, &v) != 0)
                 goto corrupt;
@@ -271,13 +273,19 @@ int fs_load_snapshot(struct file_store *fs, struct store_err *err)
     free(buf);
     return STORE_OK;
 
+apply_failed:
+    r.err = aerr.status == STORE_TRANSIENT ? fs_oom : aerr.msg;
 corrupt:
-    rc = store_fail(err, STORE_FATAL,
-                    "snapshot %s is corrupt at byte %zu (%s); refusing to "
-                    "start with an empty store: restore it from a backup or "
-                    "move it away",
-                    fs->path, fj_pos(&r),
-                    r.err ? r.err : (err ? err->msg : "invalid"));
+    if (r.err == fs_oom)
+        rc = store_fail(err, STORE_TRANSIENT, "loading snapshot %s: %s",
+                        fs->path, fs_oom);
+    else
+        rc =
+            store_fail(err, STORE_FATAL,
+                       "snapshot %s is corrupt at byte %zu (%s); refusing to "
+                       "start with an empty store: restore it from a backup or "
+                       "move it away",
+                       fs->path, fj_pos(&r), r.err ? r.err : "invalid");
     free(o.v);
     free(o.offs);
     free(buf);

@@ -218,8 +218,9 @@ struct store *file_store_open(const char *path, struct store_err *err)
         goto oom;
 
     if (fs_mkdirs(fs->dir) != 0) {
-        store_fail(err, STORE_FATAL, "file store: cannot create folder %s: %s",
-                   fs->dir, strerror(errno));
+        store_fail(err, errno == ENOMEM ? STORE_TRANSIENT : STORE_FATAL,
+                   "file store: cannot create folder %s: %s", fs->dir,
+                   strerror(errno));
         goto fail;
     }
     fs->lock_fd = open(fs->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -269,7 +270,7 @@ struct store *file_store_open(const char *path, struct store_err *err)
     return &fs->base;
 
 oom:
-    store_fail(err, STORE_FATAL, "out of memory");
+    store_fail(err, STORE_TRANSIENT, "file store: out of memory");
 fail:
     if (fs)
         fs_free(fs);

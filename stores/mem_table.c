@@ -38,7 +38,7 @@ int mem_table_init(struct mem_table *t, struct store_err *err)
     if (!t->slots) {
         pthread_rwlock_destroy(&t->lock);
         pthread_mutex_destroy(&t->write_mu);
-        return store_fail(err, STORE_FATAL, "out of memory");
+        return store_fail(err, STORE_TRANSIENT, "out of memory");
     }
     return STORE_OK;
 }
