@@ -57,27 +57,48 @@ int fs_fsync_dir(const char *dir)
     return rc;
 }
 
-/* mkdir -p with 0700 for what it creates. */
+/* fsyncs the folder that holds path's last component. */
+static int fs_fsync_parent(char *path)
+{
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return fs_fsync_dir(".");
+    if (slash == path)
+        return fs_fsync_dir("/");
+    *slash = '\0';
+    int rc = fs_fsync_dir(path);
+    *slash = '/';
+    return rc;
+}
+
 int fs_mkdirs(const char *dir)
 {
     char *d = strdup(dir);
+    int rc = 0;
     if (!d)
         return -1;
     for (char *p = d + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(d, 0700) != 0 && errno != EEXIST) {
-                free(d);
-                return -1;
+            if (mkdir(d, 0700) == 0) {
+                /* A folder is durable once it and its name in its parent
+                 * are: fsync both, or a crash could lose the store's
+                 * files with the folder they were in. */
+                if (fs_fsync_dir(d) != 0 || fs_fsync_parent(d) != 0)
+                    rc = -1;
+            } else if (errno != EEXIST) {
+                rc = -1;
             }
             *p = c;
-            if (c == '\0')
+            if (rc != 0 || c == '\0')
                 break;
         }
     }
+    int e = errno;
     free(d);
-    return 0;
+    errno = e;
+    return rc;
 }
 
 /* Reads a whole file; 1 when it does not exist. */
@@ -104,8 +125,18 @@ int fs_read_file(const char *path, char **out, size_t *len)
         ssize_t r = read(fd, buf + n, cap - n);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            break;
+        if (r < 0) {
+            /* Never a short file: what follows could be a torn tail cut
+             * off, or an empty store, both wrong. */
+            int e = errno;
+            close(fd);
+            free(buf);
+            *len = n;
+            errno = e;
+            return -1;
+        }
+        if (r == 0)
+            break; /* shorter than fstat said: it is what there is */
         n += (size_t)r;
     }
     close(fd);

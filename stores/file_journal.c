@@ -225,7 +225,56 @@ bad:
                       r.err ? r.err : "invalid");
 }
 
-/* Replays the journal; cuts a torn tail off. */
+/* The frame at buf[pos..len): 0 when it is whole and its checksum holds
+ * (*frame its length), 1 when its header is well-formed but the frame
+ * runs past the end (*frame what the header says), -1 otherwise. */
+static int fs_frame_check(const char *buf, size_t len, size_t pos,
+                          size_t *frame)
+{
+    uint32_t plen, crc;
+    const char *h = buf + pos;
+    if (len - pos < FS_FRAME_HDR || h[8] != ' ' || h[17] != '\n' ||
+        fs_hex32(h, &plen) != 0 || fs_hex32(h + 9, &crc) != 0)
+        return -1;
+    *frame = FS_FRAME_HDR + (size_t)plen + 1;
+    if (*frame > len - pos)
+        return 1;
+    const char *payload = h + FS_FRAME_HDR;
+    if (payload[plen] != '\n' || fj_crc32(0, payload, plen) != crc)
+        return -1;
+    return 0;
+}
+
+/* Why the bad frame at pos is not a torn tail, or NULL when it is one.
+ *
+ * One append is in flight at a time, and it is the last thing in the
+ * file, so a crash can only leave an incomplete last frame: fewer bytes
+ * than a header, a header whose frame runs past the end, a frame that
+ * ends exactly at the end whose bytes did not all reach the disk (its
+ * checksum fails), or zeros where the file was extended but not
+ * written. Any of those with a valid frame anywhere after it, or any
+ * other damage, is corruption. */
+static const char *fs_not_torn(const char *buf, size_t len, size_t pos)
+{
+    size_t frame = 0, f2;
+    int st = fs_frame_check(buf, len, pos, &frame);
+    for (size_t q = pos + 1; q + FS_FRAME_HDR <= len; q++)
+        if (buf[q - 1] == '\n' && fs_frame_check(buf, len, q, &f2) == 0)
+            return "a bad frame with valid records after it";
+    if (len - pos < FS_FRAME_HDR || st == 1)
+        return NULL; /* header or payload cut short */
+    if (st == -1 && frame > 0 && pos + frame == len)
+        return NULL; /* a whole last frame whose bytes did not land */
+    for (size_t q = pos; q < len; q++)
+        if (buf[q] != '\0')
+            return frame > 0 ? "checksum mismatch before the end"
+                             : "malformed frame header";
+    return NULL; /* zeros: extended but never written */
+}
+
+/* Replays the journal. A torn tail (fs_not_torn) is cut off at open; any
+ * other bad frame refuses the open with STORE_FATAL naming the file and
+ * offset, and leaves the file as it is. */
 int fs_load_journal(struct file_store *fs, struct store_err *err)
 {
     char *buf = NULL;
@@ -236,28 +285,24 @@ int fs_load_journal(struct file_store *fs, struct store_err *err)
         return STORE_OK;
     if (rc != 0)
         return store_fail(err, errno == ENOMEM ? STORE_TRANSIENT : STORE_FATAL,
-                          "cannot read journal %s: %s", fs->journal_path,
-                          strerror(errno));
+                          "cannot read journal %s (at byte %zu): %s",
+                          fs->journal_path, len, strerror(errno));
     rc = STORE_OK;
     while (pos < len) {
-        uint32_t plen, crc;
-        char *h = buf + pos;
-        if (len - pos < FS_FRAME_HDR || fs_hex32(h, &plen) != 0 ||
-            h[8] != ' ' || fs_hex32(h + 9, &crc) != 0 || h[17] != '\n')
-            break; /* torn header */
-        size_t frame = FS_FRAME_HDR + (size_t)plen + 1;
-        if (frame > len - pos)
-            break; /* torn payload */
-        char *payload = h + FS_FRAME_HDR;
-        if (payload[plen] != '\n' || fj_crc32(0, payload, plen) != crc) {
-            if (pos + frame == len)
+        size_t frame;
+        if (fs_frame_check(buf, len, pos, &frame) != 0) {
+            const char *why = fs_not_torn(buf, len, pos);
+            if (!why)
                 break; /* the last append, torn */
             rc = store_fail(err, STORE_FATAL,
-                            "journal %s is corrupt at byte %zu (checksum "
-                            "mismatch with more records after it)",
-                            fs->journal_path, pos);
+                            "journal %s is corrupt at byte %zu (%s); "
+                            "refusing to open it: restore it from a backup "
+                            "or move it away",
+                            fs->journal_path, pos, why);
             goto out;
         }
+        char *payload = buf + pos + FS_FRAME_HDR;
+        size_t plen = frame - FS_FRAME_HDR - 1;
         payload[plen] = '\0';
         rc = fs_replay_record(fs, payload, plen, &o, err);
         if (rc != STORE_OK)

@@ -156,8 +156,8 @@ int fs_load_snapshot(struct file_store *fs, struct store_err *err)
         return STORE_NOT_FOUND;
     if (rc != 0)
         return store_fail(err, errno == ENOMEM ? STORE_TRANSIENT : STORE_FATAL,
-                          "cannot read snapshot %s: %s", fs->path,
-                          strerror(errno));
+                          "cannot read snapshot %s (at byte %zu): %s", fs->path,
+                          len, strerror(errno));
     fs->snapshot_bytes = len;
     struct fj_reader r = {.p = buf, .end = buf + len, .base = buf};
     uint64_t seq = 0;

@@ -180,12 +180,27 @@ static int fs_compact_min_from_env(uint64_t *out, struct store_err *err)
 }
 #endif /* EDR_TEST_HOOKS */
 
+int file_store_check_path(const char *path, char *errbuf, size_t n)
+{
+    const char *why = NULL;
+    if (!path || !path[0])
+        why = "is empty";
+    else if (path[strlen(path) - 1] == '/')
+        why = "ends with '/': it names a folder, not the store's file";
+    if (!why)
+        return 0;
+    if (errbuf && n > 0)
+        snprintf(errbuf, n, "EDR_FILE_PATH (--file-path) %s", why);
+    return -1;
+}
+
 struct store *file_store_open(const char *path, struct store_err *err)
 {
     struct file_store *fs = NULL;
     int rc;
-    if (!path || !path[0] || path[strlen(path) - 1] == '/') {
-        store_fail(err, STORE_FATAL, "file store: no file path given");
+    char why[200];
+    if (file_store_check_path(path, why, sizeof(why)) != 0) {
+        store_fail(err, STORE_INVALID, "%s", why);
         return NULL;
     }
     fs = calloc(1, sizeof(*fs));

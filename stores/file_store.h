@@ -14,7 +14,15 @@
 
 #include "stores/store.h"
 
+#include <stddef.h>
 #include <stdint.h>
+
+/* 0 when path can name a file store's file; -1 with a message naming
+ * EDR_FILE_PATH in errbuf (n bytes) when it cannot (empty, or ending in
+ * '/'), an invalid setting (exit 2). Never touches the file system; the
+ * worker's configuration calls it, and file_store_open() returns
+ * STORE_INVALID for such a path. Any thread. */
+int file_store_check_path(const char *path, char *errbuf, size_t n);
 
 #define FILE_STORE_COMPACT_MIN_DEFAULT (64ull * 1024 * 1024)
 

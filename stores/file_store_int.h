@@ -44,9 +44,11 @@ struct file_store {
 int fs_write_all(int fd, const char *p, size_t n, int64_t off);
 int fs_fsync(int fd, int data_only);
 int fs_fsync_dir(const char *dir);
-/* mkdir -p with 0700 for what it creates. */
+/* mkdir -p with 0700 for what it creates; each folder it creates is
+ * fsynced, and so is the folder holding it. */
 int fs_mkdirs(const char *dir);
-/* Reads a whole file; 1 when it does not exist. */
+/* Reads a whole file; 1 when it does not exist. -1 with errno on any
+ * error, *len then the offset at which a read() failed. */
 int fs_read_file(const char *path, char **out, size_t *len);
 
 /* ---- file_record.c ------------------------------------------------------ */
