@@ -1,51 +1,100 @@
-/* mem_list.c: list() of the memory table: one page of entries in
- * connection-key order (mem_table.h). */
+/* mem_list.c: list() and count() of the memory table (mem_table.h), as
+ * walks of the ordered index (mem_index.c).
+ *
+ * Neither holds the read lock across the table. A walk lets go of it
+ * every MEM_SCAN_CHUNK entries and seeks back to where it was (by
+ * connection key, so entries added or removed meanwhile do not derail
+ * it): the writer and lookups wait at most one chunk. A list page
+ * without a filter visits only its own entries. A count registers itself
+ * (struct mem_scan) and the writer corrects it for every entry it adds
+ * or removes at or before the scan's position, so the count is exact for
+ * the state at the moment the scan ends; replacing an entry never
+ * changes a count (same key, same counter_party_id). */
 #include "stores/mem_table_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-struct mt_pick {
-    unsigned char ck[32];
-    struct mem_entry *e;
-};
-
-static int mt_pick_cmp(const struct mt_pick *a, const struct mt_pick *b)
+static int mt_match(const struct mem_entry *e, const char *substring)
 {
-    return memcmp(a->ck, b->ck, 32);
+    /* data starts with the NUL-terminated counter_party_id */
+    return !substring || !substring[0] || strstr(e->data, substring);
 }
 
-/* Max-heap of the smallest keys seen so far. */
-static void mt_heap_sift_down(struct mt_pick *h, size_t n, size_t i)
+void mt_scans_note(struct mem_table *t, const struct mem_entry *e, int delta)
 {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && mt_pick_cmp(&h[l], &h[m]) > 0)
-            m = l;
-        if (r < n && mt_pick_cmp(&h[r], &h[m]) > 0)
-            m = r;
-        if (m == i)
-            return;
-        struct mt_pick tmp = h[i];
-        h[i] = h[m];
-        h[m] = tmp;
-        i = m;
+    for (struct mem_scan *s = t->scans; s; s = s->next) {
+        if (!s->started)
+            continue;
+        s->writes_seen++;
+        if (memcmp(e->ck, s->pos, 32) <= 0 && mt_match(e, s->substring))
+            s->delta += delta;
     }
 }
 
-static void mt_heap_push(struct mt_pick *h, size_t n, struct mt_pick x)
+static void mt_scan_link(struct mem_table *t, struct mem_scan *s, int on)
 {
-    size_t i = n;
-    h[i] = x;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (mt_pick_cmp(&h[up], &h[i]) >= 0)
-            break;
-        struct mt_pick tmp = h[i];
-        h[i] = h[up];
-        h[up] = tmp;
-        i = up;
+    pthread_mutex_lock(&t->scan_mu);
+    if (on) {
+        s->next = t->scans;
+        t->scans = s;
+    } else {
+        struct mem_scan **pp = &t->scans;
+        while (*pp != s)
+            pp = &(*pp)->next;
+        *pp = s->next;
     }
+    pthread_mutex_unlock(&t->scan_mu);
+}
+
+int mem_table_count_ex(struct mem_table *t, const char *substring,
+                       uint64_t *out, struct mem_scan_stats *stats,
+                       struct store_err *err)
+{
+    struct mem_scan_stats local = {0};
+    struct mem_scan s = {.substring = substring};
+    uint64_t n = 0;
+    (void)err;
+    if (!stats)
+        stats = &local;
+    *stats = (struct mem_scan_stats){0};
+    pthread_rwlock_rdlock(&t->lock);
+    if (!substring || !substring[0]) {
+        *out = t->count;
+        pthread_rwlock_unlock(&t->lock);
+        return STORE_OK;
+    }
+    mt_scan_link(t, &s, 1);
+    const struct mem_entry *e = t->head[0], *prev = NULL;
+    size_t chunk = 0;
+    while (e) {
+        if (chunk == MEM_SCAN_CHUNK) {
+            memcpy(s.pos, prev->ck, 32);
+            s.started = 1;
+            pthread_rwlock_unlock(&t->lock);
+            stats->relocks++;
+            pthread_rwlock_rdlock(&t->lock);
+            e = mt_index_seek(t, s.pos, &stats->visited);
+            chunk = 0;
+            continue;
+        }
+        chunk++;
+        stats->visited++;
+        n += mt_match(e, substring) ? 1 : 0;
+        prev = e;
+        e = e->next[0];
+    }
+    mt_scan_link(t, &s, 0);
+    stats->writes_seen = s.writes_seen;
+    pthread_rwlock_unlock(&t->lock);
+    *out = (uint64_t)((int64_t)n + s.delta);
+    return STORE_OK;
+}
+
+int mem_table_count(struct mem_table *t, const char *substring, uint64_t *out,
+                    struct store_err *err)
+{
+    return mem_table_count_ex(t, substring, out, NULL, err);
 }
 
 static int mt_hexval(char c)
@@ -67,16 +116,19 @@ static void mt_hex(const unsigned char ck[32], char out[65])
     out[64] = '\0';
 }
 
-int mem_table_list(struct mem_table *t, const char *substring,
-                   const char *cursor, size_t limit, struct store_list *out,
-                   struct store_err *err)
+int mem_table_list_ex(struct mem_table *t, const char *substring,
+                      const char *cursor, size_t limit, struct store_list *out,
+                      struct mem_scan_stats *stats, struct store_err *err)
 {
-    unsigned char after[32];
-    struct mt_pick *heap = NULL;
+    struct mem_scan_stats local = {0};
+    unsigned char after[32], last[32];
     size_t n = 0;
-    int rc = STORE_OK;
+    int more = 0, rc = STORE_OK;
 
     *out = (struct store_list){0};
+    if (!stats)
+        stats = &local;
+    *stats = (struct mem_scan_stats){0};
     if (limit < 1 || limit > 1000)
         return store_fail(err, STORE_INVALID, "limit must be 1..1000");
     if (cursor) {
@@ -90,60 +142,69 @@ int mem_table_list(struct mem_table *t, const char *substring,
             after[i] = (unsigned char)(hi << 4 | lo);
         }
     }
-    /* One more than asked, to know whether another page follows. */
-    heap = malloc((limit + 1) * sizeof(*heap));
-    if (!heap)
+    out->items = calloc(limit, sizeof(*out->items));
+    if (!out->items)
         return store_fail(err, STORE_TRANSIENT, "out of memory");
 
     pthread_rwlock_rdlock(&t->lock);
-    for (size_t i = 0; i < t->cap; i++) {
-        struct mem_entry *e = t->slots[i].e;
-        if (!e)
+    const struct mem_entry *e =
+        mt_index_seek(t, cursor ? after : NULL, &stats->visited);
+    const struct mem_entry *prev = NULL;
+    size_t chunk = 0;
+    while (e) {
+        if (chunk == MEM_SCAN_CHUNK) { /* only with a filter */
+            memcpy(after, prev->ck, 32);
+            pthread_rwlock_unlock(&t->lock);
+            stats->relocks++;
+            pthread_rwlock_rdlock(&t->lock);
+            e = mt_index_seek(t, after, &stats->visited);
+            chunk = 0;
             continue;
-        if (substring && substring[0] && !strstr(e->data, substring))
-            continue;
-        struct mt_pick x = {.e = e};
-        mt_entry_ck(e, x.ck);
-        if (cursor && memcmp(x.ck, after, 32) <= 0)
-            continue;
-        if (n < limit + 1) {
-            mt_heap_push(heap, n++, x);
-        } else if (mt_pick_cmp(&x, &heap[0]) < 0) {
-            heap[0] = x;
-            mt_heap_sift_down(heap, n, 0);
         }
-    }
-    /* Heap sort in place: ascending. */
-    for (size_t m = n; m > 1; m--) {
-        struct mt_pick tmp = heap[0];
-        heap[0] = heap[m - 1];
-        heap[m - 1] = tmp;
-        mt_heap_sift_down(heap, m - 1, 0);
-    }
-    size_t take = n > limit ? limit : n;
-    if (take > 0) {
-        out->items = calloc(take, sizeof(*out->items));
-        if (!out->items)
-            rc = STORE_TRANSIENT;
-    }
-    for (size_t i = 0; rc == STORE_OK && i < take; i++) {
-        if (mt_copy_record(heap[i].e, 0, &out->items[i]) != 0)
-            rc = STORE_TRANSIENT;
-        out->n_items = i + 1;
+        chunk++;
+        stats->visited++;
+        if (mt_match(e, substring)) {
+            if (n == limit) {
+                more = 1;
+                break;
+            }
+            if (mt_copy_record(e, 0, &out->items[n]) != 0) {
+                out->n_items = n + 1; /* the partial copy, for clearing */
+                rc = STORE_TRANSIENT;
+                break;
+            }
+            memcpy(last, e->ck, 32);
+            n++;
+        }
+        prev = e;
+        e = e->next[0];
     }
     pthread_rwlock_unlock(&t->lock);
 
-    if (rc == STORE_OK && n > limit) {
-        out->next_cursor = malloc(65);
-        if (out->next_cursor)
-            mt_hex(heap[limit - 1].ck, out->next_cursor);
-        else
-            rc = STORE_TRANSIENT;
+    if (rc == STORE_OK) {
+        out->n_items = n;
+        if (n == 0) {
+            free(out->items);
+            out->items = NULL;
+        }
+        if (more) {
+            out->next_cursor = malloc(65);
+            if (out->next_cursor)
+                mt_hex(last, out->next_cursor);
+            else
+                rc = STORE_TRANSIENT;
+        }
     }
-    free(heap);
     if (rc != STORE_OK) {
         store_list_clear(out);
         return store_fail(err, rc, "out of memory");
     }
     return STORE_OK;
+}
+
+int mem_table_list(struct mem_table *t, const char *substring,
+                   const char *cursor, size_t limit, struct store_list *out,
+                   struct store_err *err)
+{
+    return mem_table_list_ex(t, substring, cursor, limit, out, NULL, err);
 }

@@ -1,4 +1,4 @@
-/* mem_read.c: the memory table's point lookups, count and offsets
+/* mem_read.c: the memory table's point lookups and offsets
  * (mem_table.h). Readers take the read lock only while they copy. */
 #include "stores/mem_table_int.h"
 
@@ -93,26 +93,6 @@ int mem_table_get_transfer_id(struct mem_table *t, const struct edr_key *k,
     if (rc == STORE_TRANSIENT)
         return store_fail(err, rc, "out of memory");
     return rc;
-}
-
-int mem_table_count(struct mem_table *t, const char *substring, uint64_t *out,
-                    struct store_err *err)
-{
-    (void)err;
-    uint64_t n = 0;
-    pthread_rwlock_rdlock(&t->lock);
-    if (!substring || !substring[0]) {
-        n = t->count;
-    } else {
-        for (size_t i = 0; i < t->cap; i++) {
-            const struct mem_entry *e = t->slots[i].e;
-            if (e && strstr(e->data, substring))
-                n++;
-        }
-    }
-    pthread_rwlock_unlock(&t->lock);
-    *out = n;
-    return STORE_OK;
 }
 
 int mem_table_load_offsets(struct mem_table *t, const char *topic,

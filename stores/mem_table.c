@@ -28,16 +28,19 @@ int mem_table_init(struct mem_table *t, struct store_err *err)
     if (rc != 0)
         return store_fail(err, STORE_FATAL, "rwlock init: %s", strerror(rc));
     pthread_mutex_init(&t->write_mu, NULL);
+    pthread_mutex_init(&t->scan_mu, NULL);
     /* A per-table seed: keys come from other programs, so make collision
      * flooding impractical. */
     if (getrandom(&t->seed, sizeof(t->seed), GRND_NONBLOCK) !=
         (ssize_t)sizeof(t->seed))
         t->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)t;
+    t->rng = t->seed * 0x9e3779b97f4a7c15ull | 1; /* index heights */
     t->cap = MT_MIN_CAP;
     t->slots = calloc(t->cap, sizeof(*t->slots));
     if (!t->slots) {
         pthread_rwlock_destroy(&t->lock);
         pthread_mutex_destroy(&t->write_mu);
+        pthread_mutex_destroy(&t->scan_mu);
         return store_fail(err, STORE_TRANSIENT, "out of memory");
     }
     return STORE_OK;
@@ -55,6 +58,7 @@ void mem_table_destroy(struct mem_table *t)
     free(t->offs);
     pthread_rwlock_destroy(&t->lock);
     pthread_mutex_destroy(&t->write_mu);
+    pthread_mutex_destroy(&t->scan_mu);
     memset(t, 0, sizeof(*t));
 }
 
@@ -169,9 +173,9 @@ int mem_table_prepare(struct mem_table *t, const struct store_batch *b,
             mem_table_abort(p);
             return store_fail(err, STORE_INVALID, "op %zu: key too large", i);
         }
-        p->nodes[i] =
-            mt_entry_new(mt_hash_key(t->seed, f, len), f, len, op->transfer_id,
-                         tid_len, op->entry_json, op->entry_len);
+        p->nodes[i] = mt_entry_new(mt_hash_key(t->seed, f, len), f, len,
+                                   op->transfer_id, tid_len, op->entry_json,
+                                   op->entry_len, mt_index_height(t));
         if (!p->nodes[i])
             goto oom;
     }
@@ -279,12 +283,16 @@ void mem_table_commit(struct mem_table *t, struct store_batch *b,
             }
             size_t at = mt_find(t->slots, t->cap, e->hash, f, len);
             if (at != SIZE_MAX) {
+                /* Same key, same connection key: counts do not change. */
+                mt_index_remove(t, t->slots[at].e);
                 p->garbage[p->n_garbage++] = t->slots[at].e;
                 t->slots[at].e = e;
             } else {
                 mt_insert_new(t->slots, t->cap, e);
                 t->count++;
+                mt_scans_note(t, e, +1);
             }
+            mt_index_insert(t, e);
             changed++;
         } else {
             mt_key_fields(&op->key, f, len);
@@ -297,6 +305,8 @@ void mem_table_commit(struct mem_table *t, struct store_batch *b,
                 strcmp(op->transfer_id, mem_entry_field(e, 4)) != 0)
                 continue;
             mt_remove_at(t->slots, t->cap, at);
+            mt_index_remove(t, e);
+            mt_scans_note(t, e, -1);
             t->count--;
             p->garbage[p->n_garbage++] = e;
             changed++;
@@ -370,6 +380,8 @@ void mem_table_clear_commit(struct mem_table *t, struct mem_entry **victims,
         while (t->slots[i].e != victims[k])
             i = (i + 1) & mask;
         mt_remove_at(t->slots, t->cap, i);
+        mt_index_remove(t, victims[k]);
+        mt_scans_note(t, victims[k], -1);
         t->count--;
     }
     pthread_rwlock_unlock(&t->lock);

@@ -4,8 +4,9 @@
  *   mem_hash.c    key hashing and the open-addressing slots
  *   mem_entry.c   one stored entry: layout, key match, connection key
  *   mem_table.c   lifecycle and writes: prepare, commit, abort, clear
- *   mem_read.c    point lookups, count, offsets
- *   mem_list.c    list(): pages in connection-key order
+ *   mem_index.c   the ordered index: a skip list by connection key
+ *   mem_read.c    point lookups, offsets
+ *   mem_list.c    list() and count(): chunked walks of the index
  *
  * Not for use outside stores/mem_*.c. */
 #ifndef EDR_STORES_MEM_TABLE_INT_H
@@ -33,15 +34,31 @@ void mt_remove_at(struct mem_slot *slots, size_t cap, size_t i);
 int mt_need_grow(size_t cap, size_t n);
 
 /* ---- mem_entry.c -------------------------------------------------------- */
+/* A new entry with its connection key computed and room for height
+ * index links (not linked anywhere yet); NULL when out of memory. */
 struct mem_entry *mt_entry_new(uint64_t hash, const char *const f[4],
                                const size_t len[4], const char *tid,
                                size_t tid_len, const char *json,
-                               size_t json_len);
-/* The raw connection key of e (schemas/README.md §1), cached in e. */
-void mt_entry_ck(struct mem_entry *e, unsigned char out[32]);
+                               size_t json_len, unsigned height);
 int mt_entry_matches(const struct mem_entry *e, uint64_t hash,
                      const char *const f[4], const size_t len[4]);
 void mt_key_fields(const struct edr_key *k, const char *f[4], size_t len[4]);
+
+/* ---- mem_index.c -------------------------------------------------------- */
+/* A random height for a new entry (p = 1/4 per level). Writer only. */
+unsigned mt_index_height(struct mem_table *t);
+/* Links e (not in the index) / unlinks e (in it). Write lock held. */
+void mt_index_insert(struct mem_table *t, struct mem_entry *e);
+void mt_index_remove(struct mem_table *t, struct mem_entry *e);
+/* The first entry whose ck is greater than after (NULL: the first of
+ * all), adding the entries it compared to *visited. Read lock held. */
+struct mem_entry *mt_index_seek(const struct mem_table *t,
+                                const unsigned char *after, uint64_t *visited);
+
+/* ---- mem_list.c --------------------------------------------------------- */
+/* Tells the counts in progress that e was added (+1) or removed (-1).
+ * Write lock held. */
+void mt_scans_note(struct mem_table *t, const struct mem_entry *e, int delta);
 
 /* ---- mem_read.c --------------------------------------------------------- */
 /* Copies e's keys and transfer id (and JSON if with_json) into r; -1 on
