@@ -6,6 +6,13 @@
  *   PATH.lock     held with flock() while a process has the store open
  *   PATH.tmp      a snapshot being written (renamed over PATH when done)
  *
+ * At open, a torn journal tail (an incomplete last frame with nothing
+ * valid after it: what a crash mid-append leaves) is cut off; any other
+ * bad frame, a snapshot that fails its checksum and a read() error refuse
+ * the open with STORE_FATAL naming the file and byte offset, and leave
+ * the files as they are (file_journal.c). Running out of memory while
+ * loading is STORE_TRANSIENT.
+ *
  * Compaction rewrites the snapshot once the journal outgrows
  * max(the snapshot, compact_min), so its cost per batch stays bounded by a
  * constant times the batch's own size, however many entries are stored. */
