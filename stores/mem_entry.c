@@ -41,13 +41,13 @@ struct mem_entry *mt_entry_new(uint64_t hash, const char *const f[4],
                                size_t tid_len, const char *json,
                                size_t json_len, unsigned height)
 {
-    const size_t align = sizeof(struct mem_entry *);
     size_t text = len[0] + len[1] + len[2] + len[3] + tid_len + json_len + 6;
-    size_t links =
-        (sizeof(struct mem_entry) + text + align - 1) / align * align;
-    struct mem_entry *e = malloc(links + height * sizeof(struct mem_entry *));
-    if (!e)
+    size_t links = height * sizeof(struct mem_entry *);
+    char *block = malloc(links + sizeof(struct mem_entry) + text);
+    if (!block)
         return NULL;
+    struct mem_entry *e = (struct mem_entry *)(block + links);
+    e->next = (struct mem_entry **)block;
     e->hash = hash;
     char *p = e->data;
     for (int i = 0; i < 4; i++) {
@@ -64,11 +64,16 @@ struct mem_entry *mt_entry_new(uint64_t hash, const char *const f[4],
     memcpy(p, json, json_len);
     p[json_len] = '\0';
     e->height = height;
-    e->next = (struct mem_entry **)((char *)e + links);
     for (unsigned l = 0; l < height; l++)
         e->next[l] = NULL;
     mt_entry_ck(e);
     return e;
+}
+
+void mt_entry_free(struct mem_entry *e)
+{
+    if (e)
+        free(e->next); /* the start of the block */
 }
 
 int mt_entry_matches(const struct mem_entry *e, uint64_t hash,

@@ -33,7 +33,7 @@ static void mt_index_path(struct mem_table *t, const unsigned char *ck,
 {
     struct mem_entry **fwd = t->head;
     for (int l = MEM_INDEX_LEVELS - 1; l >= 0; l--) {
-        while (fwd[l] && memcmp(fwd[l]->ck, ck, 32) < 0)
+        while (fwd[l] && mt_ck_cmp(fwd[l]->ck, ck) < 0)
             fwd = fwd[l]->next;
         update[l] = fwd;
     }
@@ -56,7 +56,7 @@ void mt_index_remove(struct mem_table *t, struct mem_entry *e)
     for (unsigned l = 0; l < e->height; l++) {
         /* With equal keys (a SHA-256 collision) e may come later. */
         struct mem_entry **fwd = update[l];
-        while (fwd[l] && fwd[l] != e && memcmp(fwd[l]->ck, e->ck, 32) == 0)
+        while (fwd[l] && fwd[l] != e && mt_ck_cmp(fwd[l]->ck, e->ck) == 0)
             fwd = fwd[l]->next;
         if (fwd[l] == e)
             fwd[l] = e->next[l];
@@ -71,7 +71,7 @@ struct mem_entry *mt_index_seek(const struct mem_table *t,
     struct mem_entry *const *fwd = t->head;
     uint64_t n = 0;
     for (int l = MEM_INDEX_LEVELS - 1; l >= 0; l--) {
-        while (fwd[l] && (n++, memcmp(fwd[l]->ck, after, 32) <= 0))
+        while (fwd[l] && (n++, mt_ck_cmp(fwd[l]->ck, after) <= 0))
             fwd = fwd[l]->next;
     }
     *visited += n;

@@ -51,7 +51,7 @@ void mem_table_destroy(struct mem_table *t)
     if (!t->slots)
         return;
     for (size_t i = 0; i < t->cap; i++)
-        free(t->slots[i].e);
+        mt_entry_free(t->slots[i].e);
     free(t->slots);
     for (size_t i = 0; i < t->n_offs; i++)
         free(t->offs[i].topic);
@@ -250,7 +250,7 @@ void mem_table_abort(struct mem_prep *p)
 {
     if (p->nodes)
         for (size_t i = 0; i < p->n_ops; i++)
-            free(p->nodes[i]);
+            mt_entry_free(p->nodes[i]);
     free(p->new_slots);
     free(p->new_offs);
     mt_prep_free(p);
@@ -335,7 +335,7 @@ void mem_table_commit(struct mem_table *t, struct store_batch *b,
 
     b->changed = changed;
     for (size_t i = 0; i < p->n_garbage; i++)
-        free(p->garbage[i]);
+        mt_entry_free(p->garbage[i]);
     mt_prep_free(p);
 }
 
@@ -386,6 +386,6 @@ void mem_table_clear_commit(struct mem_table *t, struct mem_entry **victims,
     }
     pthread_rwlock_unlock(&t->lock);
     for (size_t k = 0; k < n; k++)
-        free(victims[k]);
+        mt_entry_free(victims[k]);
     free(victims);
 }

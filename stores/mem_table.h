@@ -28,8 +28,9 @@
 /* Levels of the ordered index: 4^20 entries before it degrades. */
 #define MEM_INDEX_LEVELS 20
 
-/* One stored entry: header + "cpid\0addr\0query\0policy\0tid\0json\0",
- * then its `height` index links (next). */
+/* One stored entry: its `height` index links (next, just before the
+ * header, so a walk of the index touches one place per entry), the
+ * header, then "cpid\0addr\0query\0policy\0tid\0json\0". */
 struct mem_entry {
     uint64_t hash;
     uint32_t len[5]; /* counter_party_id, address, query, policy, tid */

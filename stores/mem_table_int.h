@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MT_MIN_CAP 1024
 #define MT_MAX_FIELD (UINT32_MAX / 4)
@@ -40,6 +41,21 @@ struct mem_entry *mt_entry_new(uint64_t hash, const char *const f[4],
                                const size_t len[4], const char *tid,
                                size_t tid_len, const char *json,
                                size_t json_len, unsigned height);
+/* Frees e (NULL is ok). */
+void mt_entry_free(struct mem_entry *e);
+/* Orders connection keys as memcmp does, the first 8 bytes as one load. */
+static inline int mt_ck_cmp(const unsigned char *a, const unsigned char *b)
+{
+    uint64_t x, y;
+    memcpy(&x, a, 8);
+    memcpy(&y, b, 8);
+    if (x != y) {
+        x = __builtin_bswap64(x);
+        y = __builtin_bswap64(y);
+        return x < y ? -1 : 1;
+    }
+    return memcmp(a + 8, b + 8, 24);
+}
 int mt_entry_matches(const struct mem_entry *e, uint64_t hash,
                      const char *const f[4], const size_t len[4]);
 void mt_key_fields(const struct edr_key *k, const char *f[4], size_t len[4]);
