@@ -230,7 +230,7 @@ int fs_load_snapshot(struct file_store *fs, struct store_err *err)
                     if (fs_parse_op(&r, &o.v[o.n - 1]) != 0)
                         goto corrupt;
                     n_entries++;
-                    if (o.n == 4096 &&
+                    if (o.n == 256 && /* bounds the index nodes reserved */
                         fs_apply_parsed(fs, &o, NULL, &aerr) != STORE_OK)
                         goto apply_failed;
                 } while (fj_peek(&r) == ',' && (r.p++, 1));

@@ -1,6 +1,5 @@
 /* mem_entry.c: one stored entry of the memory table (mem_table_int.h):
- * a single allocation holding its four keys, transfer id, JSON and its
- * index links.
+ * a single allocation holding its four keys, transfer id and JSON.
  *
  * The connection key (SHA-256, about 1.3 us) is computed here, when a put
  * is prepared and outside every lock: the ordered index needs it at
@@ -39,15 +38,13 @@ static void mt_entry_ck(struct mem_entry *e)
 struct mem_entry *mt_entry_new(uint64_t hash, const char *const f[4],
                                const size_t len[4], const char *tid,
                                size_t tid_len, const char *json,
-                               size_t json_len, unsigned height)
+                               size_t json_len)
 {
-    size_t text = len[0] + len[1] + len[2] + len[3] + tid_len + json_len + 6;
-    size_t links = height * sizeof(struct mem_entry *);
-    char *block = malloc(links + sizeof(struct mem_entry) + text);
-    if (!block)
+    size_t total = sizeof(struct mem_entry) + len[0] + len[1] + len[2] +
+                   len[3] + tid_len + json_len + 6;
+    struct mem_entry *e = malloc(total);
+    if (!e)
         return NULL;
-    struct mem_entry *e = (struct mem_entry *)(block + links);
-    e->next = (struct mem_entry **)block;
     e->hash = hash;
     char *p = e->data;
     for (int i = 0; i < 4; i++) {
@@ -63,17 +60,13 @@ struct mem_entry *mt_entry_new(uint64_t hash, const char *const f[4],
     e->json_len = (uint32_t)json_len;
     memcpy(p, json, json_len);
     p[json_len] = '\0';
-    e->height = height;
-    for (unsigned l = 0; l < height; l++)
-        e->next[l] = NULL;
     mt_entry_ck(e);
     return e;
 }
 
 void mt_entry_free(struct mem_entry *e)
 {
-    if (e)
-        free(e->next); /* the start of the block */
+    free(e);
 }
 
 int mt_entry_matches(const struct mem_entry *e, uint64_t hash,

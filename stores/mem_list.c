@@ -65,16 +65,18 @@ int mem_table_count_ex(struct mem_table *t, const char *substring,
         return STORE_OK;
     }
     mt_scan_link(t, &s, 1);
-    const struct mem_entry *e = t->head[0], *prev = NULL;
+    struct mem_iter it;
+    const struct mem_entry *e, *prev = NULL;
     size_t chunk = 0;
-    while (e) {
+    mt_index_seek(t, NULL, &it, &stats->visited);
+    while ((e = mt_iter_entry(&it))) {
         if (chunk == MEM_SCAN_CHUNK) {
             memcpy(s.pos, prev->ck, 32);
             s.started = 1;
             pthread_rwlock_unlock(&t->lock);
             stats->relocks++;
             pthread_rwlock_rdlock(&t->lock);
-            e = mt_index_seek(t, s.pos, &stats->visited);
+            mt_index_seek(t, s.pos, &it, &stats->visited);
             chunk = 0;
             continue;
         }
@@ -82,7 +84,7 @@ int mem_table_count_ex(struct mem_table *t, const char *substring,
         stats->visited++;
         n += mt_match(e, substring) ? 1 : 0;
         prev = e;
-        e = e->next[0];
+        mt_iter_next(&it);
     }
     mt_scan_link(t, &s, 0);
     stats->writes_seen = s.writes_seen;
@@ -147,17 +149,17 @@ int mem_table_list_ex(struct mem_table *t, const char *substring,
         return store_fail(err, STORE_TRANSIENT, "out of memory");
 
     pthread_rwlock_rdlock(&t->lock);
-    const struct mem_entry *e =
-        mt_index_seek(t, cursor ? after : NULL, &stats->visited);
-    const struct mem_entry *prev = NULL;
+    struct mem_iter it;
+    const struct mem_entry *e, *prev = NULL;
     size_t chunk = 0;
-    while (e) {
+    mt_index_seek(t, cursor ? after : NULL, &it, &stats->visited);
+    while ((e = mt_iter_entry(&it))) {
         if (chunk == MEM_SCAN_CHUNK) { /* only with a filter */
             memcpy(after, prev->ck, 32);
             pthread_rwlock_unlock(&t->lock);
             stats->relocks++;
             pthread_rwlock_rdlock(&t->lock);
-            e = mt_index_seek(t, after, &stats->visited);
+            mt_index_seek(t, after, &it, &stats->visited);
             chunk = 0;
             continue;
         }
@@ -177,7 +179,7 @@ int mem_table_list_ex(struct mem_table *t, const char *substring,
             n++;
         }
         prev = e;
-        e = e->next[0];
+        mt_iter_next(&it);
     }
     pthread_rwlock_unlock(&t->lock);
 

@@ -34,7 +34,6 @@ int mem_table_init(struct mem_table *t, struct store_err *err)
     if (getrandom(&t->seed, sizeof(t->seed), GRND_NONBLOCK) !=
         (ssize_t)sizeof(t->seed))
         t->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)t;
-    t->rng = t->seed * 0x9e3779b97f4a7c15ull | 1; /* index heights */
     t->cap = MT_MIN_CAP;
     t->slots = calloc(t->cap, sizeof(*t->slots));
     if (!t->slots) {
@@ -53,6 +52,7 @@ void mem_table_destroy(struct mem_table *t)
     for (size_t i = 0; i < t->cap; i++)
         mt_entry_free(t->slots[i].e);
     free(t->slots);
+    mt_index_destroy(t);
     for (size_t i = 0; i < t->n_offs; i++)
         free(t->offs[i].topic);
     free(t->offs);
@@ -173,12 +173,16 @@ int mem_table_prepare(struct mem_table *t, const struct store_batch *b,
             mem_table_abort(p);
             return store_fail(err, STORE_INVALID, "op %zu: key too large", i);
         }
-        p->nodes[i] = mt_entry_new(mt_hash_key(t->seed, f, len), f, len,
-                                   op->transfer_id, tid_len, op->entry_json,
-                                   op->entry_len, mt_index_height(t));
+        p->nodes[i] =
+            mt_entry_new(mt_hash_key(t->seed, f, len), f, len, op->transfer_id,
+                         tid_len, op->entry_json, op->entry_len);
         if (!p->nodes[i])
             goto oom;
     }
+
+    /* Index nodes too: commit takes them from the pool. */
+    if (n_puts > 0 && mt_index_reserve(t, n_puts) != 0)
+        goto oom;
 
     /* Grow now so commit never allocates: room for every put as new. */
     if (mt_need_grow(t->cap, t->count + n_puts)) {
@@ -284,15 +288,15 @@ void mem_table_commit(struct mem_table *t, struct store_batch *b,
             size_t at = mt_find(t->slots, t->cap, e->hash, f, len);
             if (at != SIZE_MAX) {
                 /* Same key, same connection key: counts do not change. */
-                mt_index_remove(t, t->slots[at].e);
+                mt_index_replace(t, t->slots[at].e, e);
                 p->garbage[p->n_garbage++] = t->slots[at].e;
                 t->slots[at].e = e;
             } else {
                 mt_insert_new(t->slots, t->cap, e);
+                mt_index_insert(t, e);
                 t->count++;
                 mt_scans_note(t, e, +1);
             }
-            mt_index_insert(t, e);
             changed++;
         } else {
             mt_key_fields(&op->key, f, len);

@@ -1,10 +1,10 @@
 /* mem_table.h: the in-memory state shared by the memory and file stores.
  *
  * One open-addressing hash table keyed by the four key strings (no nested
- * maps) for lookups, an ordered index (a skip list by connection key) for
- * list() and count(), plus the Kafka offsets per (topic, partition). Every
- * entry is one allocation holding its four keys, transfer id, JSON and
- * its index links, so a write allocates nothing else. Readers take a
+ * maps) for lookups, an ordered index (a B+tree by connection key,
+ * mem_index.c) for list() and count(), plus the Kafka offsets per (topic,
+ * partition). Every entry is one allocation holding its four keys,
+ * transfer id and JSON. Readers take a
  * read lock; the single writer takes a writer mutex for the whole write and
  * the write lock only to link or unlink prepared entries, so readers are
  * blocked for microseconds, never during allocation or I/O.
@@ -25,21 +25,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Levels of the ordered index: 4^20 entries before it degrades. */
-#define MEM_INDEX_LEVELS 20
+/* The ordered index's depth can reach log16(entries) + 2. */
+#define MEM_INDEX_MAX_DEPTH 16
 
-/* One stored entry: its `height` index links (next, just before the
- * header, so a walk of the index touches one place per entry), the
- * header, then "cpid\0addr\0query\0policy\0tid\0json\0". */
+/* One stored entry: header + "cpid\0addr\0query\0policy\0tid\0json\0". */
 struct mem_entry {
     uint64_t hash;
     uint32_t len[5]; /* counter_party_id, address, query, policy, tid */
     uint32_t json_len;
-    unsigned char ck[32];    /* the raw SHA-256 connection key */
-    unsigned height;         /* index levels, 1..MEM_INDEX_LEVELS */
-    struct mem_entry **next; /* next[l]: the following entry at level l */
+    unsigned char ck[32]; /* the raw SHA-256 connection key */
     char data[];
 };
+
+struct mem_index_node; /* mem_index.c */
 
 /* A count() in progress (mem_list.c): the writer corrects it for changes
  * behind its position, so the result is exact although the scan lets the
@@ -73,10 +71,12 @@ struct mem_table {
     size_t count;
     struct mem_offset *offs;
     size_t n_offs, cap_offs;
-    /* The ordered index: head[l] is the first entry at level l. Changed
-     * under the write lock only, like the slots. */
-    struct mem_entry *head[MEM_INDEX_LEVELS];
-    uint64_t rng; /* index heights; writer only */
+    /* The ordered index, changed under the write lock only, like the
+     * slots, from nodes that prepare reserved in the pool. */
+    struct mem_index_node *root;
+    unsigned depth;
+    struct mem_index_node *pool; /* free nodes */
+    size_t n_pool, pool_want;
     /* Counts in progress. Linked and unlinked under the read lock plus
      * scan_mu; the writer walks them under the write lock. */
     struct mem_scan *scans;
@@ -161,6 +161,10 @@ int mem_table_count_ex(struct mem_table *t, const char *substring,
 int mem_table_list_ex(struct mem_table *t, const char *substring,
                       const char *cursor, size_t limit, struct store_list *out,
                       struct mem_scan_stats *stats, struct store_err *err);
+/* Checks the index against the table (tests): 0 when it holds exactly
+ * t->count entries in ascending key order; *n how many it holds. Writer
+ * mutex held. */
+int mem_table_index_check(const struct mem_table *t, size_t *n);
 int mem_table_load_offsets(struct mem_table *t, const char *topic,
                            struct store_offset **out, size_t *n,
                            struct store_err *err);

@@ -4,7 +4,7 @@
  *   mem_hash.c    key hashing and the open-addressing slots
  *   mem_entry.c   one stored entry: layout, key match, connection key
  *   mem_table.c   lifecycle and writes: prepare, commit, abort, clear
- *   mem_index.c   the ordered index: a skip list by connection key
+ *   mem_index.c   the ordered index: a B+tree by connection key
  *   mem_read.c    point lookups, offsets
  *   mem_list.c    list() and count(): chunked walks of the index
  *
@@ -16,7 +16,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #define MT_MIN_CAP 1024
 #define MT_MAX_FIELD (UINT32_MAX / 4)
@@ -35,41 +34,43 @@ void mt_remove_at(struct mem_slot *slots, size_t cap, size_t i);
 int mt_need_grow(size_t cap, size_t n);
 
 /* ---- mem_entry.c -------------------------------------------------------- */
-/* A new entry with its connection key computed and room for height
- * index links (not linked anywhere yet); NULL when out of memory. */
+/* A new entry with its connection key computed; NULL when out of
+ * memory. */
 struct mem_entry *mt_entry_new(uint64_t hash, const char *const f[4],
                                const size_t len[4], const char *tid,
                                size_t tid_len, const char *json,
-                               size_t json_len, unsigned height);
+                               size_t json_len);
 /* Frees e (NULL is ok). */
 void mt_entry_free(struct mem_entry *e);
-/* Orders connection keys as memcmp does, the first 8 bytes as one load. */
-static inline int mt_ck_cmp(const unsigned char *a, const unsigned char *b)
-{
-    uint64_t x, y;
-    memcpy(&x, a, 8);
-    memcpy(&y, b, 8);
-    if (x != y) {
-        x = __builtin_bswap64(x);
-        y = __builtin_bswap64(y);
-        return x < y ? -1 : 1;
-    }
-    return memcmp(a + 8, b + 8, 24);
-}
 int mt_entry_matches(const struct mem_entry *e, uint64_t hash,
                      const char *const f[4], const size_t len[4]);
 void mt_key_fields(const struct edr_key *k, const char *f[4], size_t len[4]);
 
 /* ---- mem_index.c -------------------------------------------------------- */
-/* A random height for a new entry (p = 1/4 per level). Writer only. */
-unsigned mt_index_height(struct mem_table *t);
-/* Links e (not in the index) / unlinks e (in it). Write lock held. */
+/* Makes sure commit can index n_puts new entries without allocating
+ * (writer mutex held); -1 when out of memory, the table unchanged. */
+int mt_index_reserve(struct mem_table *t, size_t n_puts);
+/* Indexes e / replaces old by e (same key) / unindexes e. Write lock. */
 void mt_index_insert(struct mem_table *t, struct mem_entry *e);
+void mt_index_replace(struct mem_table *t, struct mem_entry *old,
+                      struct mem_entry *e);
 void mt_index_remove(struct mem_table *t, struct mem_entry *e);
-/* The first entry whose ck is greater than after (NULL: the first of
- * all), adding the entries it compared to *visited. Read lock held. */
-struct mem_entry *mt_index_seek(const struct mem_table *t,
-                                const unsigned char *after, uint64_t *visited);
+void mt_index_destroy(struct mem_table *t);
+
+/* A position in the index; leaf NULL at the end. Valid while the read
+ * lock (or the writer mutex) is held. */
+struct mem_iter {
+    struct mem_index_node *leaf;
+    unsigned i;
+};
+/* To the first entry with key > after (NULL: the first of all), or with
+ * key >= ck; adds the nodes it read to *visited. Read lock held. */
+void mt_index_seek(const struct mem_table *t, const unsigned char *after,
+                   struct mem_iter *it, uint64_t *visited);
+void mt_index_seek_ge(const struct mem_table *t, const unsigned char *ck,
+                      struct mem_iter *it, uint64_t *visited);
+struct mem_entry *mt_iter_entry(const struct mem_iter *it); /* NULL: end */
+void mt_iter_next(struct mem_iter *it);
 
 /* ---- mem_list.c --------------------------------------------------------- */
 /* Tells the counts in progress that e was added (+1) or removed (-1).
