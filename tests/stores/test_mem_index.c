@@ -146,6 +146,35 @@ static void test_index_follows_writes(void)
         CU_ASSERT_EQUAL(mem_table_count(&t, subs[i], &c, &err), STORE_OK);
         CU_ASSERT_EQUAL(c, mi_brute_count(&t, subs[i]));
     }
+    /* Deleting nearly everything empties leaves and inner nodes (they are
+     * freed, the root shrinks); deleting the rest empties the tree. */
+    mi_put_many(&t, "C", 0, 20000);
+    mi_check_index(&t);
+    for (int party = 0; party < 13; party++) {
+        char sub[32];
+        snprintf(sub, sizeof(sub), "BPNL-C-%d", party);
+        if (party == 12)
+            continue; /* keeps a few hundred C entries */
+        mem_table_writer_lock(&t);
+        CU_ASSERT_EQUAL(mem_table_clear_collect(&t, sub, &victims, &nv, &err),
+                        STORE_OK);
+        mem_table_clear_commit(&t, victims, nv);
+        mem_table_writer_unlock(&t);
+        mi_check_index(&t);
+    }
+    mem_table_writer_lock(&t);
+    CU_ASSERT_EQUAL(mem_table_clear_collect(&t, "BPNL", &victims, &nv, &err),
+                    STORE_OK);
+    mem_table_clear_commit(&t, victims, nv);
+    mem_table_writer_unlock(&t);
+    CU_ASSERT_EQUAL(t.count, 0);
+    CU_ASSERT_PTR_NULL(t.root);
+    mi_check_index(&t);
+    mi_put_many(&t, "D", 0, 3000);
+    mi_check_index(&t);
+    uint64_t c = 0;
+    CU_ASSERT_EQUAL(mem_table_count(&t, "BPNL-D", &c, &err), STORE_OK);
+    CU_ASSERT_EQUAL(c, 3000);
     mem_table_destroy(&t);
 }
 
@@ -192,7 +221,7 @@ static void test_page_cost_independent_of_size(void)
            (unsigned long long)fs, (unsigned long long)fb);
     /* A full scan would visit 10,000 and 200,000: the page visits its
      * own 101 entries plus a seek of O(log n) nodes. */
-    CU_ASSERT(cs >= 101);
+    CU_ASSERT(cs >= 50); /* a page near the end holds fewer */
     CU_ASSERT(cb < 2 * cs);
     CU_ASSERT(cb < 1000);
     CU_ASSERT(fb < 2 * fs);
