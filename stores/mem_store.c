@@ -103,7 +103,7 @@ struct store *mem_store_open(struct store_err *err)
 {
     struct mem_store *ms = calloc(1, sizeof(*ms));
     if (!ms) {
-        store_fail(err, STORE_FATAL, "out of memory");
+        store_fail(err, STORE_TRANSIENT, "out of memory");
         return NULL;
     }
     if (mem_table_init(&ms->t, err) != STORE_OK) {

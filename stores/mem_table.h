@@ -1,8 +1,10 @@
 /* mem_table.h: the in-memory state shared by the memory and file stores.
  *
  * One open-addressing hash table keyed by the four key strings (no nested
- * maps), plus the Kafka offsets per (topic, partition). Every entry is one
- * allocation holding its four keys, transfer id and JSON. Readers take a
+ * maps) for lookups, an ordered index (a B+tree by connection key,
+ * mem_index.c) for list() and count(), plus the Kafka offsets per (topic,
+ * partition). Every entry is one allocation holding its four keys,
+ * transfer id and JSON. Readers take a
  * read lock; the single writer takes a writer mutex for the whole write and
  * the write lock only to link or unlink prepared entries, so readers are
  * blocked for microseconds, never during allocation or I/O.
@@ -20,21 +22,33 @@
 #include "stores/store.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The ordered index's depth can reach log16(entries) + 2. */
+#define MEM_INDEX_MAX_DEPTH 16
 
 /* One stored entry: header + "cpid\0addr\0query\0policy\0tid\0json\0". */
 struct mem_entry {
     uint64_t hash;
     uint32_t len[5]; /* counter_party_id, address, query, policy, tid */
     uint32_t json_len;
-    /* The raw SHA-256 connection key, computed on first list() (see
-     * mem_table.c for why not at put time): 0 none, 1 being written,
-     * 2 ready. */
-    atomic_uchar ck_state;
-    unsigned char ck[32];
+    unsigned char ck[32]; /* the raw SHA-256 connection key */
     char data[];
+};
+
+struct mem_index_node; /* mem_index.c */
+
+/* A count() in progress (mem_list.c): the writer corrects it for changes
+ * behind its position, so the result is exact although the scan lets the
+ * writer in between chunks. */
+struct mem_scan {
+    const char *substring;
+    unsigned char pos[32]; /* entries with ck <= pos are counted */
+    int started;           /* pos is set */
+    int64_t delta;         /* writer's corrections */
+    uint64_t writes_seen;  /* changes committed while the scan ran */
+    struct mem_scan *next;
 };
 
 struct mem_slot {
@@ -57,6 +71,19 @@ struct mem_table {
     size_t count;
     struct mem_offset *offs;
     size_t n_offs, cap_offs;
+    /* The ordered index, changed under the write lock only, like the
+     * slots, from nodes that prepare reserved in the pool. */
+    struct mem_index_node *root;
+    unsigned depth;
+    /* Free nodes, kept up to pool_want: the largest worst case a batch
+     * reserved (n_puts * (depth + 3 + n_puts / 256) nodes of 1.3 KiB;
+     * about 5 MiB for batches of 500 at a million entries). */
+    struct mem_index_node *pool;
+    size_t n_pool, pool_want;
+    /* Counts in progress. Linked and unlinked under the read lock plus
+     * scan_mu; the writer walks them under the write lock. */
+    struct mem_scan *scans;
+    pthread_mutex_t scan_mu;
 };
 
 /* What a prepared batch needs; opaque to callers, lives on their stack. */
@@ -110,11 +137,37 @@ int mem_table_get(struct mem_table *t, const struct edr_key *k,
                   struct store_record *out, struct store_err *err);
 int mem_table_get_transfer_id(struct mem_table *t, const struct edr_key *k,
                               char **out, struct store_err *err);
+/* count(): with a substring, a scan of the index in chunks (the read lock
+ * is released every MEM_SCAN_CHUNK entries, so writers and lookups get
+ * in), corrected for the writes committed meanwhile: the result is the
+ * exact count at the moment the scan ends. */
 int mem_table_count(struct mem_table *t, const char *substring, uint64_t *out,
                     struct store_err *err);
+/* list(): seeks the cursor in the index (O(log n)) and walks it; with a
+ * substring the walk is chunked as count's. Each item was stored when it
+ * was read; a page is not a snapshot (no list page ever was). */
 int mem_table_list(struct mem_table *t, const char *substring,
                    const char *cursor, size_t limit, struct store_list *out,
                    struct store_err *err);
+
+/* What one count or list call cost, for tests (complexity without
+ * timing) and benchmarks. */
+struct mem_scan_stats {
+    uint64_t visited;     /* index entries touched, seeks included */
+    uint64_t relocks;     /* times the read lock was let go mid-call */
+    uint64_t writes_seen; /* (count) changes committed during the call */
+};
+#define MEM_SCAN_CHUNK 1024
+int mem_table_count_ex(struct mem_table *t, const char *substring,
+                       uint64_t *out, struct mem_scan_stats *stats,
+                       struct store_err *err);
+int mem_table_list_ex(struct mem_table *t, const char *substring,
+                      const char *cursor, size_t limit, struct store_list *out,
+                      struct mem_scan_stats *stats, struct store_err *err);
+/* Checks the index against the table (tests): 0 when it holds exactly
+ * t->count entries in ascending key order; *n how many it holds. Writer
+ * mutex held. */
+int mem_table_index_check(const struct mem_table *t, size_t *n);
 int mem_table_load_offsets(struct mem_table *t, const char *topic,
                            struct store_offset **out, size_t *n,
                            struct store_err *err);

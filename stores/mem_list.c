@@ -1,0 +1,212 @@
+/* mem_list.c: list() and count() of the memory table (mem_table.h), as
+ * walks of the ordered index (mem_index.c).
+ *
+ * Neither holds the read lock across the table. A walk lets go of it
+ * every MEM_SCAN_CHUNK entries and seeks back to where it was (by
+ * connection key, so entries added or removed meanwhile do not derail
+ * it): the writer and lookups wait at most one chunk. A list page
+ * without a filter visits only its own entries. A count registers itself
+ * (struct mem_scan) and the writer corrects it for every entry it adds
+ * or removes at or before the scan's position, so the count is exact for
+ * the state at the moment the scan ends; replacing an entry never
+ * changes a count (same key, same counter_party_id). */
+#include "stores/mem_table_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int mt_match(const struct mem_entry *e, const char *substring)
+{
+    /* data starts with the NUL-terminated counter_party_id */
+    return !substring || !substring[0] || strstr(e->data, substring);
+}
+
+void mt_scans_note(struct mem_table *t, const struct mem_entry *e, int delta)
+{
+    for (struct mem_scan *s = t->scans; s; s = s->next) {
+        if (!s->started)
+            continue;
+        s->writes_seen++;
+        if (memcmp(e->ck, s->pos, 32) <= 0 && mt_match(e, s->substring))
+            s->delta += delta;
+    }
+}
+
+static void mt_scan_link(struct mem_table *t, struct mem_scan *s, int on)
+{
+    pthread_mutex_lock(&t->scan_mu);
+    if (on) {
+        s->next = t->scans;
+        t->scans = s;
+    } else {
+        struct mem_scan **pp = &t->scans;
+        while (*pp != s)
+            pp = &(*pp)->next;
+        *pp = s->next;
+    }
+    pthread_mutex_unlock(&t->scan_mu);
+}
+
+int mem_table_count_ex(struct mem_table *t, const char *substring,
+                       uint64_t *out, struct mem_scan_stats *stats,
+                       struct store_err *err)
+{
+    struct mem_scan_stats local = {0};
+    struct mem_scan s = {.substring = substring};
+    uint64_t n = 0;
+    (void)err;
+    if (!stats)
+        stats = &local;
+    *stats = (struct mem_scan_stats){0};
+    pthread_rwlock_rdlock(&t->lock);
+    if (!substring || !substring[0]) {
+        *out = t->count;
+        pthread_rwlock_unlock(&t->lock);
+        return STORE_OK;
+    }
+    mt_scan_link(t, &s, 1);
+    struct mem_iter it;
+    const struct mem_entry *e, *prev = NULL;
+    size_t chunk = 0;
+    mt_index_seek(t, NULL, &it, &stats->visited);
+    while ((e = mt_iter_entry(&it))) {
+        if (chunk == MEM_SCAN_CHUNK) {
+            memcpy(s.pos, prev->ck, 32);
+            s.started = 1;
+            pthread_rwlock_unlock(&t->lock);
+            stats->relocks++;
+            pthread_rwlock_rdlock(&t->lock);
+            mt_index_seek(t, s.pos, &it, &stats->visited);
+            chunk = 0;
+            continue;
+        }
+        chunk++;
+        stats->visited++;
+        n += mt_match(e, substring) ? 1 : 0;
+        prev = e;
+        mt_iter_next(&it);
+    }
+    mt_scan_link(t, &s, 0);
+    stats->writes_seen = s.writes_seen;
+    pthread_rwlock_unlock(&t->lock);
+    *out = (uint64_t)((int64_t)n + s.delta);
+    return STORE_OK;
+}
+
+int mem_table_count(struct mem_table *t, const char *substring, uint64_t *out,
+                    struct store_err *err)
+{
+    return mem_table_count_ex(t, substring, out, NULL, err);
+}
+
+static int mt_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static void mt_hex(const unsigned char ck[32], char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[ck[i] >> 4];
+        out[2 * i + 1] = hex[ck[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+int mem_table_list_ex(struct mem_table *t, const char *substring,
+                      const char *cursor, size_t limit, struct store_list *out,
+                      struct mem_scan_stats *stats, struct store_err *err)
+{
+    struct mem_scan_stats local = {0};
+    unsigned char after[32], last[32];
+    size_t n = 0;
+    int more = 0, rc = STORE_OK;
+
+    *out = (struct store_list){0};
+    if (!stats)
+        stats = &local;
+    *stats = (struct mem_scan_stats){0};
+    if (limit < 1 || limit > 1000)
+        return store_fail(err, STORE_INVALID, "limit must be 1..1000");
+    if (cursor) {
+        if (strlen(cursor) != 64)
+            return store_fail(err, STORE_INVALID, "malformed cursor");
+        for (int i = 0; i < 32; i++) {
+            int hi = mt_hexval(cursor[2 * i]),
+                lo = mt_hexval(cursor[2 * i + 1]);
+            if (hi < 0 || lo < 0)
+                return store_fail(err, STORE_INVALID, "malformed cursor");
+            after[i] = (unsigned char)(hi << 4 | lo);
+        }
+    }
+    out->items = calloc(limit, sizeof(*out->items));
+    if (!out->items)
+        return store_fail(err, STORE_TRANSIENT, "out of memory");
+
+    pthread_rwlock_rdlock(&t->lock);
+    struct mem_iter it;
+    const struct mem_entry *e, *prev = NULL;
+    size_t chunk = 0;
+    mt_index_seek(t, cursor ? after : NULL, &it, &stats->visited);
+    while ((e = mt_iter_entry(&it))) {
+        if (chunk == MEM_SCAN_CHUNK) { /* only with a filter */
+            memcpy(after, prev->ck, 32);
+            pthread_rwlock_unlock(&t->lock);
+            stats->relocks++;
+            pthread_rwlock_rdlock(&t->lock);
+            mt_index_seek(t, after, &it, &stats->visited);
+            chunk = 0;
+            continue;
+        }
+        chunk++;
+        stats->visited++;
+        if (mt_match(e, substring)) {
+            if (n == limit) {
+                more = 1;
+                break;
+            }
+            if (mt_copy_record(e, 0, &out->items[n]) != 0) {
+                out->n_items = n + 1; /* the partial copy, for clearing */
+                rc = STORE_TRANSIENT;
+                break;
+            }
+            memcpy(last, e->ck, 32);
+            n++;
+        }
+        prev = e;
+        mt_iter_next(&it);
+    }
+    pthread_rwlock_unlock(&t->lock);
+
+    if (rc == STORE_OK) {
+        out->n_items = n;
+        if (n == 0) {
+            free(out->items);
+            out->items = NULL;
+        }
+        if (more) {
+            out->next_cursor = malloc(65);
+            if (out->next_cursor)
+                mt_hex(last, out->next_cursor);
+            else
+                rc = STORE_TRANSIENT;
+        }
+    }
+    if (rc != STORE_OK) {
+        store_list_clear(out);
+        return store_fail(err, rc, "out of memory");
+    }
+    return STORE_OK;
+}
+
+int mem_table_list(struct mem_table *t, const char *substring,
+                   const char *cursor, size_t limit, struct store_list *out,
+                   struct store_err *err)
+{
+    return mem_table_list_ex(t, substring, cursor, limit, out, NULL, err);
+}
