@@ -4,6 +4,7 @@
  * documented but unparsed or the other way round. */
 #include "worker/config_parse.h"
 
+#include "stores/file_store.h"
 #include "stores/pg_dsn.h"
 #include "worker/http.h"
 #include "worker/log.h"
@@ -345,17 +346,17 @@ static int is_header_value(const char *s)
     return 1;
 }
 
-/* The file store's path must name a file: not a directory, not ending in
- * '/' (file_store_open would fail later, at run time, with exit 3). */
+/* The file store's path must name a file: the store's own rule
+ * (file_store_check_path: not empty, not ending in '/') plus an existing
+ * directory, refused here so it is an invalid setting (exit 2), not a
+ * run-time failure when the store opens. */
 static int validate_file_path(const char *path, char *errstr,
                               size_t errstr_size)
 {
     struct stat sb;
-    size_t n = strlen(path);
-    if (path[n - 1] == '/')
-        return fail(errstr, errstr_size,
-                    "invalid setting EDR_FILE_PATH (--file-path): names a "
-                    "directory (ends in '/'); give a file name");
+    char why[200];
+    if (file_store_check_path(path, why, sizeof(why)) != 0)
+        return fail(errstr, errstr_size, "invalid setting %s", why);
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
         return fail(errstr, errstr_size,
                     "invalid setting EDR_FILE_PATH (--file-path): is a "
