@@ -92,15 +92,24 @@ static int fs_get_transfer_id(struct store *st, const struct edr_key *k,
     return mem_table_get_transfer_id(&fs_of(st)->t, k, out, err);
 }
 
-static int fs_count(struct store *st, const char *substring, uint64_t *out,
-                    struct store_err *err)
+static int fs_count(struct store *st, const struct store_filter *f,
+                    uint64_t *out, struct store_err *err)
 {
+    if (!store_filter_party_only(f))
+        return store_fail(err, STORE_INVALID,
+                          "%s store: this filter is not supported yet", "file");
+    const char *substring = f ? f->party_substring : NULL;
     return mem_table_count(&fs_of(st)->t, substring, out, err);
 }
 
-static int fs_list(struct store *st, const char *substring, const char *cursor,
-                   size_t limit, struct store_list *out, struct store_err *err)
+static int fs_list(struct store *st, const struct store_filter *f,
+                   const char *cursor, size_t limit, struct store_list *out,
+                   struct store_err *err)
 {
+    if (!store_filter_party_only(f))
+        return store_fail(err, STORE_INVALID,
+                          "%s store: this filter is not supported yet", "file");
+    const char *substring = f ? f->party_substring : NULL;
     return mem_table_list(&fs_of(st)->t, substring, cursor, limit, out, err);
 }
 

@@ -42,15 +42,26 @@ static int ms_get_transfer_id(struct store *st, const struct edr_key *k,
     return mem_table_get_transfer_id(ms_table(st), k, out, err);
 }
 
-static int ms_count(struct store *st, const char *substring, uint64_t *out,
-                    struct store_err *err)
+static int ms_count(struct store *st, const struct store_filter *f,
+                    uint64_t *out, struct store_err *err)
 {
+    if (!store_filter_party_only(f))
+        return store_fail(err, STORE_INVALID,
+                          "%s store: this filter is not supported yet",
+                          "memory");
+    const char *substring = f ? f->party_substring : NULL;
     return mem_table_count(ms_table(st), substring, out, err);
 }
 
-static int ms_list(struct store *st, const char *substring, const char *cursor,
-                   size_t limit, struct store_list *out, struct store_err *err)
+static int ms_list(struct store *st, const struct store_filter *f,
+                   const char *cursor, size_t limit, struct store_list *out,
+                   struct store_err *err)
 {
+    if (!store_filter_party_only(f))
+        return store_fail(err, STORE_INVALID,
+                          "%s store: this filter is not supported yet",
+                          "memory");
+    const char *substring = f ? f->party_substring : NULL;
     return mem_table_list(ms_table(st), substring, cursor, limit, out, err);
 }
 

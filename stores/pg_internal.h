@@ -196,9 +196,9 @@ int pg_get(struct store *st, const struct edr_key *k, struct store_record *out,
            struct store_err *err);
 int pg_get_transfer_id(struct store *st, const struct edr_key *k, char **out,
                        struct store_err *err);
-int pg_count(struct store *st, const char *substring, uint64_t *out,
+int pg_count(struct store *st, const struct store_filter *f, uint64_t *out,
              struct store_err *err);
-int pg_list(struct store *st, const char *substring, const char *cursor,
+int pg_list(struct store *st, const struct store_filter *f, const char *cursor,
             size_t limit, struct store_list *out, struct store_err *err);
 int pg_estimate(struct pg_store *s, uint64_t *out, struct store_err *err);
 int pg_load_offsets(struct store *st, const char *topic,

@@ -128,9 +128,14 @@ int pg_get_transfer_id(struct store *st, const struct edr_key *k, char **out,
     return rc;
 }
 
-int pg_count(struct store *st, const char *substring, uint64_t *out,
+int pg_count(struct store *st, const struct store_filter *f, uint64_t *out,
              struct store_err *err)
 {
+    if (!store_filter_party_only(f))
+        return store_fail(err, STORE_INVALID,
+                          "%s store: this filter is not supported yet",
+                          "postgres");
+    const char *substring = f ? f->party_substring : NULL;
     const char *vals[1] = {substring};
     int sub = substring && *substring;
     PGresult *res;
@@ -146,9 +151,14 @@ int pg_count(struct store *st, const char *substring, uint64_t *out,
     return STORE_OK;
 }
 
-int pg_list(struct store *st, const char *substring, const char *cursor,
+int pg_list(struct store *st, const struct store_filter *f, const char *cursor,
             size_t limit, struct store_list *out, struct store_err *err)
 {
+    if (!store_filter_party_only(f))
+        return store_fail(err, STORE_INVALID,
+                          "%s store: this filter is not supported yet",
+                          "postgres");
+    const char *substring = f ? f->party_substring : NULL;
     char lim[24];
     const char *vals[3];
     int n = 0, sub = substring && *substring, cur = cursor != NULL;

@@ -36,6 +36,11 @@ void store_close(struct store *st)
         st->ops->close(st);
 }
 
+int store_filter_party_only(const struct store_filter *f)
+{
+    return !f || (!f->transfer_id && !f->asset_id && !f->asset_id_prefix);
+}
+
 void store_record_clear(struct store_record *r)
 {
     if (!r)
@@ -45,6 +50,7 @@ void store_record_clear(struct store_record *r)
     free(r->query_checksum);
     free(r->policy_checksum);
     free(r->transfer_id);
+    free(r->asset_id);
     free(r->entry_json);
     *r = (struct store_record){0};
 }

@@ -101,6 +101,7 @@ struct store_record {
     char *query_checksum;
     char *policy_checksum;
     char *transfer_id;
+    char *asset_id; /* the entry's string assetId, or NULL */
     char *entry_json;
     size_t entry_len;
 };
@@ -114,6 +115,24 @@ struct store_list {
      * valid on any other. */
     char *next_cursor;
 };
+
+/* Which entries count() and list() cover (schemas/README.md §2, v2
+ * filters): every member given must hold; NULL members (or a NULL filter)
+ * match everything. Borrowed for the call. */
+struct store_filter {
+    const char *party_substring; /* counter_party_id contains it ("" = any) */
+    const char *transfer_id;     /* the entry's transferProcessId, exact */
+    const char *asset_id;        /* the entry's string assetId, exact */
+    const char *asset_id_prefix; /* byte prefix of the string assetId */
+};
+
+/* A filter on counter_party_id alone, for callers and tests. */
+#define STORE_FILTER_PARTY(s)                                                  \
+    (&(const struct store_filter){.party_substring = (s)})
+
+/* 1 when f asks only for a party substring (or nothing): what v1 stores
+ * supported. */
+int store_filter_party_only(const struct store_filter *f);
 
 struct store;
 
@@ -144,15 +163,21 @@ struct store_ops {
     /* *out = malloc'd copy of the entry's transfer id, or NOT_FOUND. */
     int (*get_transfer_id)(struct store *st, const struct edr_key *k,
                            char **out, struct store_err *err);
-    /* Exact number of entries whose counter_party_id contains substring
-     * (NULL or "" counts all). */
-    int (*count)(struct store *st, const char *substring, uint64_t *out,
+    /* Exact number of entries that match f (NULL counts all). */
+    int (*count)(struct store *st, const struct store_filter *f, uint64_t *out,
                  struct store_err *err);
     /* Up to limit entries with connection key > cursor (NULL: from the
-     * start) whose counter_party_id contains substring, ascending by
-     * connection key. limit is 1..1000. */
-    int (*list)(struct store *st, const char *substring, const char *cursor,
-                size_t limit, struct store_list *out, struct store_err *err);
+     * start) that match f (NULL: all), ascending by connection key. limit
+     * is 1..1000. Items carry asset_id when the entry has a string
+     * assetId. */
+    int (*list)(struct store *st, const struct store_filter *f,
+                const char *cursor, size_t limit, struct store_list *out,
+                struct store_err *err);
+    /* The entry whose transferProcessId is transfer_id; when several
+     * connections hold it, the one with the smallest connection key.
+     * STORE_NOT_FOUND when none. NULL in a backend without it. */
+    int (*get_by_transfer_id)(struct store *st, const char *transfer_id,
+                              struct store_record *out, struct store_err *err);
     /* Removes every entry whose counter_party_id contains substring
      * (non-empty); *removed = how many entries went. */
     int (*clear_party)(struct store *st, const char *substring,

@@ -128,7 +128,7 @@ static const char *op_count(struct rpc_thread *t, const struct request *req)
     uint64_t n = 0;
     memset(&err, 0, sizeof(err));
 
-    int rc = st->ops->count(st, req->substring, &n, &err);
+    int rc = st->ops->count(st, STORE_FILTER_PARTY(req->substring), &n, &err);
     if (rc < 0)
         return store_error_reply(t, req, rc, &err);
     reply_begin(&t->out, req->id, "ok");
@@ -154,8 +154,8 @@ static const char *op_list(struct rpc_thread *t, const struct request *req)
     memset(&err, 0, sizeof(err));
     memset(&l, 0, sizeof(l));
 
-    int rc =
-        st->ops->list(st, req->substring, req->cursor, req->limit, &l, &err);
+    int rc = st->ops->list(st, STORE_FILTER_PARTY(req->substring), req->cursor,
+                           req->limit, &l, &err);
     if (rc < 0)
         return store_error_reply(t, req, rc, &err);
     reply_begin(&t->out, req->id, "ok");

@@ -95,7 +95,8 @@ static uint64_t sc_count(struct store *st, const char *sub)
 {
     struct store_err err = {0};
     uint64_t n = UINT64_MAX;
-    CU_ASSERT_EQUAL(st->ops->count(st, sub, &n, &err), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->count(st, STORE_FILTER_PARTY(sub), &n, &err),
+                    STORE_OK);
     return n;
 }
 
@@ -518,7 +519,8 @@ static void test_unicode_and_long_keys(void)
             store_record_clear(&r);
         }
         struct store_list l = {0};
-        CU_ASSERT_EQUAL(st->ops->list(st, "\xc3\xa4llet", NULL, 10, &l, &err),
+        CU_ASSERT_EQUAL(st->ops->list(st, STORE_FILTER_PARTY("\xc3\xa4llet"),
+                                      NULL, 10, &l, &err),
                         STORE_OK);
         CU_ASSERT_EQUAL(l.n_items, 1);
         if (l.n_items == 1)
@@ -568,8 +570,9 @@ static void test_list_paging(void)
         memset(seen, 0, sizeof(seen));
         for (;;) {
             struct store_list l = {0};
-            CU_ASSERT_EQUAL_FATAL(st->ops->list(st, sub, cursor, 7, &l, &err),
-                                  STORE_OK);
+            CU_ASSERT_EQUAL_FATAL(
+                st->ops->list(st, STORE_FILTER_PARTY(sub), cursor, 7, &l, &err),
+                STORE_OK);
             CU_ASSERT(l.n_items <= 7);
             pages++;
             for (size_t j = 0; j < l.n_items; j++) {
@@ -610,13 +613,15 @@ static void test_list_paging(void)
     }
     /* Exactly one full page: no next cursor when nothing follows. */
     struct store_list l = {0};
-    CU_ASSERT_EQUAL(
-        st->ops->list(st, "BPNL000000000065", NULL, (size_t)n_match, &l, &err),
-        STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->list(st, STORE_FILTER_PARTY("BPNL000000000065"),
+                                  NULL, (size_t)n_match, &l, &err),
+                    STORE_OK);
     CU_ASSERT_EQUAL(l.n_items, (size_t)n_match);
     CU_ASSERT_PTR_NULL(l.next_cursor);
     store_list_clear(&l);
-    CU_ASSERT_EQUAL(st->ops->list(st, "nobody", NULL, 10, &l, &err), STORE_OK);
+    CU_ASSERT_EQUAL(
+        st->ops->list(st, STORE_FILTER_PARTY("nobody"), NULL, 10, &l, &err),
+        STORE_OK);
     CU_ASSERT_EQUAL(l.n_items, 0);
     CU_ASSERT_PTR_NULL(l.next_cursor);
     store_list_clear(&l);

@@ -77,7 +77,7 @@ static void test_many_entries(void)
     st->ops->count(st, NULL, &cnt, &err);
     CU_ASSERT_EQUAL(cnt, N / 2 - removed);
     CU_ASSERT(removed > 0);
-    st->ops->count(st, "BPNL000000000001", &cnt, &err);
+    st->ops->count(st, STORE_FILTER_PARTY("BPNL000000000001"), &cnt, &err);
     CU_ASSERT_EQUAL(cnt, 0);
     store_close(st);
 }

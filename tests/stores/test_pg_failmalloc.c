@@ -186,7 +186,8 @@ static void test_reads(void)
             if (op == 0)
                 rc = st->ops->get(st, &k, &r, &err);
             else if (op == 1)
-                rc = st->ops->list(st, "BPNLFM", NULL, 15, &l, &err);
+                rc = st->ops->list(st, STORE_FILTER_PARTY("BPNLFM"), NULL, 15,
+                                   &l, &err);
             else
                 rc = st->ops->load_offsets(st, "fm", &offs, &n_offs, &err);
             unsigned long fired = failmalloc_fired();

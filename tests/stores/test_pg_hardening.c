@@ -373,7 +373,7 @@ static void test_list_plan_and_estimate(void)
 
     /* Through the store: a page from the middle of the key space. */
     struct store_list l = {0};
-    CU_ASSERT_EQUAL(st->ops->list(st, "BPNL",
+    CU_ASSERT_EQUAL(st->ops->list(st, STORE_FILTER_PARTY("BPNL"),
                                   "8000000000000000000000000000"
                                   "000000000000000000000000000000"
                                   "000000",

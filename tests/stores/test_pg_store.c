@@ -192,7 +192,9 @@ static void test_two_workers(void)
     CU_ASSERT_STRING_EQUAL(tid ? tid : "", "tp-2");
     free(tid);
     uint64_t n = 0;
-    CU_ASSERT_EQUAL(a->ops->count(a, "BPNL000000000001", &n, &err), STORE_OK);
+    CU_ASSERT_EQUAL(
+        a->ops->count(a, STORE_FILTER_PARTY("BPNL000000000001"), &n, &err),
+        STORE_OK);
     CU_ASSERT_EQUAL(n, 2);
 
     /* Offsets one worker wrote are what another resumes from. */
@@ -300,19 +302,26 @@ static void test_injection_literal(void)
 
     /* % and _ in a substring are characters, not LIKE patterns. */
     uint64_t n = 0;
-    CU_ASSERT_EQUAL(st->ops->count(st, "%_", &n, &err), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->count(st, STORE_FILTER_PARTY("%_"), &n, &err),
+                    STORE_OK);
     CU_ASSERT_EQUAL(n, 1);
-    CU_ASSERT_EQUAL(st->ops->count(st, "%", &n, &err), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->count(st, STORE_FILTER_PARTY("%"), &n, &err),
+                    STORE_OK);
     CU_ASSERT_EQUAL(n, 1);
     /* As LIKE patterns these would match 1 and 3 entries. */
-    CU_ASSERT_EQUAL(st->ops->count(st, "x_", &n, &err), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->count(st, STORE_FILTER_PARTY("x_"), &n, &err),
+                    STORE_OK);
     CU_ASSERT_EQUAL(n, 0);
-    CU_ASSERT_EQUAL(st->ops->count(st, "%_p", &n, &err), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->count(st, STORE_FILTER_PARTY("%_p"), &n, &err),
+                    STORE_OK);
     CU_ASSERT_EQUAL(n, 1);
-    CU_ASSERT_EQUAL(st->ops->count(st, "'); DROP", &n, &err), STORE_OK);
+    CU_ASSERT_EQUAL(
+        st->ops->count(st, STORE_FILTER_PARTY("'); DROP"), &n, &err), STORE_OK);
     CU_ASSERT_EQUAL(n, 1);
     struct store_list l = {0};
-    CU_ASSERT_EQUAL(st->ops->list(st, "%", NULL, 10, &l, &err), STORE_OK);
+    CU_ASSERT_EQUAL(
+        st->ops->list(st, STORE_FILTER_PARTY("%"), NULL, 10, &l, &err),
+        STORE_OK);
     CU_ASSERT_EQUAL_FATAL(l.n_items, 1);
     CU_ASSERT_STRING_EQUAL(l.items[0].counter_party_id, "100%_party");
     store_list_clear(&l);
@@ -621,7 +630,8 @@ static int copy_state_is(struct store *st, int round)
 {
     struct store_err err = {0};
     uint64_t n = 0;
-    if (st->ops->count(st, "BPNLCOPY", &n, &err) != STORE_OK)
+    if (st->ops->count(st, STORE_FILTER_PARTY("BPNLCOPY"), &n, &err) !=
+        STORE_OK)
         return 0;
     if (round < 0)
         return n == 0;

@@ -207,7 +207,7 @@ static int verify_store(struct store *st, const struct model *m, int loud)
     }
     uint64_t n = 0;
     struct store_err err = {0};
-    if (st->ops->count(st, NULL, &n, &err) != STORE_OK ||
+    if (st->ops->count(st, STORE_FILTER_PARTY(NULL), &n, &err) != STORE_OK ||
         n != (uint64_t)model_count(m)) {
         if (loud)
             fprintf(stderr, "\n  count %" PRIu64 ", want %d", n,

@@ -1408,15 +1408,15 @@ static int leaky_get_tid(struct store *s, const struct edr_key *k, char **out,
     return store_fail(err, STORE_FATAL, "%s", leaky_msg);
 }
 
-static int leaky_count(struct store *s, const char *sub, uint64_t *out,
-                       struct store_err *err)
+static int leaky_count(struct store *s, const struct store_filter *sub,
+                       uint64_t *out, struct store_err *err)
 {
     (void)s, (void)sub, (void)out;
     return store_fail(err, STORE_INVALID, "%s", leaky_msg);
 }
 
-static int leaky_list(struct store *s, const char *sub, const char *cursor,
-                      size_t limit, struct store_list *out,
+static int leaky_list(struct store *s, const struct store_filter *sub,
+                      const char *cursor, size_t limit, struct store_list *out,
                       struct store_err *err)
 {
     (void)s, (void)sub, (void)cursor, (void)limit, (void)out;
