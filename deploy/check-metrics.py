@@ -40,12 +40,10 @@ def live_families(path):
 
 
 def family(name, live):
-    if name in live:
-        return name
     for s in SUFFIXES:
         if name.endswith(s) and name[: -len(s)] in live:
             return name[: -len(s)]
-    return None
+    return name if name in live else None
 
 
 def dashboard_exprs(path, problems):
