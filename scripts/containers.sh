@@ -106,7 +106,7 @@ engine_up() {
             "$DOCKERD" --storage-driver=vfs --iptables=false --ip6tables=false \
             --bridge=none --data-root "$DOCKER_DIR/data" \
             --exec-root "$RUN_DIR/exec" --pidfile "$RUN_DIR/dockerd.pid" \
-            -H "unix://$SOCK" </dev/null >"$DLOG" 2>&1 9>&- &
+            -H "unix://$SOCK" </dev/null >"$DLOG" 2>&1 8>&- 9>&- &
         deadline=$((SECONDS + DOCKER_TIMEOUT))
         until engine_ready; do
             pid="$(cat "$PIDFILE" 2>/dev/null || true)"
