@@ -265,6 +265,8 @@ cmd_build() {
         tail -n 30 "$CACHE/build.log" >&2
         die "docker build failed, see $CACHE/build.log"
     fi
+    # vfs copies every layer in full: drop the images this build replaced.
+    docker image prune -f >/dev/null 2>&1 || true
     log "build: $IMAGE in $(elapsed "$t0") s; image size $(mib "$(image_size)")" \
         "($(image_size) bytes)"
 }
