@@ -145,6 +145,10 @@ engine_down() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$PIDFILE"
+    # dockerd leaves its bind mount of the host's network namespace.
+    if grep -qF " $RUN_DIR/exec/netns/default " /proc/mounts; then
+        umount "$RUN_DIR/exec/netns/default" 2>/dev/null || true
+    fi
     log "dockerd stopped (pid $pid)"
 }
 
