@@ -6,8 +6,8 @@
 # libraries the two programs load, running as an unprivileged user.
 #   docker build -t edr-worker:local .
 #   docker run --rm edr-worker:local --help
-# Not built on the project's machines (no Docker engine there): CI checks
-# this file with scripts/test.d/60-compose.sh (structure + hadolint).
+# CI builds and runs it (scripts/containers.sh up build smoke, from
+# scripts/test.d/65-containers.sh) and lints it (60-compose.sh).
 
 FROM debian:bookworm AS build
 RUN apt-get update \
@@ -19,8 +19,10 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 # Unit tests need no server; integration tests need the stack and are
-# left to CI.
-RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DEDR_WERROR=ON \
+# left to CI. No -DEDR_WERROR here: CI's own builds make warnings errors;
+# a user's image build with another compiler version or optimisation
+# level (gcc -O2 warns where CI's builds do not) must still succeed.
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
  && cmake --build /build -j"$(nproc)" \
  && ctest --test-dir /build -L unit --output-on-failure \
  && cmake --install /build --prefix /opt/edr --strip
