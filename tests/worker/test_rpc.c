@@ -158,7 +158,7 @@ static void fill(char *out, size_t cap, const char *tmpl, const char *a,
 static char *call_on(redisContext *c, const char *q, const char *pfx,
                      const char *body_fmt, const char *secs, char *id_out)
 {
-    char id[64], reply_to[160], req[8192];
+    char id[64], reply_to[512], req[8192];
     snprintf(id, sizeof(id), "req-%d", ++seq);
     snprintf(reply_to, sizeof(reply_to), "%s:reply:%s", pfx, id);
     fill(req, sizeof(req), body_fmt, id, reply_to);
