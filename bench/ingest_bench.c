@@ -14,6 +14,7 @@
  * The pre-filled topic is deleted at the end unless --keep.
  * env:   EDR_KAFKA_BROKERS, EDR_PG_DSN (postgres run)
  * Prints one JSON line per store on stdout. */
+#include "base/clock.h"
 #include "schemas/edr_key.h"
 #include "schemas/event.h"
 
@@ -28,13 +29,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const char *dlq_name(const char *topic, char *buf, size_t n)
 {
@@ -184,7 +178,7 @@ static int prefill(const char *brokers, const char *topic, long events)
     }
     long keys = events / 4 > 0 ? events / 4 : 1;
     size_t bytes = 0;
-    double t0 = now_s();
+    double t0 = edr_clock_s();
     for (long i = 0; i < events; i++) {
         char buf[2048], ckey[EDR_CONNECTION_KEY_LEN + 1];
         size_t n = make_event(i, keys, buf, sizeof(buf), ckey);
@@ -213,7 +207,7 @@ static int prefill(const char *brokers, const char *topic, long events)
     rd_kafka_destroy(rk);
     fprintf(stderr,
             "prefill: %ld events (avg %zu bytes) in %.1f s, %ld failed\n",
-            events, bytes / (size_t)events, now_s() - t0, failed);
+            events, bytes / (size_t)events, edr_clock_s() - t0, failed);
     return failed ? -1 : 0;
 }
 
@@ -240,7 +234,7 @@ static int run_store(const char *worker, const char *topic, const char *store,
     snprintf(prefix, sizeof(prefix), "bench_%s", tag);
     if (pipe(fds) != 0)
         return -1;
-    double t0 = now_s();
+    double t0 = edr_clock_s();
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fds[1], 1);
@@ -271,7 +265,7 @@ static int run_store(const char *worker, const char *topic, const char *store,
     close(fds[0]);
     int status;
     waitpid(pid, &status, 0);
-    double wall = now_s() - t0;
+    double wall = edr_clock_s() - t0;
     char *nl = strchr(out, '\n');
     if (nl)
         *nl = '\0';

@@ -12,6 +12,7 @@
  * must be in the dead-letter topic with its edr-source-* headers, and the
  * worker must have exited 0. Needs no server: label unit.
  * EDR_FAULT_SEED=n replays a run. */
+#include "base/clock.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
 
@@ -70,12 +71,6 @@ static uint64_t rnd(void)
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
     return rng_state * 2685821657736338717ull;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -268,7 +263,7 @@ static int run_with_faults(rd_kafka_mock_cluster_t *mc, pid_t pid)
         default:
             break;
         }
-        sleep_ms(100);
+        edr_sleep_ms(100);
     }
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);

@@ -8,6 +8,7 @@
  * Needs the local stack's Kafka and Redis (scripts/services.sh env), the
  * PostgreSQL binaries ($EDR_PG_BIN), root (runuser) and the built
  * edr-worker ($EDR_WORKER_BIN, default ../edr-worker). */
+#include "base/clock.h"
 #include "schemas/edr_key.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
@@ -179,7 +180,7 @@ static void test_ready_again(void)
         outages = ops_metric(m, "edr_outages_total{component=\"store\"}");
         if (applied >= 2)
             break;
-        usleep(100000);
+        edr_sleep_ms(100);
     }
     fprintf(stderr, "  applied %.0f, store outages %.0f\n", applied, outages);
     CU_ASSERT_EQUAL(applied, 2);
@@ -217,7 +218,7 @@ static void test_rejected_credentials_exit_2(void)
     for (int i = 0; i < 300 && !done; i++) { /* 30 s */
         done = waitpid(p, &status, WNOHANG) == p;
         if (!done)
-            usleep(100000);
+            edr_sleep_ms(100);
     }
     if (!done) {
         ops_worker_stop(p, 5000);

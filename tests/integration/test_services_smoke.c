@@ -3,6 +3,7 @@
  * (librdkafka, consumer group included), SET/GET on Redis (hiredis), a
  * parameterised round trip on PostgreSQL (libpq). Addresses come from
  * scripts/services.sh env; a server that is down fails its test. */
+#include "base/clock.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
 
@@ -13,14 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void test_kafka_produce_consume(void)
 {
@@ -70,8 +63,8 @@ static void test_kafka_produce_consume(void)
 
     /* Joining the group, getting an assignment and fetching take a few
      * seconds at most on the local broker; 30 s leaves room under load. */
-    long long deadline = now_ms() + 30000;
-    while (!found && now_ms() < deadline) {
+    long long deadline = edr_clock_ms() + 30000;
+    while (!found && edr_clock_ms() < deadline) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 500);
         if (!msg)
             continue;

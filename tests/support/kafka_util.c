@@ -2,6 +2,8 @@
  * produce and unique names for tests on the shared local broker. */
 #include "tests/support/kafka_util.h"
 
+#include "base/clock.h"
+
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -26,14 +28,6 @@ static void ku_err(char *errstr, size_t n, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errstr, n, fmt, ap);
     va_end(ap);
-}
-
-static long long ku_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A client of `type` bootstrapped on `brokers`, with extra properties as
@@ -159,7 +153,7 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
 
     /* The controller answers before every broker's metadata cache has the
      * topic; wait until all partitions have a leader. */
-    long long deadline = ku_now_ms() + KU_TIMEOUT_MS;
+    long long deadline = edr_clock_ms() + KU_TIMEOUT_MS;
     int ready = -1;
     while ((ready = ku_ready_partitions(rk, topic)) != partitions) {
         if (ready > partitions) {
@@ -167,12 +161,12 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
                    topic, ready, partitions);
             goto done;
         }
-        if (ku_now_ms() >= deadline) {
+        if (edr_clock_ms() >= deadline) {
             ku_err(errstr, n, "topic %s: %d of %d partitions ready after %d ms",
                    topic, ready < 0 ? 0 : ready, partitions, KU_TIMEOUT_MS);
             goto done;
         }
-        usleep(100 * 1000);
+        edr_sleep_ms(100);
     }
     rc = 0;
 

@@ -9,12 +9,14 @@
  * mid-stream (SIGKILL), two workers in one group, rejected events in the
  * dead-letter topic, and a PostgreSQL outage (a private server on port
  * 15440) must all end in exactly the model's state. */
+#include "base/clock.h"
 #include "schemas/edr_key.h"
 #include "schemas/sha256.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
+#include "tests/support/proc_util.h"
 
 #include <CUnit/CUnit.h>
 #include <hiredis/hiredis.h>
@@ -293,9 +295,8 @@ static int produce_events(rd_kafka_t *rk, const char *topic, struct model *m,
         if (produce(rk, topic, m, k, NULL, buf, len, NULL, NULL) != 0)
             return -1;
         if (delay_ms) {
-            struct timespec ts = {0, delay_ms * 1000000L};
             rd_kafka_poll(rk, 0);
-            nanosleep(&ts, NULL);
+            edr_sleep_ms((unsigned)delay_ms);
         }
     }
     return rd_kafka_flush(rk, 30000) == 0 ? 0 : -1;
@@ -317,44 +318,7 @@ static char *worker_bin(void)
 static pid_t worker_start(const char *const *env, const char *const *args,
                           const char *log)
 {
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    FILE *f = fopen(log, "a");
-    if (f) {
-        dup2(fileno(f), 1);
-        dup2(fileno(f), 2);
-    }
-    for (; *env; env++) {
-        char kv[1024];
-        snprintf(kv, sizeof(kv), "%s", *env);
-        char *eq = strchr(kv, '=');
-        if (eq) {
-            *eq = '\0';
-            setenv(kv, eq + 1, 1);
-        }
-    }
-    char *argv[16];
-    int argc = 0;
-    argv[argc++] = worker_bin();
-    for (; args && *args && argc < 15; args++)
-        argv[argc++] = (char *)*args;
-    argv[argc] = NULL;
-    execv(worker_bin(), argv);
-    _exit(127);
-}
-
-/* Waits for pid's exit; its exit code, 128+signal, or -1 on timeout. */
-static int worker_wait(pid_t pid, int timeout_ms)
-{
-    for (int waited = 0; waited <= timeout_ms; waited += 50) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(50000);
-    }
-    return -1;
+    return test_spawn(worker_bin(), args, env, log);
 }
 
 static const char *const catch_up[] = {"--exit-when-caught-up", NULL};
@@ -375,7 +339,7 @@ static int wait_assigned(const char *log, const char *who, int seconds)
             fclose(f);
         if (found)
             return 0;
-        usleep(100000);
+        edr_sleep_ms(100);
     }
     return -1;
 }
@@ -396,7 +360,7 @@ static int wait_metric(const char *addr, const char *series, double want,
         free(body);
         if (*last == want)
             return 0;
-        usleep(100000);
+        edr_sleep_ms(100);
     }
     return -1;
 }
@@ -416,48 +380,11 @@ static int wait_partition_count(rd_kafka_t *rk, const char *topic, int n,
             rd_kafka_metadata_destroy(md);
         }
         if (rc != 0)
-            usleep(100000);
+            edr_sleep_ms(100);
     }
     if (rkt)
         rd_kafka_topic_destroy(rkt);
     return rc;
-}
-
-/* Waits until the log has a line with both a and b; 0 or -1. */
-static int wait_log_line(const char *log, const char *a, const char *b,
-                         int seconds)
-{
-    char line[1024];
-    for (int i = 0; i < seconds * 10; i++) {
-        FILE *f = fopen(log, "r");
-        int found = 0;
-        while (f && !found && fgets(line, sizeof(line), f))
-            found = strstr(line, a) && strstr(line, b);
-        if (f)
-            fclose(f);
-        if (found)
-            return 0;
-        usleep(100000);
-    }
-    return -1;
-}
-
-/* Waits until the log has at least n lines containing a; 0 or -1. */
-static int wait_log_count(const char *log, const char *a, int n, int seconds)
-{
-    char line[1024];
-    for (int i = 0; i < seconds * 10; i++) {
-        FILE *f = fopen(log, "r");
-        int found = 0;
-        while (f && fgets(line, sizeof(line), f))
-            found += strstr(line, a) != NULL;
-        if (f)
-            fclose(f);
-        if (found >= n)
-            return 0;
-        usleep(100000);
-    }
-    return -1;
 }
 
 static void worker_kill(pid_t pid)
@@ -627,7 +554,7 @@ static void test_memory_store(void)
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     if (bad)
         verify_rpc(rc, r.prefix, &m, 1);
@@ -640,7 +567,7 @@ static void test_memory_store(void)
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(bad, 0);
     double t0 = (double)time(NULL);
@@ -711,7 +638,7 @@ static void test_new_partitions(void)
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL_FATAL(add_partitions(brokers, r.topic, 6), 0);
@@ -723,13 +650,14 @@ static void test_new_partitions(void)
     CU_ASSERT_EQUAL_FATAL(wait_partition_count(rk, r.topic, 6, 30), 0);
     /* The worker assigns the new ones itself (its metadata refresh). */
     CU_ASSERT_EQUAL(
-        wait_log_line(r.log, "kafka: assigned partitions", "5@start", 30), 0);
+        test_wait_log(r.log, "kafka: assigned partitions", "5@start", 1, 30000),
+        0);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
     bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     if (bad)
         verify_rpc(rc, r.prefix, &m, 1);
@@ -766,7 +694,7 @@ static void test_file_store_restart(void)
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
     /* Restarted: resumes from the saved offsets. */
     pid = worker_start(env, catch_up, r.log);
-    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+    CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
 
     struct store *st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
@@ -778,7 +706,7 @@ static void test_file_store_restart(void)
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 3), 0);
     worker_kill(pid);
     pid = worker_start(env, catch_up, r.log);
-    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+    CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
     st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     int bad = verify_store(st, &m, 1);
@@ -840,7 +768,7 @@ static int wait_pg(const char *dsn, const char *table, const struct model *m,
             store_close(st);
         }
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     return bad;
 }
@@ -903,7 +831,7 @@ static void test_postgres_group(void)
     for (int i = 0; i < 20 && off_bad != 0; i++) {
         off_bad = offsets_at_end(st, brokers, r.topic);
         if (off_bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(off_bad, 0);
     store_close(st);
@@ -955,21 +883,9 @@ static int64_t wait_p0_offset(struct store *st, const char *topic, int64_t want,
                     got = o[j].next_offset;
         free(o);
         if (got != want)
-            usleep(100000);
+            edr_sleep_ms(100);
     }
     return got;
-}
-
-static int log_has(const char *path, const char *needle)
-{
-    char line[1024];
-    int found = 0;
-    FILE *f = fopen(path, "r");
-    while (f && !found && fgets(line, sizeof(line), f))
-        found = strstr(line, needle) != NULL;
-    if (f)
-        fclose(f);
-    return found;
 }
 
 static int fence_present(struct store *st, int i)
@@ -1033,8 +949,10 @@ static void test_postgres_fence(void)
     for (int i = 0; i < 20; i++)
         wrong += fence_present(st, i) != (i < 10 || i >= 15);
     CU_ASSERT_EQUAL(wrong, 0);
-    CU_ASSERT(log_has(r.log, "partition 0 was advanced by another worker "
-                             "past offset 10"));
+    CU_ASSERT((test_log_count(r.log,
+                              "partition 0 was advanced by another worker "
+                              "past offset 10",
+                              NULL) > 0));
     store_close(st);
     CU_ASSERT_EQUAL(ops_worker_stop(a, 10000), 0);
     if (wrong)
@@ -1094,7 +1012,7 @@ static void test_dead_letters(void)
                          r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
                          NULL};
     pid_t pid = worker_start(env, catch_up, r.log);
-    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+    CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
     struct store *st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
@@ -1267,7 +1185,7 @@ static void test_dead_letter_too_large(void)
                          r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
                          NULL};
     pid_t pid = worker_start(env, catch_up, r.log);
-    int code = worker_wait(pid, 60000);
+    int code = test_wait_exit(pid, 60000);
     CU_ASSERT_EQUAL(code, 0); /* it moved past the event and caught up */
     if (code < 0)
         worker_kill(pid);
@@ -1454,15 +1372,16 @@ static void test_dead_letter_hold(void)
         before = hold_present(rc, r.prefix, 0, 4);
         other = hold_present(rc, r.prefix, 10, 18);
         if (before < 4 || other < 8)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(before, 4);
     CU_ASSERT_EQUAL(other, 8);
     CU_ASSERT_EQUAL(
-        wait_log_line(r.log, "partition 0 held at offset 4", "", 30), 0);
+        test_wait_log(r.log, "partition 0 held at offset 4", "", 1, 30000), 0);
     /* After it: held, through several retries. */
     CU_ASSERT_EQUAL(
-        wait_log_count(r.log, "partition 0 held at offset 4", 3, 60), 0);
+        test_wait_log(r.log, "partition 0 held at offset 4", NULL, 3, 60000),
+        0);
     CU_ASSERT_EQUAL(hold_present(rc, r.prefix, 4, 8), 0);
     CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
 
@@ -1473,7 +1392,7 @@ static void test_dead_letter_hold(void)
     for (int i = 0; i < 120 && after < 4; i++) {
         after = hold_present(rc, r.prefix, 4, 8);
         if (after < 4)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(after, 4);
     CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
@@ -1597,16 +1516,18 @@ static void test_postgres_rebalance_outage(void)
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 0), 0);
     /* B's partitions come to A (session timeout, 6 s) while the store is
      * down ... */
-    CU_ASSERT_EQUAL(wait_log_count(log_a, "kafka: assigned partitions", 2, 30),
-                    0);
+    CU_ASSERT_EQUAL(
+        test_wait_log(log_a, "kafka: assigned partitions", NULL, 2, 30000), 0);
     /* ... and for longer than max.poll.interval.ms (7 s) A stays in the
      * group: librdkafka reports no overrun. */
-    CU_ASSERT_EQUAL(wait_log_line(log_a, "maximum poll interval", "", 12), -1);
+    CU_ASSERT_EQUAL(test_wait_log(log_a, "maximum poll interval", "", 1, 12000),
+                    -1);
     CU_ASSERT_EQUAL(waitpid(a, NULL, WNOHANG), 0);
     CU_ASSERT_EQUAL(ops_pg_start(&pg), 0);
     int bad = wait_pg(dsn, r.table, &m, 60);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(wait_log_line(log_a, "maximum poll interval", "", 1), -1);
+    CU_ASSERT_EQUAL(test_wait_log(log_a, "maximum poll interval", "", 1, 1000),
+                    -1);
     CU_ASSERT_EQUAL(ops_worker_stop(a, 15000), 0);
     if (bad)
         ops_dump_log(log_a, 60);
