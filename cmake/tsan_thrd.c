@@ -17,6 +17,15 @@
 #include <stdlib.h>
 #include <threads.h>
 
+/* The C11 status of a pthread return code. */
+static int c11(int rc)
+{
+    return rc == 0 ? thrd_success : thrd_error;
+}
+
+#define PMTX(m) ((pthread_mutex_t *)(m))
+#define PCND(c) ((pthread_cond_t *)(c))
+
 struct tsan_thrd_start {
     thrd_start_t func;
     void *arg;
@@ -55,7 +64,7 @@ int thrd_join(thrd_t thr, int *res)
 
 int thrd_detach(thrd_t thr)
 {
-    return pthread_detach(thr) == 0 ? thrd_success : thrd_error;
+    return c11(pthread_detach(thr));
 }
 
 int mtx_init(mtx_t *m, int type)
@@ -65,70 +74,60 @@ int mtx_init(mtx_t *m, int type)
     if (rc == 0 && (type & mtx_recursive))
         rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
     if (rc == 0)
-        rc = pthread_mutex_init((pthread_mutex_t *)m, &a);
+        rc = pthread_mutex_init(PMTX(m), &a);
     pthread_mutexattr_destroy(&a);
-    return rc == 0 ? thrd_success : thrd_error;
+    return c11(rc);
 }
 
 void mtx_destroy(mtx_t *m)
 {
-    pthread_mutex_destroy((pthread_mutex_t *)m);
+    pthread_mutex_destroy(PMTX(m));
 }
 
 int mtx_lock(mtx_t *m)
 {
-    return pthread_mutex_lock((pthread_mutex_t *)m) == 0 ? thrd_success
-                                                         : thrd_error;
-}
-
-int mtx_trylock(mtx_t *m)
-{
-    int rc = pthread_mutex_trylock((pthread_mutex_t *)m);
-    return rc == 0 ? thrd_success : rc == EBUSY ? thrd_busy : thrd_error;
+    return c11(pthread_mutex_lock(PMTX(m)));
 }
 
 int mtx_unlock(mtx_t *m)
 {
-    return pthread_mutex_unlock((pthread_mutex_t *)m) == 0 ? thrd_success
-                                                           : thrd_error;
+    return c11(pthread_mutex_unlock(PMTX(m)));
+}
+
+int mtx_trylock(mtx_t *m)
+{
+    int rc = pthread_mutex_trylock(PMTX(m));
+    return rc == EBUSY ? thrd_busy : c11(rc);
 }
 
 int cnd_init(cnd_t *c)
 {
-    return pthread_cond_init((pthread_cond_t *)c, NULL) == 0 ? thrd_success
-                                                             : thrd_error;
+    return c11(pthread_cond_init(PCND(c), NULL));
 }
 
 void cnd_destroy(cnd_t *c)
 {
-    pthread_cond_destroy((pthread_cond_t *)c);
+    pthread_cond_destroy(PCND(c));
 }
 
 int cnd_signal(cnd_t *c)
 {
-    return pthread_cond_signal((pthread_cond_t *)c) == 0 ? thrd_success
-                                                         : thrd_error;
+    return c11(pthread_cond_signal(PCND(c)));
 }
 
 int cnd_broadcast(cnd_t *c)
 {
-    return pthread_cond_broadcast((pthread_cond_t *)c) == 0 ? thrd_success
-                                                            : thrd_error;
+    return c11(pthread_cond_broadcast(PCND(c)));
 }
 
 int cnd_wait(cnd_t *c, mtx_t *m)
 {
-    return pthread_cond_wait((pthread_cond_t *)c, (pthread_mutex_t *)m) == 0
-               ? thrd_success
-               : thrd_error;
+    return c11(pthread_cond_wait(PCND(c), PMTX(m)));
 }
 
 int cnd_timedwait(cnd_t *restrict c, mtx_t *restrict m,
                   const struct timespec *restrict ts)
 {
-    int rc =
-        pthread_cond_timedwait((pthread_cond_t *)c, (pthread_mutex_t *)m, ts);
-    return rc == 0           ? thrd_success
-           : rc == ETIMEDOUT ? thrd_timedout
-                             : thrd_error;
+    int rc = pthread_cond_timedwait(PCND(c), PMTX(m), ts);
+    return rc == ETIMEDOUT ? thrd_timedout : c11(rc);
 }

@@ -63,16 +63,8 @@ static int setup(void)
         fprintf(stderr, "private PostgreSQL: %s\n", err);
         return -1;
     }
-    topic = test_unique_name("ops_ready");
-    if (!topic)
-        return -1;
-    size_t dlq_size = strlen(topic) + 5;
-    dlq = malloc(dlq_size);
-    if (!dlq)
-        return -1;
-    snprintf(dlq, dlq_size, "%s_dlq", topic);
-    if (test_kafka_create_topic(brokers, topic, 2, err, sizeof(err)) != 0 ||
-        test_kafka_create_topic(brokers, dlq, 2, err, sizeof(err)) != 0) {
+    if (test_kafka_topic_pair(brokers, "ops_ready", 2, &topic, &dlq, err,
+                              sizeof(err)) != 0) {
         fprintf(stderr, "create topics: %s\n", err);
         return -1;
     }

@@ -40,18 +40,11 @@ static void test_kafka_produce_consume(void)
         goto done;
     }
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    CU_ASSERT_FATAL(rd_kafka_conf_set(conf, "bootstrap.servers", brokers,
-                                      errstr,
-                                      sizeof(errstr)) == RD_KAFKA_CONF_OK);
-    CU_ASSERT_FATAL(rd_kafka_conf_set(conf, "group.id", group, errstr,
-                                      sizeof(errstr)) == RD_KAFKA_CONF_OK);
-    CU_ASSERT_FATAL(rd_kafka_conf_set(conf, "auto.offset.reset", "earliest",
-                                      errstr,
-                                      sizeof(errstr)) == RD_KAFKA_CONF_OK);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    const char *const props[] = {"group.id", group, "auto.offset.reset",
+                                 "earliest", NULL};
+    rk = test_kafka_client_new(RD_KAFKA_CONSUMER, brokers, props, NULL, NULL,
+                               errstr, sizeof(errstr));
     if (!rk) {
-        rd_kafka_conf_destroy(conf);
         fprintf(stderr, "consumer: %s\n", errstr);
         CU_FAIL("rd_kafka_new(consumer) failed");
         goto done;

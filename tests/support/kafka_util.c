@@ -30,21 +30,17 @@ static void ku_err(char *errstr, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A client of `type` bootstrapped on `brokers`, with extra properties as
- * name/value pairs (NULL-terminated, or NULL) and an optional delivery
- * report callback whose opaque is `opaque`. */
-static rd_kafka_t *
-ku_client_new(rd_kafka_type_t type, const char *brokers,
-              const char *const *props,
-              void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
-              void *opaque, char *errstr, size_t n)
+rd_kafka_t *test_kafka_client_new(rd_kafka_type_t type, const char *brokers,
+                                  const char *const *props,
+                                  test_kafka_dr_cb *dr_cb, void *opaque,
+                                  char *errstr, size_t n)
 {
     char buf[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk = NULL;
 
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, buf,
-                          sizeof(buf)) != RD_KAFKA_CONF_OK)
+    if (brokers && rd_kafka_conf_set(conf, "bootstrap.servers", brokers, buf,
+                                     sizeof(buf)) != RD_KAFKA_CONF_OK)
         goto done;
     for (; props && props[0]; props += 2) {
         if (rd_kafka_conf_set(conf, props[0], props[1], buf, sizeof(buf)) !=
@@ -105,7 +101,8 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
     rd_kafka_event_t *ev = NULL;
     int rc = -1;
 
-    rk = ku_client_new(RD_KAFKA_PRODUCER, brokers, NULL, NULL, NULL, errstr, n);
+    rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL, NULL, NULL,
+                               errstr, n);
     if (!rk)
         goto done;
     nt = rd_kafka_NewTopic_new(topic, partitions, 1, buf, sizeof(buf));
@@ -184,6 +181,35 @@ done:
     return rc;
 }
 
+int test_kafka_topic_pair(const char *brokers, const char *prefix,
+                          int partitions, char **topic, char **dlq,
+                          char *errstr, size_t n)
+{
+    *topic = test_unique_name(prefix);
+    *dlq = NULL;
+    if (!*topic) {
+        ku_err(errstr, n, "out of memory");
+        return -1;
+    }
+    size_t size = strlen(*topic) + sizeof("_dlq");
+    *dlq = malloc(size);
+    if (!*dlq) {
+        ku_err(errstr, n, "out of memory");
+        goto fail;
+    }
+    snprintf(*dlq, size, "%s_dlq", *topic);
+    if (test_kafka_create_topic(brokers, *topic, partitions, errstr, n) != 0 ||
+        test_kafka_create_topic(brokers, *dlq, partitions, errstr, n) != 0)
+        goto fail;
+    return 0;
+
+fail:
+    free(*topic);
+    free(*dlq);
+    *topic = *dlq = NULL;
+    return -1;
+}
+
 /* Delivery report: store the message's error in the int the producer's
  * opaque points to. Called from rd_kafka_flush() on the caller's thread. */
 static void ku_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
@@ -200,8 +226,8 @@ int test_kafka_produce(const char *brokers, const char *topic, const char *key,
                                         "30000", NULL};
     int delivered = -1; /* -1: no report yet, else rd_kafka_resp_err_t */
     int rc = -1;
-    rd_kafka_t *rk = ku_client_new(RD_KAFKA_PRODUCER, brokers, props, ku_dr_cb,
-                                   &delivered, errstr, n);
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props,
+                                           ku_dr_cb, &delivered, errstr, n);
 
     if (!rk)
         goto done;
@@ -228,6 +254,34 @@ int test_kafka_produce(const char *brokers, const char *topic, const char *key,
 done:
     if (rk)
         rd_kafka_destroy(rk);
+    return rc;
+}
+
+int test_kafka_delete_topic(const char *brokers, const char *topic)
+{
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, NULL, 0);
+    int rc = -1;
+    if (!rk)
+        return -1;
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, KU_TIMEOUT_MS);
+    if (ev) {
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr =
+            rd_kafka_DeleteTopics_result_topics(
+                rd_kafka_event_DeleteTopics_result(ev), &cnt);
+        rc = !rd_kafka_event_error(ev) && cnt == 1 &&
+                     !rd_kafka_topic_result_error(tr[0])
+                 ? 0
+                 : -1;
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
     return rc;
 }
 

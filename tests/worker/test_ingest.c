@@ -242,15 +242,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op)
 
 static rd_kafka_t *producer_new(const char *brokers)
 {
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "linger.ms", "1", errstr, sizeof(errstr));
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    return rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    static const char *const props[] = {"enable.idempotence", "true",
+                                        "linger.ms", "1", NULL};
+    return test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props, dr_cb, NULL,
+                                 NULL, 0);
 }
 
 /* Produces value with the connection key (or raw key when k < 0) and
@@ -585,11 +580,8 @@ static int add_partitions(const char *brokers, const char *topic, int total)
 {
     char errstr[512];
     int rc = -1;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, errstr, sizeof(errstr));
     if (!rk)
         return -1;
     rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(
@@ -729,11 +721,8 @@ static int offsets_at_end(struct store *st, const char *brokers,
     char errstr[256];
     if (st->ops->load_offsets(st, topic, &offs, &n, &err) != STORE_OK)
         return -1;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_CONSUMER, brokers, NULL,
+                                           NULL, NULL, errstr, sizeof(errstr));
     int bad = 0;
     for (int32_t p = 0; p < 6; p++) {
         int64_t lo, hi, have = 0;
@@ -1021,12 +1010,10 @@ static void test_dead_letters(void)
     /* The dead-letter topic holds each rejected event once, unchanged,
      * with the four headers. */
     char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "group.id", r.group, errstr, sizeof(errstr));
+    const char *const group_props[] = {"group.id", r.group, NULL};
     rd_kafka_t *c =
-        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+        test_kafka_client_new(RD_KAFKA_CONSUMER, brokers, group_props, NULL,
+                              NULL, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     rd_kafka_poll_set_consumer(c);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -1098,11 +1085,8 @@ static int create_topic_with(const char *brokers, const char *topic,
 {
     char errstr[512];
     int rc = -1;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, errstr, sizeof(errstr));
     if (!rk)
         return -1;
     rd_kafka_NewTopic_t *nt =
@@ -1204,12 +1188,10 @@ static void test_dead_letter_too_large(void)
         snprintf(want_sha + 2 * i, 3, "%02x", d[i]);
     snprintf(want_off, sizeof(want_off), "%" PRId64, sent.offset);
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "group.id", r.group, errstr, sizeof(errstr));
+    const char *const group_props[] = {"group.id", r.group, NULL};
     rd_kafka_t *c =
-        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+        test_kafka_client_new(RD_KAFKA_CONSUMER, brokers, group_props, NULL,
+                              NULL, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     rd_kafka_poll_set_consumer(c);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -1258,11 +1240,8 @@ static int alter_topic(const char *brokers, const char *topic, const char *name,
 {
     char errstr[512];
     int rc = -1;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, errstr, sizeof(errstr));
     if (!rk)
         return -1;
     rd_kafka_ConfigResource_t *cr =
