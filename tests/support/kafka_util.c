@@ -3,9 +3,9 @@
 #include "tests/support/kafka_util.h"
 
 #include "base/clock.h"
+#include "base/errstr.h"
 
 #include <librdkafka/rdkafka.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,20 +15,6 @@
 #include <unistd.h>
 
 #define KU_TIMEOUT_MS 30000
-
-static void ku_err(char *errstr, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void ku_err(char *errstr, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errstr || n == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, n, fmt, ap);
-    va_end(ap);
-}
 
 rd_kafka_t *test_kafka_client_new(rd_kafka_type_t type, const char *brokers,
                                   const char *const *props,
@@ -57,7 +43,7 @@ rd_kafka_t *test_kafka_client_new(rd_kafka_type_t type, const char *brokers,
 done:
     if (conf) {
         rd_kafka_conf_destroy(conf);
-        ku_err(errstr, n, "kafka client: %s", buf);
+        edr_errf(errstr, n, "kafka client: %s", buf);
     }
     return rk;
 }
@@ -107,7 +93,7 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
         goto done;
     nt = rd_kafka_NewTopic_new(topic, partitions, 1, buf, sizeof(buf));
     if (!nt) {
-        ku_err(errstr, n, "NewTopic %s: %s", topic, buf);
+        edr_errf(errstr, n, "NewTopic %s: %s", topic, buf);
         goto done;
     }
     opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -115,20 +101,20 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
                                                     sizeof(buf)) ||
         rd_kafka_AdminOptions_set_request_timeout(opts, KU_TIMEOUT_MS, buf,
                                                   sizeof(buf))) {
-        ku_err(errstr, n, "admin options: %s", buf);
+        edr_errf(errstr, n, "admin options: %s", buf);
         goto done;
     }
     q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
     ev = rd_kafka_queue_poll(q, KU_TIMEOUT_MS + 5000);
     if (!ev) {
-        ku_err(errstr, n, "CreateTopics %s: no result within %d ms", topic,
-               KU_TIMEOUT_MS + 5000);
+        edr_errf(errstr, n, "CreateTopics %s: no result within %d ms", topic,
+                 KU_TIMEOUT_MS + 5000);
         goto done;
     }
     if (rd_kafka_event_error(ev)) {
-        ku_err(errstr, n, "CreateTopics %s: %s", topic,
-               rd_kafka_event_error_string(ev));
+        edr_errf(errstr, n, "CreateTopics %s: %s", topic,
+                 rd_kafka_event_error_string(ev));
         goto done;
     }
     const rd_kafka_CreateTopics_result_t *res =
@@ -137,14 +123,14 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
     const rd_kafka_topic_result_t **tr =
         rd_kafka_CreateTopics_result_topics(res, &cnt);
     if (cnt != 1) {
-        ku_err(errstr, n, "CreateTopics %s: %zu results", topic, cnt);
+        edr_errf(errstr, n, "CreateTopics %s: %zu results", topic, cnt);
         goto done;
     }
     rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[0]);
     if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
         const char *msg = rd_kafka_topic_result_error_string(tr[0]);
-        ku_err(errstr, n, "CreateTopics %s: %s", topic,
-               msg ? msg : rd_kafka_err2str(err));
+        edr_errf(errstr, n, "CreateTopics %s: %s", topic,
+                 msg ? msg : rd_kafka_err2str(err));
         goto done;
     }
 
@@ -154,13 +140,14 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
     int ready = -1;
     while ((ready = ku_ready_partitions(rk, topic)) != partitions) {
         if (ready > partitions) {
-            ku_err(errstr, n, "topic %s exists with %d partitions, not %d",
-                   topic, ready, partitions);
+            edr_errf(errstr, n, "topic %s exists with %d partitions, not %d",
+                     topic, ready, partitions);
             goto done;
         }
         if (edr_clock_ms() >= deadline) {
-            ku_err(errstr, n, "topic %s: %d of %d partitions ready after %d ms",
-                   topic, ready < 0 ? 0 : ready, partitions, KU_TIMEOUT_MS);
+            edr_errf(errstr, n,
+                     "topic %s: %d of %d partitions ready after %d ms", topic,
+                     ready < 0 ? 0 : ready, partitions, KU_TIMEOUT_MS);
             goto done;
         }
         edr_sleep_ms(100);
@@ -188,13 +175,13 @@ int test_kafka_topic_pair(const char *brokers, const char *prefix,
     *topic = test_unique_name(prefix);
     *dlq = NULL;
     if (!*topic) {
-        ku_err(errstr, n, "out of memory");
+        edr_errf(errstr, n, "out of memory");
         return -1;
     }
     size_t size = strlen(*topic) + sizeof("_dlq");
     *dlq = malloc(size);
     if (!*dlq) {
-        ku_err(errstr, n, "out of memory");
+        edr_errf(errstr, n, "out of memory");
         goto fail;
     }
     snprintf(*dlq, size, "%s_dlq", *topic);
@@ -236,17 +223,17 @@ int test_kafka_produce(const char *brokers, const char *topic, const char *key,
         RD_KAFKA_V_VALUE((void *)val, len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (err) {
-        ku_err(errstr, n, "produce to %s: %s", topic, rd_kafka_err2str(err));
+        edr_errf(errstr, n, "produce to %s: %s", topic, rd_kafka_err2str(err));
         goto done;
     }
     rd_kafka_flush(rk, KU_TIMEOUT_MS + 5000);
     if (delivered < 0) {
-        ku_err(errstr, n, "produce to %s: no delivery report", topic);
+        edr_errf(errstr, n, "produce to %s: no delivery report", topic);
         goto done;
     }
     if (delivered > 0) {
-        ku_err(errstr, n, "produce to %s: %s", topic,
-               rd_kafka_err2str((rd_kafka_resp_err_t)delivered));
+        edr_errf(errstr, n, "produce to %s: %s", topic,
+                 rd_kafka_err2str((rd_kafka_resp_err_t)delivered));
         goto done;
     }
     rc = 0;

@@ -80,6 +80,18 @@ static void expect_invalid(enum config_mode mode, const char *name,
     config_clear(&cfg);
 }
 
+/* Expects CONFIG_OK (errstr shown otherwise). */
+static void expect_ok(enum config_mode mode, const char *const *args)
+{
+    struct config cfg;
+    char errstr[512] = "";
+    int rc = load(&cfg, mode, NULL, errstr, sizeof(errstr), args);
+    if (rc != CONFIG_OK)
+        fprintf(stderr, "\n  %s: %s\n", args[0] ? args[0] : "", errstr);
+    CU_ASSERT_EQUAL(rc, CONFIG_OK);
+    config_clear(&cfg);
+}
+
 static void test_defaults(void)
 {
     struct config cfg;
@@ -223,14 +235,9 @@ static void test_store_rules(void)
                                         "host=x password=s3cret", NULL};
     expect_invalid(CONFIG_WORKER, "EDR_STORE", bogus);
     expect_invalid(CONFIG_WORKER, "EDR_PG_DSN", pg);
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), pg_ok),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, pg_ok);
     /* edrctl needs no store: its settings are not checked. */
-    CU_ASSERT_EQUAL(load(&cfg, CONFIG_CLIENT, NULL, errstr, sizeof(errstr), pg),
-                    CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_CLIENT, pg);
 
     /* A secret never appears in a message. */
     setenv("EDR_PG_DSN", "host=x password=s3cret", 1);
@@ -265,9 +272,7 @@ static void test_store_rules(void)
     expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", port0);
     expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", noport);
     static const char *const v6[] = {"--http-addr", "[::1]:9464", NULL};
-    CU_ASSERT_EQUAL(load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), v6),
-                    CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, v6);
 
     /* EDR_FILE_PATH must name a file (it exited 3 at run time before) */
     static const char *const slash[] = {"--store", "file", "--file-path",
@@ -278,16 +283,10 @@ static void test_store_rules(void)
                                           "/tmp/edr-x/state.json", NULL};
     expect_invalid(CONFIG_WORKER, "EDR_FILE_PATH", slash);
     expect_invalid(CONFIG_WORKER, "EDR_FILE_PATH", dir);
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), file_ok),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, file_ok);
 
     static const char *const off[] = {"--http-addr", "off", NULL};
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), off),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, off);
 }
 
 static void test_rest_and_help(void)
@@ -382,16 +381,10 @@ static void test_pg_dsn(void)
     static const char *const uri_ok[] = {
         "--store", "postgres", "--pg-dsn",
         "postgresql://bob:p%40ss@127.0.0.1:5432/db?connect_timeout=2", NULL};
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), uri_ok),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, uri_ok);
     /* the memory store does not care */
     static const char *const mem[] = {"--pg-dsn", "a b c", NULL};
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), mem),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, mem);
 }
 
 /* (v2) changelog topic, accept-gap, callback auth key and code. */

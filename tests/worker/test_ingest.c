@@ -1382,26 +1382,38 @@ static void test_dead_letter_hold(void)
     run_free(&r);
 }
 
+/* A private PostgreSQL on PG_OUTAGE_PORT that the test may stop, its DSN
+ * and the EDR_PG_DSN line for the worker. 0, or -1 (said on stderr). */
+static int outage_pg_create(struct ops_pg *pg, char *dsn, size_t dsn_size,
+                            char *env_dsn, size_t env_size)
+{
+    char errstr[512];
+    if (ops_pg_create(pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "\n  private PostgreSQL on port %d: %s\n",
+                PG_OUTAGE_PORT, errstr);
+        return -1;
+    }
+    snprintf(dsn, dsn_size,
+             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
+             "connect_timeout=2",
+             PG_OUTAGE_PORT);
+    snprintf(env_dsn, env_size, "EDR_PG_DSN=%s", dsn);
+    return 0;
+}
+
 static void test_postgres_outage(void)
 {
     struct run r;
     struct model m;
     struct ops_pg pg = {0};
-    char errstr[512], dsn[256], env_dsn[300];
+    char dsn[256], env_dsn[300];
     run_init(&r, "pgdown");
     model_init(&m, "pgdown", 55);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    if (ops_pg_create(&pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
-        fprintf(stderr, "\n  %s\n", errstr);
-        CU_FAIL_FATAL("private PostgreSQL on port 15440");
-    }
-    snprintf(dsn, sizeof(dsn),
-             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
-             "connect_timeout=2",
-             PG_OUTAGE_PORT);
-    snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    CU_ASSERT_FATAL(
+        outage_pg_create(&pg, dsn, sizeof(dsn), env_dsn, sizeof(env_dsn)) == 0);
     char addr[64], env_http[100];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", ops_free_port());
     snprintf(env_http, sizeof(env_http), "EDR_HTTP_ADDR=%s", addr);
@@ -1451,21 +1463,14 @@ static void test_postgres_rebalance_outage(void)
     struct run r;
     struct model m;
     struct ops_pg pg = {0};
-    char errstr[512], dsn[256], env_dsn[300];
+    char dsn[256], env_dsn[300];
     run_init(&r, "pgrebal");
     model_init(&m, "pgrebal", 88);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    if (ops_pg_create(&pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
-        fprintf(stderr, "\n  %s\n", errstr);
-        CU_FAIL_FATAL("private PostgreSQL on port 15440");
-    }
-    snprintf(dsn, sizeof(dsn),
-             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
-             "connect_timeout=2",
-             PG_OUTAGE_PORT);
-    snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    CU_ASSERT_FATAL(
+        outage_pg_create(&pg, dsn, sizeof(dsn), env_dsn, sizeof(env_dsn)) == 0);
     rd_kafka_t *rk = producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
