@@ -13,6 +13,7 @@
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
+#include "tests/support/proc_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,28 +207,20 @@ static void test_rejected_credentials_exit_2(void)
                          NULL};
     pid_t p = ops_worker_start(env, e_log);
     CU_ASSERT_FATAL(p > 0);
-    int status = 0, done = 0;
-    for (int i = 0; i < 300 && !done; i++) { /* 30 s */
-        done = waitpid(p, &status, WNOHANG) == p;
-        if (!done)
-            edr_sleep_ms(100);
-    }
-    if (!done) {
+    int code = test_wait_exit(p, 30000);
+    if (code < 0) {
         ops_worker_stop(p, 5000);
         CU_FAIL("the worker kept retrying rejected credentials");
         return;
     }
-    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 2);
-    FILE *f = fopen(e_log, "r");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    static char out[65536];
-    size_t n = fread(out, 1, sizeof(out) - 1, f);
-    fclose(f);
-    out[n] = '\0';
+    CU_ASSERT_EQUAL(code, 2);
+    char *out = test_read_file(e_log, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_PG_DSN"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "rejected the credentials"));
     CU_ASSERT_PTR_NULL(strstr(out, "Wr0ng"));
     CU_ASSERT_PTR_NULL(strstr(out, "Xq7Zt"));
+    free(out);
 }
 
 static void register_suites(void)

@@ -17,6 +17,7 @@
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
 #include "tests/support/proc_util.h"
+#include "worker/redis_url.h"
 
 #include <CUnit/CUnit.h>
 #include <hiredis/hiredis.h>
@@ -443,18 +444,22 @@ static int setup_topic(const struct run *r)
 
 /* ---- lookups over Redis (memory store) --------------------------------- */
 
+/* The local stack's Redis, through the worker's own URL rules
+ * (worker/redis_url.h: credentials, database). NULL, said on stderr. */
 static redisContext *redis_connect(void)
 {
     const char *url = test_env("EDR_REDIS_URL");
-    char host[128] = "127.0.0.1";
-    int port = 6379, db = 0;
-    if (!url || sscanf(url, "redis://%127[^:]:%d/%d", host, &port, &db) < 2)
+    struct redis_url u;
+    char err[256];
+    int failure;
+    if (!url || redis_url_parse(url, &u, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\n  EDR_REDIS_URL: %s\n", url ? err : "not set");
         return NULL;
-    redisContext *c = redisConnect(host, port);
-    if (c && !c->err && db) {
-        redisReply *rep = redisCommand(c, "SELECT %d", db);
-        freeReplyObject(rep);
     }
+    redisContext *c = redis_url_connect(&u, 10000, &failure, err, sizeof(err));
+    redis_url_clear(&u);
+    if (!c)
+        fprintf(stderr, "\n  redis: %s\n", err);
     return c;
 }
 
