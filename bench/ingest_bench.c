@@ -13,9 +13,13 @@
  *                     [--worker PATH] | --delete T
  * The pre-filled topic is deleted at the end unless --keep.
  * env:   EDR_KAFKA_BROKERS, EDR_PG_DSN (postgres run)
+ * Topics are made and dropped with tests/support/kafka_util.c (compiled
+ * in, bench/CMakeLists.txt).
  * Prints one JSON line per store on stdout. */
+#include "base/clock.h"
 #include "schemas/edr_key.h"
 #include "schemas/event.h"
+#include "tests/support/kafka_util.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -29,56 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static const char *dlq_name(const char *topic, char *buf, size_t n)
 {
     snprintf(buf, n, "%s.dlq", topic);
     return buf;
-}
-
-static int create_topic(const char *brokers, const char *topic, int parts)
-{
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    if (!rk) {
-        fprintf(stderr, "create topic: %s\n", errstr);
-        return -1;
-    }
-    rd_kafka_NewTopic_t *nt =
-        rd_kafka_NewTopic_new(topic, parts, 1, errstr, sizeof(errstr));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    int rc = -1;
-    if (ev) {
-        const rd_kafka_CreateTopics_result_t *res =
-            rd_kafka_event_CreateTopics_result(ev);
-        size_t n;
-        const rd_kafka_topic_result_t **tr =
-            res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
-        if (tr && n == 1 && !rd_kafka_topic_result_error(tr[0]))
-            rc = 0;
-        else
-            fprintf(stderr, "create topic: %s\n",
-                    tr && n ? rd_kafka_topic_result_error_string(tr[0])
-                            : rd_kafka_event_error_string(ev));
-        rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_NewTopic_destroy(nt);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
-    sleep(2); /* let every partition get its leader */
-    return rc;
 }
 
 /* Event i of the stream: connection i % keys; the first round
@@ -126,27 +84,6 @@ static size_t make_event(long i, long keys, char *buf, size_t cap,
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
-static void delete_topic(const char *brokers, const char *topic)
-{
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    if (!rk)
-        return;
-    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteTopic_destroy(dt);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
-}
-
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     long *failed = opaque;
@@ -159,32 +96,31 @@ static int prefill(const char *brokers, const char *topic, long events)
 {
     char errstr[512];
     long failed = 0;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *props[][2] = {{"bootstrap.servers", brokers},
-                              {"linger.ms", "20"},
-                              {"batch.size", "1000000"},
-                              {"batch.num.messages", "10000"},
-                              {"compression.codec", "none"},
-                              {"acks", "1"},
-                              {"queue.buffering.max.messages", "1000000"},
-                              {"queue.buffering.max.kbytes", "1048576"}};
-    for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++)
-        if (rd_kafka_conf_set(conf, props[i][0], props[i][1], errstr,
-                              sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-            fprintf(stderr, "prefill: %s\n", errstr);
-            return -1;
-        }
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    rd_kafka_conf_set_opaque(conf, &failed);
+    static const char *const props[] = {"linger.ms",
+                                        "20",
+                                        "batch.size",
+                                        "1000000",
+                                        "batch.num.messages",
+                                        "10000",
+                                        "compression.codec",
+                                        "none",
+                                        "acks",
+                                        "1",
+                                        "queue.buffering.max.messages",
+                                        "1000000",
+                                        "queue.buffering.max.kbytes",
+                                        "1048576",
+                                        NULL};
     rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props, dr_cb, &failed,
+                              errstr, sizeof(errstr));
     if (!rk) {
         fprintf(stderr, "prefill: %s\n", errstr);
         return -1;
     }
     long keys = events / 4 > 0 ? events / 4 : 1;
     size_t bytes = 0;
-    double t0 = now_s();
+    double t0 = edr_clock_s();
     for (long i = 0; i < events; i++) {
         char buf[2048], ckey[EDR_CONNECTION_KEY_LEN + 1];
         size_t n = make_event(i, keys, buf, sizeof(buf), ckey);
@@ -213,7 +149,7 @@ static int prefill(const char *brokers, const char *topic, long events)
     rd_kafka_destroy(rk);
     fprintf(stderr,
             "prefill: %ld events (avg %zu bytes) in %.1f s, %ld failed\n",
-            events, bytes / (size_t)events, now_s() - t0, failed);
+            events, bytes / (size_t)events, edr_clock_s() - t0, failed);
     return failed ? -1 : 0;
 }
 
@@ -240,7 +176,7 @@ static int run_store(const char *worker, const char *topic, const char *store,
     snprintf(prefix, sizeof(prefix), "bench_%s", tag);
     if (pipe(fds) != 0)
         return -1;
-    double t0 = now_s();
+    double t0 = edr_clock_s();
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fds[1], 1);
@@ -271,7 +207,7 @@ static int run_store(const char *worker, const char *topic, const char *store,
     close(fds[0]);
     int status;
     waitpid(pid, &status, 0);
-    double wall = now_s() - t0;
+    double wall = edr_clock_s() - t0;
     char *nl = strchr(out, '\n');
     if (nl)
         *nl = '\0';
@@ -303,7 +239,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--keep") == 0)
             keep = 1;
         else if (strcmp(argv[i], "--delete") == 0 && i + 1 < argc && brokers) {
-            delete_topic(brokers, argv[++i]);
+            test_kafka_delete_topic(brokers, argv[++i]);
             return 0;
         } else if (strcmp(argv[i], "--worker") == 0 && i + 1 < argc)
             snprintf(worker, sizeof(worker), "%s", argv[++i]);
@@ -338,7 +274,13 @@ int main(int argc, char **argv)
     if (!topic) {
         snprintf(topic_buf, sizeof(topic_buf), "ingest_bench_%s", tag);
         topic = topic_buf;
-        if (create_topic(brokers, topic, 6) || prefill(brokers, topic, events))
+        char errstr[512];
+        if (test_kafka_create_topic(brokers, topic, 6, errstr,
+                                    sizeof(errstr)) != 0) {
+            fprintf(stderr, "create topic: %s\n", errstr);
+            return 3;
+        }
+        if (prefill(brokers, topic, events))
             return 3;
     }
     int rc = 0;
@@ -348,9 +290,9 @@ int main(int argc, char **argv)
         rc |= run_store(worker, topic, s, tag);
     rmdir(dir);
     if (topic == topic_buf && !keep) {
-        delete_topic(brokers, topic);
+        test_kafka_delete_topic(brokers, topic);
         char dlq[300];
-        delete_topic(brokers, dlq_name(topic, dlq, sizeof(dlq)));
+        test_kafka_delete_topic(brokers, dlq_name(topic, dlq, sizeof(dlq)));
     } else {
         fprintf(stderr, "topic %s kept (--topic %s to rerun, --delete %s)\n",
                 topic, topic, topic);

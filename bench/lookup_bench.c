@@ -22,6 +22,7 @@
  * Rows interleave (floor, memory, postgres, floor, ...) for --rounds
  * rounds and the medians are reported, so background load drifts hit all
  * responders alike. */
+#include "base/clock.h"
 #include "schemas/edr_key.h"
 #include "stores/pg_store.h"
 #include "stores/store.h"
@@ -58,13 +59,6 @@ static int verbose;
 static FILE *quantiles_out;
 static const char *row_name = "";
 static int row_round;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static redisContext *connect_or_die(void)
 {
@@ -120,7 +114,7 @@ static int fill(struct store *st, long n)
     enum { BATCH = 1000 };
     static char keys[BATCH][4][80], tids[BATCH][32], entries[BATCH][800];
     static struct store_op ops[BATCH];
-    double t0 = now_s();
+    double t0 = edr_clock_s();
     for (long base = 0; base < n; base += BATCH) {
         size_t m = 0;
         for (long i = base; i < n && i < base + BATCH; i++, m++) {
@@ -143,7 +137,7 @@ static int fill(struct store *st, long n)
     }
     fprintf(stderr,
             "lookup_bench: filled %s store with %ld entries in %.1f s\n",
-            st->ops->name, n, now_s() - t0);
+            st->ops->name, n, edr_clock_s() - t0);
     return 0;
 }
 
@@ -261,7 +255,7 @@ static void *client_main(void *arg)
         const char *push[3] = {"LPUSH", cl->queue, req};
         size_t push_len[3] = {5, strlen(cl->queue), (size_t)len};
         const char *pop[3] = {"BLPOP", reply_to, "5"};
-        double t0 = now_s();
+        double t0 = edr_clock_s();
         redisAppendCommandArgv(c, 3, push, push_len);
         redisAppendCommandArgv(c, 3, pop, NULL);
         redisReply *r1 = NULL, *r2 = NULL;
@@ -269,7 +263,7 @@ static void *client_main(void *arg)
                  redisGetReply(c, (void **)&r2) == REDIS_OK && r2 &&
                  r2->type == REDIS_REPLY_ARRAY && r2->elements == 2 &&
                  strstr(r2->element[1]->str, "\"status\":\"ok\"");
-        double dt = now_s() - t0;
+        double dt = edr_clock_s() - t0;
         if (r1)
             freeReplyObject(r1);
         if (r2)
@@ -326,14 +320,14 @@ static struct result drive(const char *queue, int n_clients)
         cls[i].go = &go;
         pthread_create(&cls[i].tid, NULL, client_main, &cls[i]);
     }
-    usleep(200000); /* connections up */
+    edr_sleep_ms(200); /* connections up */
     atomic_store(&go, 1);
-    usleep(300000); /* warm-up, not recorded */
-    double t0 = now_s();
+    edr_sleep_ms(300); /* warm-up, not recorded */
+    double t0 = edr_clock_s();
     atomic_store(&go, 2);
-    usleep((useconds_t)(seconds * 1e6));
+    edr_sleep_ms((unsigned)(seconds * 1000));
     atomic_store(&go, 3);
-    double elapsed = now_s() - t0;
+    double elapsed = edr_clock_s() - t0;
     /* requests begun in the window and finished just after it count: at
      * most one per client */
     long done = 0;
@@ -405,7 +399,7 @@ static int target_start(struct target *t, struct store *st)
         return -1;
     }
     for (int i = 0; i < 100 && !rpc_server_connected(t->srv); i++)
-        usleep(50000);
+        edr_sleep_ms(50);
     return 0;
 }
 

@@ -12,6 +12,7 @@
  * edr_bench_<pid>, dropped afterwards). Best of R runs. Prints a
  * human-readable line and one JSON line per figure (bench/run.sh). */
 #define _GNU_SOURCE /* mallinfo2 */
+#include "base/clock.h"
 #include "stores/file_store.h"
 #include "stores/store.h"
 
@@ -37,13 +38,6 @@ struct sb_data {
     struct edr_key *keys;
     size_t json_bytes;
 };
-
-static double sb_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sb_hex(char *out, unsigned long long a, unsigned long long b)
 {
@@ -135,7 +129,7 @@ static double sb_apply_all(struct store *st, const struct sb_data *d, int put,
 {
     struct store_op *ops = calloc((size_t)batch, sizeof(*ops));
     struct store_err err = {0};
-    double t0 = sb_now();
+    double t0 = edr_clock_s();
     for (size_t i = 0; i < d->n; i += (size_t)batch) {
         size_t m = d->n - i < (size_t)batch ? d->n - i : (size_t)batch;
         for (size_t j = 0; j < m; j++) {
@@ -155,7 +149,7 @@ static double sb_apply_all(struct store *st, const struct sb_data *d, int put,
         if (st->ops->apply(st, &b, &err) != STORE_OK)
             sb_die("apply", &err);
     }
-    double dt = sb_now() - t0;
+    double dt = edr_clock_s() - t0;
     free(ops);
     return (double)d->n / dt;
 }
@@ -163,14 +157,14 @@ static double sb_apply_all(struct store *st, const struct sb_data *d, int put,
 static double sb_get_all(struct store *st, const struct sb_data *d)
 {
     struct store_err err = {0};
-    double t0 = sb_now();
+    double t0 = edr_clock_s();
     for (size_t i = 0; i < d->n; i++) {
         struct store_record r;
         if (st->ops->get(st, &d->keys[i], &r, &err) != STORE_OK)
             sb_die("get", &err);
         store_record_clear(&r);
     }
-    return (double)d->n / (sb_now() - t0);
+    return (double)d->n / (edr_clock_s() - t0);
 }
 
 static double sb_max(double a, double b)
@@ -187,21 +181,21 @@ static void sb_memory(const struct sb_data *d, int runs)
         struct store *st = mem_store_open(&err);
         if (!st)
             sb_die("mem_store_open", &err);
-        double t0 = sb_now();
+        double t0 = edr_clock_s();
         for (size_t i = 0; i < d->n; i++)
             if (store_put(st, &d->keys[i], d->tid[i], d->json[i],
                           d->json_len[i], &err) != STORE_OK)
                 sb_die("put", &err);
-        put = sb_max(put, (double)d->n / (sb_now() - t0));
+        put = sb_max(put, (double)d->n / (edr_clock_s() - t0));
         struct mallinfo2 m1 = mallinfo2();
         bytes = (double)(m1.uordblks + m1.hblkhd - m0.uordblks - m0.hblkhd) /
                 (double)d->n;
         get = sb_max(get, sb_get_all(st, d));
-        t0 = sb_now();
+        t0 = edr_clock_s();
         for (size_t i = 0; i < d->n; i++)
             if (store_delete(st, &d->keys[i], NULL, &err) != STORE_OK)
                 sb_die("delete", &err);
-        del = sb_max(del, (double)d->n / (sb_now() - t0));
+        del = sb_max(del, (double)d->n / (edr_clock_s() - t0));
         store_close(st);
     }
     double json = (double)d->json_bytes / (double)d->n;
@@ -233,11 +227,11 @@ static void sb_file(const struct sb_data *d, int runs, const char *dir)
             sb_die("file_store_open", &err);
         put = sb_max(put, sb_apply_all(st, d, 1, SB_BATCH));
         store_close(st);
-        double t0 = sb_now();
+        double t0 = edr_clock_s();
         st = file_store_open(path, &err);
         if (!st)
             sb_die("file_store_open (reopen)", &err);
-        load = sb_max(load, (double)d->n / (sb_now() - t0));
+        load = sb_max(load, (double)d->n / (edr_clock_s() - t0));
         get = sb_max(get, sb_get_all(st, d));
         del = sb_max(del, sb_apply_all(st, d, 0, SB_BATCH));
         store_close(st);

@@ -4,20 +4,27 @@
 #   deps          scripts/install-deps.sh (only what is missing)
 #   build         build/       -DEDR_WERROR=ON
 #   build-asan    build-asan/  -DEDR_SANITIZE=ON -DEDR_WERROR=ON
+#   build-tsan    build-tsan/  -DEDR_TSAN=ON -DEDR_WERROR=ON (ThreadSanitizer)
 #   services      scripts/services.sh up (its env exported to what follows)
 #   ctest         every test of build/ (labels unit and integration)
 #   ctest-asan    the unit tests of build-asan/
+#   ctest-tsan    the unit tests of build-tsan/, suppressions in
+#                 tests/tsan.supp (each entry says why it is no product race)
 #   release-hooks the release edr-worker carries no test hook (strings and
 #                 --help), edr-worker-test carries them all
 #   clang-format  --dry-run --Werror on the repository's *.c and *.h
-#   test.d/NN-*   every scripts/test.d/[0-9][0-9]-*.sh, in order; one
-#                 without its execute bit is a FAILED step, not a skip
+#   test.d/NN-*   every scripts/test.d/[0-9][0-9]-*.sh, in order (40 the
+#                 schemas, 41 the contract copy against ../shared/CONTRACT.md,
+#                 50 fuzz corpora, 55 valgrind, 60 compose, 70 Python, 80 the
+#                 fault suite); one without its execute bit is a FAILED step,
+#                 not a skip
 # A failing step does not stop the run; a summary follows, and the last line
 # is "N passed, N failed" (steps). Exit status 1 when any step failed.
 #
-# Environment: EDR_BUILD_DIR, EDR_ASAN_BUILD_DIR (default build/ and
-# build-asan/ of the checkout), EDR_CTEST_JOBS (default 1 for build/, the
-# unit-only asan run uses 2), EDR_KEEP_SERVICES=1 leaves the stack running.
+# Environment: EDR_BUILD_DIR, EDR_ASAN_BUILD_DIR, EDR_TSAN_BUILD_DIR
+# (default build/, build-asan/ and build-tsan/ of the checkout),
+# EDR_CTEST_JOBS (default 1 for build/, the unit-only sanitizer runs use 2),
+# EDR_KEEP_SERVICES=1 leaves the stack running.
 # The stack is stopped at exit only when this run started it: a stack that
 # was already up (other work in the same checkout) is left alone.
 set -uo pipefail
@@ -27,12 +34,15 @@ cd "$ROOT"
 export EDR_ROOT="$ROOT"
 export EDR_BUILD_DIR="${EDR_BUILD_DIR:-$ROOT/build}"
 export EDR_ASAN_BUILD_DIR="${EDR_ASAN_BUILD_DIR:-$ROOT/build-asan}"
+export EDR_TSAN_BUILD_DIR="${EDR_TSAN_BUILD_DIR:-$ROOT/build-tsan}"
 CTEST_JOBS="${EDR_CTEST_JOBS:-1}"
 JOBS=2
 
 # Sanitizer reports fail the test that triggers them, with a stack.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# A TSan report makes the program exit 66 at its end, failing its test.
+export TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$ROOT/tests/tsan.supp:second_deadlock_stack=1}"
 
 STEP_NAMES=()
 STEP_RESULTS=()
@@ -149,11 +159,15 @@ run_step deps scripts/install-deps.sh
 run_step build build_dir "$EDR_BUILD_DIR" -DEDR_WERROR=ON -DEDR_SANITIZE=OFF
 run_step build-asan build_dir "$EDR_ASAN_BUILD_DIR" -DEDR_SANITIZE=ON \
     -DEDR_WERROR=ON
+run_step build-tsan build_dir "$EDR_TSAN_BUILD_DIR" -DEDR_TSAN=ON \
+    -DEDR_SANITIZE=OFF -DEDR_WERROR=ON
 run_step services services_up
 eval "$(scripts/services.sh env)"
 run_step ctest ctest --test-dir "$EDR_BUILD_DIR" --output-on-failure \
     -j"$CTEST_JOBS"
 run_step ctest-asan ctest --test-dir "$EDR_ASAN_BUILD_DIR" -L unit \
+    --output-on-failure -j2
+run_step ctest-tsan ctest --test-dir "$EDR_TSAN_BUILD_DIR" -L unit \
     --output-on-failure -j2
 run_step release-hooks release_hooks_check
 run_step clang-format format_check

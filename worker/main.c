@@ -6,6 +6,7 @@
  * EDR_TEST_HOOKS adds --exit-when-caught-up and EDR_FAULT for tests/ and
  * bench/.
  * Exit codes: 0 clean stop, 2 invalid setting, 3 runtime failure. */
+#include "base/clock.h"
 #include "stores/store.h"
 #include "worker/backoff.h"
 #include "worker/config_parse.h"
@@ -22,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define EXIT_CONFIG 2
 #define EXIT_RUNTIME 3
@@ -81,12 +81,6 @@ static void print_help(FILE *out)
             "of EDR_HTTP_ADDR is busy or cannot be bound).\n");
 }
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Opens the configured store, waiting out transient failures (a database
  * that is not up yet). Returns NULL with *code set on a real failure or
  * when stopped meanwhile (*code 0). */
@@ -140,7 +134,7 @@ static struct store *open_store(const struct config *cfg, int *code)
         metrics_retry("store");
         unsigned ms = backoff_next(&b);
         for (unsigned waited = 0; waited < ms && !stop_requested; waited += 50)
-            sleep_ms(50);
+            edr_sleep_ms(50);
         if (stop_requested) {
             *code = 0;
             return NULL;

@@ -12,8 +12,10 @@
  * must be in the dead-letter topic with its edr-source-* headers, and the
  * worker must have exited 0. Needs no server: label unit.
  * EDR_FAULT_SEED=n replays a run. */
+#include "base/clock.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
+#include "tests/support/kafka_util.h"
 
 #include <CUnit/CUnit.h>
 #include <librdkafka/rdkafka.h>
@@ -70,12 +72,6 @@ static uint64_t rnd(void)
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
     return rng_state * 2685821657736338717ull;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -268,7 +264,7 @@ static int run_with_faults(rd_kafka_mock_cluster_t *mc, pid_t pid)
         default:
             break;
         }
-        sleep_ms(100);
+        edr_sleep_ms(100);
     }
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
@@ -318,13 +314,9 @@ static void check_store(const char *dir)
 static void check_dlq(const char *bootstraps)
 {
     char errstr[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "group.id", "fault-mock-check", errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    static const char *const props[] = {"group.id", "fault-mock-check", NULL};
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_CONSUMER, bootstraps, props,
+                                           NULL, NULL, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, DLQ_TOPIC, 0)->offset =
@@ -379,22 +371,24 @@ static void test_consumer_loop_under_broker_errors(void)
     printf("\n  seed %u (EDR_FAULT_SEED=%u replays it)\n", seed, seed);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    CU_ASSERT_EQUAL_FATAL(rd_kafka_conf_set(conf, "test.mock.num.brokers", "3",
-                                            errstr, sizeof(errstr)),
-                          RD_KAFKA_CONF_OK);
-    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "log_level", "2", errstr, sizeof(errstr));
     /* One record per batch, so the worker's small fetches (see
      * spawn_worker) take many round trips for the faults to land in. */
-    rd_kafka_conf_set(conf, "batch.num.messages", "1", errstr, sizeof(errstr));
-    rd_kafka_conf_set(conf, "linger.ms", "0", errstr, sizeof(errstr));
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    static const char *const props[] = {"test.mock.num.brokers",
+                                        "3",
+                                        "enable.idempotence",
+                                        "true",
+                                        "log_level",
+                                        "2",
+                                        "batch.num.messages",
+                                        "1",
+                                        "linger.ms",
+                                        "0",
+                                        NULL};
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, NULL, props,
+                                           dr_cb, NULL, errstr, sizeof(errstr));
+    if (!rk)
+        fprintf(stderr, "\n  mock producer: %s\n", errstr);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
-    conf = NULL; /* now owned by rk */
     rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(rk);
     CU_ASSERT_PTR_NOT_NULL_FATAL(mc);
     const char *bootstraps = rd_kafka_mock_cluster_bootstraps(mc);

@@ -21,6 +21,8 @@
 #include "stores/pg_store.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
+#include "tests/support/ops_util.h"
+#include "tests/support/proc_util.h"
 #include "worker/redis_url.h"
 
 #include <hiredis/hiredis.h>
@@ -274,9 +276,8 @@ struct fleet {
 
 static pid_t start_worker(struct fleet *f, int w)
 {
-    char env_buf[12][256];
-    char *envp[512];
-    int e = 0;
+    char env_buf[10][256];
+    const char *env[11];
     snprintf(env_buf[0], 256, "EDR_TOPIC=%s", topic);
     snprintf(env_buf[1], 256, "EDR_DLQ_TOPIC=%s", dlq);
     snprintf(env_buf[2], 256, "EDR_STORE=%s", f->mode);
@@ -288,62 +289,13 @@ static pid_t start_worker(struct fleet *f, int w)
     snprintf(env_buf[8], 256, "EDR_HTTP_ADDR=off");
     snprintf(env_buf[9], 256, "EDR_RPC_THREADS=2");
     for (int i = 0; i < 10; i++)
-        envp[e++] = env_buf[i];
-    for (char **p = environ; *p && e < 510; p++)
-        envp[e++] = *p;
-    envp[e] = NULL;
+        env[i] = env_buf[i];
+    env[10] = NULL;
 
     /* a killed member must leave the group in seconds, not 45 s */
-    char *argv[] = {(char *)worker_bin(),
-                    (char *)"-X",
-                    (char *)"session.timeout.ms=6000",
-                    (char *)"-X",
-                    (char *)"heartbeat.interval.ms=1000",
-                    NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, f->logs[w],
-                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    return rc == 0 ? pid : -1;
-}
-
-static int stop_worker(pid_t pid)
-{
-    if (pid <= 0)
-        return -1;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 300; i++) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        edr_sleep_ms(50);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static void dump_log(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    char line[1024];
-    int n = 0;
-    if (!fp)
-        return;
-    fprintf(stderr, "---- %s (last lines)\n", path);
-    while (fgets(line, sizeof(line), fp))
-        n++;
-    rewind(fp);
-    int skip = n > 30 ? n - 30 : 0;
-    for (int i = 0; fgets(line, sizeof(line), fp); i++)
-        if (i >= skip)
-            fputs(line, stderr);
-    fclose(fp);
+    static const char *const args[] = {"-X", "session.timeout.ms=6000", "-X",
+                                       "heartbeat.interval.ms=1000", NULL};
+    return test_spawn(worker_bin(), args, env, f->logs[w]);
 }
 
 static int fleet_start(struct fleet *f, const char *mode)
@@ -375,10 +327,10 @@ static void fleet_stop(struct fleet *f, int check_clean)
     for (int w = 0; w < N_WORKERS; w++) {
         if (f->pids[w] <= 0)
             continue;
-        int rc = stop_worker(f->pids[w]);
+        int rc = ops_worker_stop(f->pids[w], 15000);
         if (check_clean) {
             if (rc != 0)
-                dump_log(f->logs[w]);
+                ops_dump_log(f->logs[w], 30);
             CU_ASSERT_EQUAL(rc, 0);
         }
         f->pids[w] = 0;
@@ -466,7 +418,7 @@ static int wait_settled(struct fleet *f, int want, double timeout_s,
         if (alive[w] && !ok[w]) {
             fprintf(stderr, "\n  worker %s did not reach %d entries\n",
                     f->ids[w], want);
-            dump_log(f->logs[w]);
+            ops_dump_log(f->logs[w], 30);
         }
     return -1;
 }

@@ -76,19 +76,13 @@ static int setup(void)
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     if (!brokers || !test_env("EDR_PG_DSN") || !test_env("EDR_REDIS_URL"))
         return -1;
-    topic = test_unique_name("ops_scale");
     group = test_unique_name("ops_scale_group");
     table = test_unique_name("ops_scale");
     prefix = test_unique_name("ops_scale_rpc");
-    if (!topic || !group || !table || !prefix)
+    if (!group || !table || !prefix)
         return -1;
-    size_t dlq_size = strlen(topic) + 5;
-    dlq = malloc(dlq_size);
-    if (!dlq)
-        return -1;
-    snprintf(dlq, dlq_size, "%s_dlq", topic);
-    if (test_kafka_create_topic(brokers, topic, 6, err, sizeof(err)) != 0 ||
-        test_kafka_create_topic(brokers, dlq, 6, err, sizeof(err)) != 0) {
+    if (test_kafka_topic_pair(brokers, "ops_scale", 6, &topic, &dlq, err,
+                              sizeof(err)) != 0) {
         fprintf(stderr, "create topics: %s\n", err);
         return -1;
     }

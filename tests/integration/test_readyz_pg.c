@@ -8,10 +8,12 @@
  * Needs the local stack's Kafka and Redis (scripts/services.sh env), the
  * PostgreSQL binaries ($EDR_PG_BIN), root (runuser) and the built
  * edr-worker ($EDR_WORKER_BIN, default ../edr-worker). */
+#include "base/clock.h"
 #include "schemas/edr_key.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
+#include "tests/support/proc_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,16 +64,8 @@ static int setup(void)
         fprintf(stderr, "private PostgreSQL: %s\n", err);
         return -1;
     }
-    topic = test_unique_name("ops_ready");
-    if (!topic)
-        return -1;
-    size_t dlq_size = strlen(topic) + 5;
-    dlq = malloc(dlq_size);
-    if (!dlq)
-        return -1;
-    snprintf(dlq, dlq_size, "%s_dlq", topic);
-    if (test_kafka_create_topic(brokers, topic, 2, err, sizeof(err)) != 0 ||
-        test_kafka_create_topic(brokers, dlq, 2, err, sizeof(err)) != 0) {
+    if (test_kafka_topic_pair(brokers, "ops_ready", 2, &topic, &dlq, err,
+                              sizeof(err)) != 0) {
         fprintf(stderr, "create topics: %s\n", err);
         return -1;
     }
@@ -179,7 +173,7 @@ static void test_ready_again(void)
         outages = ops_metric(m, "edr_outages_total{component=\"store\"}");
         if (applied >= 2)
             break;
-        usleep(100000);
+        edr_sleep_ms(100);
     }
     fprintf(stderr, "  applied %.0f, store outages %.0f\n", applied, outages);
     CU_ASSERT_EQUAL(applied, 2);
@@ -213,28 +207,20 @@ static void test_rejected_credentials_exit_2(void)
                          NULL};
     pid_t p = ops_worker_start(env, e_log);
     CU_ASSERT_FATAL(p > 0);
-    int status = 0, done = 0;
-    for (int i = 0; i < 300 && !done; i++) { /* 30 s */
-        done = waitpid(p, &status, WNOHANG) == p;
-        if (!done)
-            usleep(100000);
-    }
-    if (!done) {
+    int code = test_wait_exit(p, 30000);
+    if (code < 0) {
         ops_worker_stop(p, 5000);
         CU_FAIL("the worker kept retrying rejected credentials");
         return;
     }
-    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 2);
-    FILE *f = fopen(e_log, "r");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    static char out[65536];
-    size_t n = fread(out, 1, sizeof(out) - 1, f);
-    fclose(f);
-    out[n] = '\0';
+    CU_ASSERT_EQUAL(code, 2);
+    char *out = test_read_file(e_log, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_PG_DSN"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "rejected the credentials"));
     CU_ASSERT_PTR_NULL(strstr(out, "Wr0ng"));
     CU_ASSERT_PTR_NULL(strstr(out, "Xq7Zt"));
+    free(out);
 }
 
 static void register_suites(void)

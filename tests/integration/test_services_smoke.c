@@ -3,6 +3,7 @@
  * (librdkafka, consumer group included), SET/GET on Redis (hiredis), a
  * parameterised round trip on PostgreSQL (libpq). Addresses come from
  * scripts/services.sh env; a server that is down fails its test. */
+#include "base/clock.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
 
@@ -13,14 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void test_kafka_produce_consume(void)
 {
@@ -47,18 +40,11 @@ static void test_kafka_produce_consume(void)
         goto done;
     }
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    CU_ASSERT_FATAL(rd_kafka_conf_set(conf, "bootstrap.servers", brokers,
-                                      errstr,
-                                      sizeof(errstr)) == RD_KAFKA_CONF_OK);
-    CU_ASSERT_FATAL(rd_kafka_conf_set(conf, "group.id", group, errstr,
-                                      sizeof(errstr)) == RD_KAFKA_CONF_OK);
-    CU_ASSERT_FATAL(rd_kafka_conf_set(conf, "auto.offset.reset", "earliest",
-                                      errstr,
-                                      sizeof(errstr)) == RD_KAFKA_CONF_OK);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    const char *const props[] = {"group.id", group, "auto.offset.reset",
+                                 "earliest", NULL};
+    rk = test_kafka_client_new(RD_KAFKA_CONSUMER, brokers, props, NULL, NULL,
+                               errstr, sizeof(errstr));
     if (!rk) {
-        rd_kafka_conf_destroy(conf);
         fprintf(stderr, "consumer: %s\n", errstr);
         CU_FAIL("rd_kafka_new(consumer) failed");
         goto done;
@@ -70,8 +56,8 @@ static void test_kafka_produce_consume(void)
 
     /* Joining the group, getting an assignment and fetching take a few
      * seconds at most on the local broker; 30 s leaves room under load. */
-    long long deadline = now_ms() + 30000;
-    while (!found && now_ms() < deadline) {
+    long long deadline = edr_clock_ms() + 30000;
+    while (!found && edr_clock_ms() < deadline) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 500);
         if (!msg)
             continue;

@@ -8,6 +8,7 @@
 #include "schemas/edr_key.h"
 #include "schemas/event.h"
 #include "tests/support/cunit_main.h"
+#include "tests/support/proc_util.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -760,27 +761,6 @@ static void test_depth_limit(void)
     }
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *b = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-        fseek(f, 0, SEEK_SET) == 0) {
-        b = malloc((size_t)n + 1);
-        if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-            free(b);
-            b = NULL;
-        }
-        *len = (size_t)n;
-    }
-    fclose(f);
-    return b;
-}
-
 /* Every event example of schemas/ decodes; the typed ones decode to
  * their type, with consistent member spans. */
 static void test_examples(void)
@@ -796,7 +776,7 @@ static void test_examples(void)
         char path[1024];
         size_t len = 0;
         snprintf(path, sizeof(path), "%s/%s", EDR_EXAMPLES_DIR, de->d_name);
-        char *text = read_file(path, &len);
+        char *text = test_read_file(path, &len);
         CU_ASSERT_PTR_NOT_NULL_FATAL(text);
         struct event ev;
         char err[256];
@@ -853,7 +833,7 @@ static void test_connection_key(void)
     struct event ev;
     char err[256];
     snprintf(path, sizeof(path), "%s/event-negotiated.json", EDR_EXAMPLES_DIR);
-    char *text = read_file(path, &len);
+    char *text = test_read_file(path, &len);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     CU_ASSERT_EQUAL_FATAL(decode_n(&ev, text, len, err, sizeof(err)), EVENT_OK);
     struct edr_key ek = event_key(&ev);

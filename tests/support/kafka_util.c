@@ -2,8 +2,10 @@
  * produce and unique names for tests on the shared local broker. */
 #include "tests/support/kafka_util.h"
 
+#include "base/clock.h"
+#include "base/errstr.h"
+
 #include <librdkafka/rdkafka.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,43 +16,17 @@
 
 #define KU_TIMEOUT_MS 30000
 
-static void ku_err(char *errstr, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void ku_err(char *errstr, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errstr || n == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, n, fmt, ap);
-    va_end(ap);
-}
-
-static long long ku_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A client of `type` bootstrapped on `brokers`, with extra properties as
- * name/value pairs (NULL-terminated, or NULL) and an optional delivery
- * report callback whose opaque is `opaque`. */
-static rd_kafka_t *
-ku_client_new(rd_kafka_type_t type, const char *brokers,
-              const char *const *props,
-              void (*dr_cb)(rd_kafka_t *, const rd_kafka_message_t *, void *),
-              void *opaque, char *errstr, size_t n)
+rd_kafka_t *test_kafka_client_new(rd_kafka_type_t type, const char *brokers,
+                                  const char *const *props,
+                                  test_kafka_dr_cb *dr_cb, void *opaque,
+                                  char *errstr, size_t n)
 {
     char buf[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk = NULL;
 
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, buf,
-                          sizeof(buf)) != RD_KAFKA_CONF_OK)
+    if (brokers && rd_kafka_conf_set(conf, "bootstrap.servers", brokers, buf,
+                                     sizeof(buf)) != RD_KAFKA_CONF_OK)
         goto done;
     for (; props && props[0]; props += 2) {
         if (rd_kafka_conf_set(conf, props[0], props[1], buf, sizeof(buf)) !=
@@ -67,7 +43,7 @@ ku_client_new(rd_kafka_type_t type, const char *brokers,
 done:
     if (conf) {
         rd_kafka_conf_destroy(conf);
-        ku_err(errstr, n, "kafka client: %s", buf);
+        edr_errf(errstr, n, "kafka client: %s", buf);
     }
     return rk;
 }
@@ -111,12 +87,13 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
     rd_kafka_event_t *ev = NULL;
     int rc = -1;
 
-    rk = ku_client_new(RD_KAFKA_PRODUCER, brokers, NULL, NULL, NULL, errstr, n);
+    rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL, NULL, NULL,
+                               errstr, n);
     if (!rk)
         goto done;
     nt = rd_kafka_NewTopic_new(topic, partitions, 1, buf, sizeof(buf));
     if (!nt) {
-        ku_err(errstr, n, "NewTopic %s: %s", topic, buf);
+        edr_errf(errstr, n, "NewTopic %s: %s", topic, buf);
         goto done;
     }
     opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -124,20 +101,20 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
                                                     sizeof(buf)) ||
         rd_kafka_AdminOptions_set_request_timeout(opts, KU_TIMEOUT_MS, buf,
                                                   sizeof(buf))) {
-        ku_err(errstr, n, "admin options: %s", buf);
+        edr_errf(errstr, n, "admin options: %s", buf);
         goto done;
     }
     q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
     ev = rd_kafka_queue_poll(q, KU_TIMEOUT_MS + 5000);
     if (!ev) {
-        ku_err(errstr, n, "CreateTopics %s: no result within %d ms", topic,
-               KU_TIMEOUT_MS + 5000);
+        edr_errf(errstr, n, "CreateTopics %s: no result within %d ms", topic,
+                 KU_TIMEOUT_MS + 5000);
         goto done;
     }
     if (rd_kafka_event_error(ev)) {
-        ku_err(errstr, n, "CreateTopics %s: %s", topic,
-               rd_kafka_event_error_string(ev));
+        edr_errf(errstr, n, "CreateTopics %s: %s", topic,
+                 rd_kafka_event_error_string(ev));
         goto done;
     }
     const rd_kafka_CreateTopics_result_t *res =
@@ -146,33 +123,34 @@ int test_kafka_create_topic(const char *brokers, const char *topic,
     const rd_kafka_topic_result_t **tr =
         rd_kafka_CreateTopics_result_topics(res, &cnt);
     if (cnt != 1) {
-        ku_err(errstr, n, "CreateTopics %s: %zu results", topic, cnt);
+        edr_errf(errstr, n, "CreateTopics %s: %zu results", topic, cnt);
         goto done;
     }
     rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[0]);
     if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
         const char *msg = rd_kafka_topic_result_error_string(tr[0]);
-        ku_err(errstr, n, "CreateTopics %s: %s", topic,
-               msg ? msg : rd_kafka_err2str(err));
+        edr_errf(errstr, n, "CreateTopics %s: %s", topic,
+                 msg ? msg : rd_kafka_err2str(err));
         goto done;
     }
 
     /* The controller answers before every broker's metadata cache has the
      * topic; wait until all partitions have a leader. */
-    long long deadline = ku_now_ms() + KU_TIMEOUT_MS;
+    long long deadline = edr_clock_ms() + KU_TIMEOUT_MS;
     int ready = -1;
     while ((ready = ku_ready_partitions(rk, topic)) != partitions) {
         if (ready > partitions) {
-            ku_err(errstr, n, "topic %s exists with %d partitions, not %d",
-                   topic, ready, partitions);
+            edr_errf(errstr, n, "topic %s exists with %d partitions, not %d",
+                     topic, ready, partitions);
             goto done;
         }
-        if (ku_now_ms() >= deadline) {
-            ku_err(errstr, n, "topic %s: %d of %d partitions ready after %d ms",
-                   topic, ready < 0 ? 0 : ready, partitions, KU_TIMEOUT_MS);
+        if (edr_clock_ms() >= deadline) {
+            edr_errf(errstr, n,
+                     "topic %s: %d of %d partitions ready after %d ms", topic,
+                     ready < 0 ? 0 : ready, partitions, KU_TIMEOUT_MS);
             goto done;
         }
-        usleep(100 * 1000);
+        edr_sleep_ms(100);
     }
     rc = 0;
 
@@ -188,6 +166,35 @@ done:
     if (rk)
         rd_kafka_destroy(rk);
     return rc;
+}
+
+int test_kafka_topic_pair(const char *brokers, const char *prefix,
+                          int partitions, char **topic, char **dlq,
+                          char *errstr, size_t n)
+{
+    *topic = test_unique_name(prefix);
+    *dlq = NULL;
+    if (!*topic) {
+        edr_errf(errstr, n, "out of memory");
+        return -1;
+    }
+    size_t size = strlen(*topic) + sizeof("_dlq");
+    *dlq = malloc(size);
+    if (!*dlq) {
+        edr_errf(errstr, n, "out of memory");
+        goto fail;
+    }
+    snprintf(*dlq, size, "%s_dlq", *topic);
+    if (test_kafka_create_topic(brokers, *topic, partitions, errstr, n) != 0 ||
+        test_kafka_create_topic(brokers, *dlq, partitions, errstr, n) != 0)
+        goto fail;
+    return 0;
+
+fail:
+    free(*topic);
+    free(*dlq);
+    *topic = *dlq = NULL;
+    return -1;
 }
 
 /* Delivery report: store the message's error in the int the producer's
@@ -206,8 +213,8 @@ int test_kafka_produce(const char *brokers, const char *topic, const char *key,
                                         "30000", NULL};
     int delivered = -1; /* -1: no report yet, else rd_kafka_resp_err_t */
     int rc = -1;
-    rd_kafka_t *rk = ku_client_new(RD_KAFKA_PRODUCER, brokers, props, ku_dr_cb,
-                                   &delivered, errstr, n);
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props,
+                                           ku_dr_cb, &delivered, errstr, n);
 
     if (!rk)
         goto done;
@@ -216,17 +223,17 @@ int test_kafka_produce(const char *brokers, const char *topic, const char *key,
         RD_KAFKA_V_VALUE((void *)val, len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (err) {
-        ku_err(errstr, n, "produce to %s: %s", topic, rd_kafka_err2str(err));
+        edr_errf(errstr, n, "produce to %s: %s", topic, rd_kafka_err2str(err));
         goto done;
     }
     rd_kafka_flush(rk, KU_TIMEOUT_MS + 5000);
     if (delivered < 0) {
-        ku_err(errstr, n, "produce to %s: no delivery report", topic);
+        edr_errf(errstr, n, "produce to %s: no delivery report", topic);
         goto done;
     }
     if (delivered > 0) {
-        ku_err(errstr, n, "produce to %s: %s", topic,
-               rd_kafka_err2str((rd_kafka_resp_err_t)delivered));
+        edr_errf(errstr, n, "produce to %s: %s", topic,
+                 rd_kafka_err2str((rd_kafka_resp_err_t)delivered));
         goto done;
     }
     rc = 0;
@@ -234,6 +241,34 @@ int test_kafka_produce(const char *brokers, const char *topic, const char *key,
 done:
     if (rk)
         rd_kafka_destroy(rk);
+    return rc;
+}
+
+int test_kafka_delete_topic(const char *brokers, const char *topic)
+{
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, NULL, 0);
+    int rc = -1;
+    if (!rk)
+        return -1;
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, KU_TIMEOUT_MS);
+    if (ev) {
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr =
+            rd_kafka_DeleteTopics_result_topics(
+                rd_kafka_event_DeleteTopics_result(ev), &cnt);
+        rc = !rd_kafka_event_error(ev) && cnt == 1 &&
+                     !rd_kafka_topic_result_error(tr[0])
+                 ? 0
+                 : -1;
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
     return rc;
 }
 

@@ -8,7 +8,22 @@
 #ifndef EDR_TEST_KAFKA_UTIL_H
 #define EDR_TEST_KAFKA_UTIL_H
 
+#include <librdkafka/rdkafka.h>
 #include <stddef.h>
+
+/* A delivery report callback (rd_kafka_conf_set_dr_msg_cb). */
+typedef void test_kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
+                              void *opaque);
+
+/* A client of `type` bootstrapped on `brokers` (NULL: none, for a mock
+ * cluster set in props), with extra properties as name/value pairs
+ * (NULL-terminated, or NULL), an optional delivery report callback and
+ * the opaque its callbacks get. Returns the client (the caller destroys
+ * it), or NULL with the reason in errstr (may be NULL). */
+rd_kafka_t *test_kafka_client_new(rd_kafka_type_t type, const char *brokers,
+                                  const char *const *props,
+                                  test_kafka_dr_cb *dr_cb, void *opaque,
+                                  char *errstr, size_t n);
 
 /* Creates `topic` with `partitions` partitions (replication factor 1)
  * through the Admin API, then waits (up to 30 s) until the broker's
@@ -19,12 +34,24 @@
 int test_kafka_create_topic(const char *brokers, const char *topic,
                             int partitions, char *errstr, size_t n);
 
+/* Creates a fresh topic test_unique_name(prefix) and its dead-letter
+ * topic "<topic>_dlq", each with `partitions` partitions (as
+ * test_kafka_create_topic). Returns 0 with *topic and *dlq malloc'd (the
+ * caller frees them), or -1 with errstr and both NULL. */
+int test_kafka_topic_pair(const char *brokers, const char *prefix,
+                          int partitions, char **topic, char **dlq,
+                          char *errstr, size_t n);
+
 /* Produces one message (key may be NULL; val/len borrowed for the call)
  * with acks=all and waits up to 30 s for its delivery report. The
  * partition follows the key (librdkafka's default partitioner). Returns 0
  * once the broker acknowledged it, or -1 with a message in errstr. */
 int test_kafka_produce(const char *brokers, const char *topic, const char *key,
                        const void *val, size_t len, char *errstr, size_t n);
+
+/* Deletes `topic` through the Admin API (up to 30 s). 0 once the broker
+ * confirmed, else -1. */
+int test_kafka_delete_topic(const char *brokers, const char *topic);
 
 /* Returns a malloc'd name "<prefix>_<pid>_<unix µs>_<counter>", unique per
  * process and call, made only of the prefix and [0-9_]: usable as a Kafka

@@ -1,6 +1,9 @@
 /* ops_util.c: see ops_util.h. */
 #include "tests/support/ops_util.h"
 
+#include "base/clock.h"
+#include "tests/support/proc_util.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,19 +20,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 int ops_free_port(void)
 {
@@ -114,7 +104,7 @@ int ops_http_get(const char *addr, const char *path, int *status, char **body)
 int ops_wait_status(const char *addr, const char *path, int want_status,
                     int timeout_ms)
 {
-    long end = now_ms() + timeout_ms;
+    long end = edr_clock_ms() + timeout_ms;
     do {
         int status;
         char *body;
@@ -123,8 +113,8 @@ int ops_wait_status(const char *addr, const char *path, int want_status,
             if (status == want_status)
                 return 0;
         }
-        sleep_ms(200);
-    } while (now_ms() < end);
+        edr_sleep_ms(200);
+    } while (edr_clock_ms() < end);
     return -1;
 }
 
@@ -165,60 +155,19 @@ pid_t ops_worker_start(const char *const *env, const char *log_path)
     const char *bin = getenv("EDR_WORKER_BIN");
     if (!bin || !*bin)
         bin = "../edr-worker";
-    size_t n_env = 0, n_add = 0;
-    while (environ[n_env])
-        n_env++;
-    while (env && env[n_add])
-        n_add++;
-    /* Ours first: getenv() returns the first match. */
-    char **envp = calloc(n_env + n_add + 1, sizeof(*envp));
-    if (!envp)
-        return -1;
-    for (size_t i = 0; i < n_add; i++)
-        envp[i] = (char *)env[i];
-    for (size_t i = 0; i < n_env; i++)
-        envp[n_add + i] = environ[i];
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path,
-                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawn_file_actions_addclose(&fa, 0);
-    pid_t pid;
-    char *argv[] = {(char *)bin, NULL};
-    int rc = posix_spawn(&pid, bin, &fa, NULL, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    free(envp);
-    if (rc != 0) {
-        fprintf(stderr, "spawn %s: %s\n", bin, strerror(rc));
-        return -1;
-    }
-    return pid;
+    return test_spawn(bin, NULL, env, log_path);
 }
 
 int ops_worker_stop(pid_t pid, int timeout_ms)
 {
     if (pid <= 0 || kill(pid, SIGTERM) != 0)
         return -1;
-    long end = now_ms() + timeout_ms;
-    int st;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0)
-            return -1;
-        if (now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return -1;
-        }
-        sleep_ms(50);
+    int code = test_wait_exit(pid, timeout_ms);
+    if (code < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
     }
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    return 128 + WTERMSIG(st);
+    return code;
 }
 
 /* ---- private PostgreSQL ---- */

@@ -6,13 +6,12 @@
  * programs themselves: --help lists every variable, a bad setting exits
  * 2, a busy HTTP port exits 3 before the store is opened. */
 #include "tests/support/cunit_main.h"
+#include "tests/support/proc_util.h"
 #include "worker/config_parse.h"
 
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +19,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *const all_vars[] = {"EDR_KAFKA_BROKERS",
@@ -45,6 +43,8 @@ static const char *const all_vars[] = {"EDR_KAFKA_BROKERS",
                                        "EDR_CALLBACK_AUTH_KEY",
                                        "EDR_CALLBACK_AUTH_CODE"};
 #define N_VARS (sizeof(all_vars) / sizeof(all_vars[0]))
+/* How long one run of a program may take before the test fails. */
+#define RUN_MS 30000
 
 static void clear_env(void)
 {
@@ -77,6 +77,18 @@ static void expect_invalid(enum config_mode mode, const char *name,
     if (!strstr(errstr, name))
         fprintf(stderr, "\n  errstr \"%s\" does not name %s\n", errstr, name);
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, name));
+    config_clear(&cfg);
+}
+
+/* Expects CONFIG_OK (errstr shown otherwise). */
+static void expect_ok(enum config_mode mode, const char *const *args)
+{
+    struct config cfg;
+    char errstr[512] = "";
+    int rc = load(&cfg, mode, NULL, errstr, sizeof(errstr), args);
+    if (rc != CONFIG_OK)
+        fprintf(stderr, "\n  %s: %s\n", args[0] ? args[0] : "", errstr);
+    CU_ASSERT_EQUAL(rc, CONFIG_OK);
     config_clear(&cfg);
 }
 
@@ -223,14 +235,9 @@ static void test_store_rules(void)
                                         "host=x password=s3cret", NULL};
     expect_invalid(CONFIG_WORKER, "EDR_STORE", bogus);
     expect_invalid(CONFIG_WORKER, "EDR_PG_DSN", pg);
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), pg_ok),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, pg_ok);
     /* edrctl needs no store: its settings are not checked. */
-    CU_ASSERT_EQUAL(load(&cfg, CONFIG_CLIENT, NULL, errstr, sizeof(errstr), pg),
-                    CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_CLIENT, pg);
 
     /* A secret never appears in a message. */
     setenv("EDR_PG_DSN", "host=x password=s3cret", 1);
@@ -265,9 +272,7 @@ static void test_store_rules(void)
     expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", port0);
     expect_invalid(CONFIG_WORKER, "EDR_HTTP_ADDR", noport);
     static const char *const v6[] = {"--http-addr", "[::1]:9464", NULL};
-    CU_ASSERT_EQUAL(load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), v6),
-                    CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, v6);
 
     /* EDR_FILE_PATH must name a file (it exited 3 at run time before) */
     static const char *const slash[] = {"--store", "file", "--file-path",
@@ -278,16 +283,10 @@ static void test_store_rules(void)
                                           "/tmp/edr-x/state.json", NULL};
     expect_invalid(CONFIG_WORKER, "EDR_FILE_PATH", slash);
     expect_invalid(CONFIG_WORKER, "EDR_FILE_PATH", dir);
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), file_ok),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, file_ok);
 
     static const char *const off[] = {"--http-addr", "off", NULL};
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), off),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, off);
 }
 
 static void test_rest_and_help(void)
@@ -382,16 +381,10 @@ static void test_pg_dsn(void)
     static const char *const uri_ok[] = {
         "--store", "postgres", "--pg-dsn",
         "postgresql://bob:p%40ss@127.0.0.1:5432/db?connect_timeout=2", NULL};
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), uri_ok),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, uri_ok);
     /* the memory store does not care */
     static const char *const mem[] = {"--pg-dsn", "a b c", NULL};
-    CU_ASSERT_EQUAL(
-        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), mem),
-        CONFIG_OK);
-    config_clear(&cfg);
+    expect_ok(CONFIG_WORKER, mem);
 }
 
 /* (v2) changelog topic, accept-gap, callback auth key and code. */
@@ -493,85 +486,6 @@ static void test_v2_settings(void)
 
 /* ---- the programs ------------------------------------------------------- */
 
-/* Runs argv with stdout and stderr into out; returns the exit status. */
-static int run_capture(const char *const *argv, char *out, size_t cap)
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    while ((r = read(fds[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = '\0';
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* run_capture with a deadline: the child is killed after ms; -2 then. */
-static int run_capture_within(const char *const *argv, char *out, size_t cap,
-                              int ms)
-{
-    int fds[2];
-    if (pipe(fds) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    size_t n = 0;
-    int timed_out = 0;
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long left = ms - ((now.tv_sec - t0.tv_sec) * 1000 +
-                          (now.tv_nsec - t0.tv_nsec) / 1000000);
-        if (left <= 0) {
-            timed_out = 1;
-            kill(pid, SIGKILL);
-            break;
-        }
-        struct pollfd p = {fds[0], POLLIN, 0};
-        int pr = poll(&p, 1, (int)left);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            continue;
-        ssize_t r = read(fds[0], out + n, cap - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        if (n + 1 >= cap)
-            break;
-    }
-    out[n] = '\0';
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    if (timed_out)
-        return -2;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* edr-worker with a bad DSN, a bad auth code, a directory as file path:
  * exit 2, and no fragment of a secret in anything it printed. */
 static void test_worker_secrets_and_paths(void)
@@ -581,7 +495,7 @@ static void test_worker_secrets_and_paths(void)
     for (size_t i = 0; i < N_BAD_DSNS; i++) {
         const char *const argv[] = {EDR_WORKER_BIN, "--store",   "postgres",
                                     "--pg-dsn",     bad_dsns[i], NULL};
-        CU_ASSERT_EQUAL(run_capture(argv, out, sizeof(out)), 2);
+        CU_ASSERT_EQUAL(test_run_capture(argv, out, sizeof(out), RUN_MS), 2);
         CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_PG_DSN"));
         CU_ASSERT_FALSE(holds_fragment(out, DSN_PASSWORD));
     }
@@ -589,20 +503,20 @@ static void test_worker_secrets_and_paths(void)
     setenv("EDR_STORE", "postgres", 1);
     setenv("EDR_PG_DSN", bad_dsns[0], 1);
     const char *const plain[] = {EDR_WORKER_BIN, NULL};
-    CU_ASSERT_EQUAL(run_capture(plain, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(plain, out, sizeof(out), RUN_MS), 2);
     CU_ASSERT_FALSE(holds_fragment(out, DSN_PASSWORD));
     clear_env();
 
     const char *const code[] = {EDR_WORKER_BIN, "--callback-auth-code",
                                 "Kx7Qz9Vw3Jm\x01", NULL};
-    CU_ASSERT_EQUAL(run_capture(code, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(code, out, sizeof(out), RUN_MS), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_CALLBACK_AUTH_CODE"));
     CU_ASSERT_FALSE(holds_fragment(out, "Kx7Qz9Vw3Jm"));
     /* --help shows defaults, never the values in effect */
     setenv("EDR_CALLBACK_AUTH_CODE", "Kx7Qz9Vw3Jm", 1);
     setenv("EDR_PG_DSN", "password=" DSN_PASSWORD, 1);
     const char *const help[] = {EDR_WORKER_BIN, "--help", NULL};
-    CU_ASSERT_EQUAL(run_capture(help, out, sizeof(out)), 0);
+    CU_ASSERT_EQUAL(test_run_capture(help, out, sizeof(out), RUN_MS), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "--callback-auth-code"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "--accept-gap"));
     CU_ASSERT_FALSE(holds_fragment(out, "Kx7Qz9Vw3Jm"));
@@ -613,7 +527,7 @@ static void test_worker_secrets_and_paths(void)
     snprintf(dir, sizeof(dir), "/tmp/edr-cfg-%ld/", (long)getpid());
     const char *const slash[] = {EDR_WORKER_BIN, "--store", "file",
                                  "--file-path",  dir,       NULL};
-    CU_ASSERT_EQUAL(run_capture(slash, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(slash, out, sizeof(out), RUN_MS), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_FILE_PATH"));
 }
 
@@ -645,7 +559,7 @@ static void test_worker_busy_port(void)
         "--pg-dsn",
         "host=127.0.0.1 port=1 dbname=x connect_timeout=1",
         NULL};
-    int rc = run_capture_within(argv, out, sizeof(out), 20000);
+    int rc = test_run_capture(argv, out, sizeof(out), 20000);
     close(fd);
     if (rc != 3)
         fprintf(stderr, "\n  exit %d, output: %s\n", rc, out);
@@ -660,7 +574,7 @@ static void test_worker_program(void)
     static char out[65536];
     clear_env();
     const char *const help[] = {EDR_WORKER_BIN, "--help", NULL};
-    CU_ASSERT_EQUAL(run_capture(help, out, sizeof(out)), 0);
+    CU_ASSERT_EQUAL(test_run_capture(help, out, sizeof(out), RUN_MS), 0);
     for (size_t i = 0; i < N_VARS; i++) {
         if (!strstr(out, all_vars[i]))
             fprintf(stderr, "\n  --help lacks %s\n", all_vars[i]);
@@ -670,18 +584,18 @@ static void test_worker_program(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "-X name=value"));
 
     const char *const bad_x[] = {EDR_WORKER_BIN, "-X", "no.such.prop=1", NULL};
-    CU_ASSERT_EQUAL(run_capture(bad_x, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(bad_x, out, sizeof(out), RUN_MS), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "no.such.prop"));
 
     const char *const bad_store[] = {EDR_WORKER_BIN, "--store", "mongo", NULL};
-    CU_ASSERT_EQUAL(run_capture(bad_store, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(bad_store, out, sizeof(out), RUN_MS), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "EDR_STORE"));
 
     const char *const bad_arg[] = {EDR_WORKER_BIN, "extra", NULL};
-    CU_ASSERT_EQUAL(run_capture(bad_arg, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(bad_arg, out, sizeof(out), RUN_MS), 2);
 
     const char *const version[] = {EDR_WORKER_BIN, "--version", NULL};
-    CU_ASSERT_EQUAL(run_capture(version, out, sizeof(out)), 0);
+    CU_ASSERT_EQUAL(test_run_capture(version, out, sizeof(out), RUN_MS), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, EDR_VERSION));
 }
 
@@ -690,30 +604,30 @@ static void test_edrctl_program(void)
     static char out[65536];
     clear_env();
     const char *const help[] = {EDRCTL_BIN, "--help", NULL};
-    CU_ASSERT_EQUAL(run_capture(help, out, sizeof(out)), 0);
+    CU_ASSERT_EQUAL(test_run_capture(help, out, sizeof(out), RUN_MS), 0);
     for (size_t i = 0; i < N_VARS; i++)
         CU_ASSERT_PTR_NOT_NULL(strstr(out, all_vars[i]));
     const char *const bad_x[] = {EDRCTL_BIN, "ping", "-X", "bogus.prop=1",
                                  NULL};
-    CU_ASSERT_EQUAL(run_capture(bad_x, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(bad_x, out, sizeof(out), RUN_MS), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "bogus.prop"));
     /* Checked by the worker's decoder before anything is produced. */
     const char *const no_edr[] = {
         EDRCTL_BIN,  "publish",   "negotiated",  "--party", "P",
         "--address", "A",         "--query",     "Q",       "--policy",
         "S",         "--brokers", "127.0.0.1:1", NULL};
-    CU_ASSERT_EQUAL(run_capture(no_edr, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(no_edr, out, sizeof(out), RUN_MS), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "data.edr"));
     const char *const no_type[] = {EDRCTL_BIN, "publish", "--party", "P", NULL};
-    CU_ASSERT_EQUAL(run_capture(no_type, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(no_type, out, sizeof(out), RUN_MS), 2);
     const char *const unknown[] = {EDRCTL_BIN, "frobnicate", NULL};
-    CU_ASSERT_EQUAL(run_capture(unknown, out, sizeof(out)), 2);
+    CU_ASSERT_EQUAL(test_run_capture(unknown, out, sizeof(out), RUN_MS), 2);
     /* Nobody listens on port 1: no delivery report, exit 3. */
     const char *const down[] = {
         EDRCTL_BIN,    "publish",      "expired", "--party",  "P", "--address",
         "A",           "--query",      "Q",       "--policy", "S", "--brokers",
         "127.0.0.1:1", "--timeout-ms", "500",     NULL};
-    CU_ASSERT_EQUAL(run_capture(down, out, sizeof(out)), 3);
+    CU_ASSERT_EQUAL(test_run_capture(down, out, sizeof(out), RUN_MS), 3);
 }
 
 static void register_tests(void)

@@ -9,12 +9,15 @@
  * mid-stream (SIGKILL), two workers in one group, rejected events in the
  * dead-letter topic, and a PostgreSQL outage (a private server on port
  * 15440) must all end in exactly the model's state. */
+#include "base/clock.h"
 #include "schemas/edr_key.h"
 #include "schemas/sha256.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
+#include "tests/support/proc_util.h"
+#include "worker/redis_url.h"
 
 #include <CUnit/CUnit.h>
 #include <hiredis/hiredis.h>
@@ -240,15 +243,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op)
 
 static rd_kafka_t *producer_new(const char *brokers)
 {
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "linger.ms", "1", errstr, sizeof(errstr));
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    return rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    static const char *const props[] = {"enable.idempotence", "true",
+                                        "linger.ms", "1", NULL};
+    return test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props, dr_cb, NULL,
+                                 NULL, 0);
 }
 
 /* Produces value with the connection key (or raw key when k < 0) and
@@ -293,9 +291,8 @@ static int produce_events(rd_kafka_t *rk, const char *topic, struct model *m,
         if (produce(rk, topic, m, k, NULL, buf, len, NULL, NULL) != 0)
             return -1;
         if (delay_ms) {
-            struct timespec ts = {0, delay_ms * 1000000L};
             rd_kafka_poll(rk, 0);
-            nanosleep(&ts, NULL);
+            edr_sleep_ms((unsigned)delay_ms);
         }
     }
     return rd_kafka_flush(rk, 30000) == 0 ? 0 : -1;
@@ -317,44 +314,7 @@ static char *worker_bin(void)
 static pid_t worker_start(const char *const *env, const char *const *args,
                           const char *log)
 {
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    FILE *f = fopen(log, "a");
-    if (f) {
-        dup2(fileno(f), 1);
-        dup2(fileno(f), 2);
-    }
-    for (; *env; env++) {
-        char kv[1024];
-        snprintf(kv, sizeof(kv), "%s", *env);
-        char *eq = strchr(kv, '=');
-        if (eq) {
-            *eq = '\0';
-            setenv(kv, eq + 1, 1);
-        }
-    }
-    char *argv[16];
-    int argc = 0;
-    argv[argc++] = worker_bin();
-    for (; args && *args && argc < 15; args++)
-        argv[argc++] = (char *)*args;
-    argv[argc] = NULL;
-    execv(worker_bin(), argv);
-    _exit(127);
-}
-
-/* Waits for pid's exit; its exit code, 128+signal, or -1 on timeout. */
-static int worker_wait(pid_t pid, int timeout_ms)
-{
-    for (int waited = 0; waited <= timeout_ms; waited += 50) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(50000);
-    }
-    return -1;
+    return test_spawn(worker_bin(), args, env, log);
 }
 
 static const char *const catch_up[] = {"--exit-when-caught-up", NULL};
@@ -375,7 +335,7 @@ static int wait_assigned(const char *log, const char *who, int seconds)
             fclose(f);
         if (found)
             return 0;
-        usleep(100000);
+        edr_sleep_ms(100);
     }
     return -1;
 }
@@ -396,7 +356,7 @@ static int wait_metric(const char *addr, const char *series, double want,
         free(body);
         if (*last == want)
             return 0;
-        usleep(100000);
+        edr_sleep_ms(100);
     }
     return -1;
 }
@@ -416,48 +376,11 @@ static int wait_partition_count(rd_kafka_t *rk, const char *topic, int n,
             rd_kafka_metadata_destroy(md);
         }
         if (rc != 0)
-            usleep(100000);
+            edr_sleep_ms(100);
     }
     if (rkt)
         rd_kafka_topic_destroy(rkt);
     return rc;
-}
-
-/* Waits until the log has a line with both a and b; 0 or -1. */
-static int wait_log_line(const char *log, const char *a, const char *b,
-                         int seconds)
-{
-    char line[1024];
-    for (int i = 0; i < seconds * 10; i++) {
-        FILE *f = fopen(log, "r");
-        int found = 0;
-        while (f && !found && fgets(line, sizeof(line), f))
-            found = strstr(line, a) && strstr(line, b);
-        if (f)
-            fclose(f);
-        if (found)
-            return 0;
-        usleep(100000);
-    }
-    return -1;
-}
-
-/* Waits until the log has at least n lines containing a; 0 or -1. */
-static int wait_log_count(const char *log, const char *a, int n, int seconds)
-{
-    char line[1024];
-    for (int i = 0; i < seconds * 10; i++) {
-        FILE *f = fopen(log, "r");
-        int found = 0;
-        while (f && fgets(line, sizeof(line), f))
-            found += strstr(line, a) != NULL;
-        if (f)
-            fclose(f);
-        if (found >= n)
-            return 0;
-        usleep(100000);
-    }
-    return -1;
 }
 
 static void worker_kill(pid_t pid)
@@ -521,18 +444,22 @@ static int setup_topic(const struct run *r)
 
 /* ---- lookups over Redis (memory store) --------------------------------- */
 
+/* The local stack's Redis, through the worker's own URL rules
+ * (worker/redis_url.h: credentials, database). NULL, said on stderr. */
 static redisContext *redis_connect(void)
 {
     const char *url = test_env("EDR_REDIS_URL");
-    char host[128] = "127.0.0.1";
-    int port = 6379, db = 0;
-    if (!url || sscanf(url, "redis://%127[^:]:%d/%d", host, &port, &db) < 2)
+    struct redis_url u;
+    char err[256];
+    int failure;
+    if (!url || redis_url_parse(url, &u, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\n  EDR_REDIS_URL: %s\n", url ? err : "not set");
         return NULL;
-    redisContext *c = redisConnect(host, port);
-    if (c && !c->err && db) {
-        redisReply *rep = redisCommand(c, "SELECT %d", db);
-        freeReplyObject(rep);
     }
+    redisContext *c = redis_url_connect(&u, 10000, &failure, err, sizeof(err));
+    redis_url_clear(&u);
+    if (!c)
+        fprintf(stderr, "\n  redis: %s\n", err);
     return c;
 }
 
@@ -627,7 +554,7 @@ static void test_memory_store(void)
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     if (bad)
         verify_rpc(rc, r.prefix, &m, 1);
@@ -640,7 +567,7 @@ static void test_memory_store(void)
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(bad, 0);
     double t0 = (double)time(NULL);
@@ -658,11 +585,8 @@ static int add_partitions(const char *brokers, const char *topic, int total)
 {
     char errstr[512];
     int rc = -1;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, errstr, sizeof(errstr));
     if (!rk)
         return -1;
     rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(
@@ -711,7 +635,7 @@ static void test_new_partitions(void)
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL_FATAL(add_partitions(brokers, r.topic, 6), 0);
@@ -723,13 +647,14 @@ static void test_new_partitions(void)
     CU_ASSERT_EQUAL_FATAL(wait_partition_count(rk, r.topic, 6, 30), 0);
     /* The worker assigns the new ones itself (its metadata refresh). */
     CU_ASSERT_EQUAL(
-        wait_log_line(r.log, "kafka: assigned partitions", "5@start", 30), 0);
+        test_wait_log(r.log, "kafka: assigned partitions", "5@start", 1, 30000),
+        0);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
     bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     if (bad)
         verify_rpc(rc, r.prefix, &m, 1);
@@ -766,7 +691,7 @@ static void test_file_store_restart(void)
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
     /* Restarted: resumes from the saved offsets. */
     pid = worker_start(env, catch_up, r.log);
-    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+    CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
 
     struct store *st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
@@ -778,7 +703,7 @@ static void test_file_store_restart(void)
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 3), 0);
     worker_kill(pid);
     pid = worker_start(env, catch_up, r.log);
-    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+    CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
     st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     int bad = verify_store(st, &m, 1);
@@ -801,11 +726,8 @@ static int offsets_at_end(struct store *st, const char *brokers,
     char errstr[256];
     if (st->ops->load_offsets(st, topic, &offs, &n, &err) != STORE_OK)
         return -1;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_CONSUMER, brokers, NULL,
+                                           NULL, NULL, errstr, sizeof(errstr));
     int bad = 0;
     for (int32_t p = 0; p < 6; p++) {
         int64_t lo, hi, have = 0;
@@ -840,7 +762,7 @@ static int wait_pg(const char *dsn, const char *table, const struct model *m,
             store_close(st);
         }
         if (bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     return bad;
 }
@@ -903,7 +825,7 @@ static void test_postgres_group(void)
     for (int i = 0; i < 20 && off_bad != 0; i++) {
         off_bad = offsets_at_end(st, brokers, r.topic);
         if (off_bad)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(off_bad, 0);
     store_close(st);
@@ -955,21 +877,9 @@ static int64_t wait_p0_offset(struct store *st, const char *topic, int64_t want,
                     got = o[j].next_offset;
         free(o);
         if (got != want)
-            usleep(100000);
+            edr_sleep_ms(100);
     }
     return got;
-}
-
-static int log_has(const char *path, const char *needle)
-{
-    char line[1024];
-    int found = 0;
-    FILE *f = fopen(path, "r");
-    while (f && !found && fgets(line, sizeof(line), f))
-        found = strstr(line, needle) != NULL;
-    if (f)
-        fclose(f);
-    return found;
 }
 
 static int fence_present(struct store *st, int i)
@@ -1033,8 +943,10 @@ static void test_postgres_fence(void)
     for (int i = 0; i < 20; i++)
         wrong += fence_present(st, i) != (i < 10 || i >= 15);
     CU_ASSERT_EQUAL(wrong, 0);
-    CU_ASSERT(log_has(r.log, "partition 0 was advanced by another worker "
-                             "past offset 10"));
+    CU_ASSERT((test_log_count(r.log,
+                              "partition 0 was advanced by another worker "
+                              "past offset 10",
+                              NULL) > 0));
     store_close(st);
     CU_ASSERT_EQUAL(ops_worker_stop(a, 10000), 0);
     if (wrong)
@@ -1094,7 +1006,7 @@ static void test_dead_letters(void)
                          r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
                          NULL};
     pid_t pid = worker_start(env, catch_up, r.log);
-    CU_ASSERT_EQUAL(worker_wait(pid, 60000), 0);
+    CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
     struct store *st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
@@ -1103,12 +1015,10 @@ static void test_dead_letters(void)
     /* The dead-letter topic holds each rejected event once, unchanged,
      * with the four headers. */
     char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "group.id", r.group, errstr, sizeof(errstr));
+    const char *const group_props[] = {"group.id", r.group, NULL};
     rd_kafka_t *c =
-        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+        test_kafka_client_new(RD_KAFKA_CONSUMER, brokers, group_props, NULL,
+                              NULL, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     rd_kafka_poll_set_consumer(c);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -1180,11 +1090,8 @@ static int create_topic_with(const char *brokers, const char *topic,
 {
     char errstr[512];
     int rc = -1;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, errstr, sizeof(errstr));
     if (!rk)
         return -1;
     rd_kafka_NewTopic_t *nt =
@@ -1267,7 +1174,7 @@ static void test_dead_letter_too_large(void)
                          r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
                          NULL};
     pid_t pid = worker_start(env, catch_up, r.log);
-    int code = worker_wait(pid, 60000);
+    int code = test_wait_exit(pid, 60000);
     CU_ASSERT_EQUAL(code, 0); /* it moved past the event and caught up */
     if (code < 0)
         worker_kill(pid);
@@ -1286,12 +1193,10 @@ static void test_dead_letter_too_large(void)
         snprintf(want_sha + 2 * i, 3, "%02x", d[i]);
     snprintf(want_off, sizeof(want_off), "%" PRId64, sent.offset);
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "group.id", r.group, errstr, sizeof(errstr));
+    const char *const group_props[] = {"group.id", r.group, NULL};
     rd_kafka_t *c =
-        rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+        test_kafka_client_new(RD_KAFKA_CONSUMER, brokers, group_props, NULL,
+                              NULL, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     rd_kafka_poll_set_consumer(c);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -1340,11 +1245,8 @@ static int alter_topic(const char *brokers, const char *topic, const char *name,
 {
     char errstr[512];
     int rc = -1;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, errstr, sizeof(errstr));
     if (!rk)
         return -1;
     rd_kafka_ConfigResource_t *cr =
@@ -1454,15 +1356,16 @@ static void test_dead_letter_hold(void)
         before = hold_present(rc, r.prefix, 0, 4);
         other = hold_present(rc, r.prefix, 10, 18);
         if (before < 4 || other < 8)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(before, 4);
     CU_ASSERT_EQUAL(other, 8);
     CU_ASSERT_EQUAL(
-        wait_log_line(r.log, "partition 0 held at offset 4", "", 30), 0);
+        test_wait_log(r.log, "partition 0 held at offset 4", "", 1, 30000), 0);
     /* After it: held, through several retries. */
     CU_ASSERT_EQUAL(
-        wait_log_count(r.log, "partition 0 held at offset 4", 3, 60), 0);
+        test_wait_log(r.log, "partition 0 held at offset 4", NULL, 3, 60000),
+        0);
     CU_ASSERT_EQUAL(hold_present(rc, r.prefix, 4, 8), 0);
     CU_ASSERT_EQUAL(waitpid(pid, NULL, WNOHANG), 0);
 
@@ -1473,7 +1376,7 @@ static void test_dead_letter_hold(void)
     for (int i = 0; i < 120 && after < 4; i++) {
         after = hold_present(rc, r.prefix, 4, 8);
         if (after < 4)
-            usleep(500000);
+            edr_sleep_ms(500);
     }
     CU_ASSERT_EQUAL(after, 4);
     CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
@@ -1484,26 +1387,38 @@ static void test_dead_letter_hold(void)
     run_free(&r);
 }
 
+/* A private PostgreSQL on PG_OUTAGE_PORT that the test may stop, its DSN
+ * and the EDR_PG_DSN line for the worker. 0, or -1 (said on stderr). */
+static int outage_pg_create(struct ops_pg *pg, char *dsn, size_t dsn_size,
+                            char *env_dsn, size_t env_size)
+{
+    char errstr[512];
+    if (ops_pg_create(pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "\n  private PostgreSQL on port %d: %s\n",
+                PG_OUTAGE_PORT, errstr);
+        return -1;
+    }
+    snprintf(dsn, dsn_size,
+             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
+             "connect_timeout=2",
+             PG_OUTAGE_PORT);
+    snprintf(env_dsn, env_size, "EDR_PG_DSN=%s", dsn);
+    return 0;
+}
+
 static void test_postgres_outage(void)
 {
     struct run r;
     struct model m;
     struct ops_pg pg = {0};
-    char errstr[512], dsn[256], env_dsn[300];
+    char dsn[256], env_dsn[300];
     run_init(&r, "pgdown");
     model_init(&m, "pgdown", 55);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    if (ops_pg_create(&pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
-        fprintf(stderr, "\n  %s\n", errstr);
-        CU_FAIL_FATAL("private PostgreSQL on port 15440");
-    }
-    snprintf(dsn, sizeof(dsn),
-             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
-             "connect_timeout=2",
-             PG_OUTAGE_PORT);
-    snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    CU_ASSERT_FATAL(
+        outage_pg_create(&pg, dsn, sizeof(dsn), env_dsn, sizeof(env_dsn)) == 0);
     char addr[64], env_http[100];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", ops_free_port());
     snprintf(env_http, sizeof(env_http), "EDR_HTTP_ADDR=%s", addr);
@@ -1553,21 +1468,14 @@ static void test_postgres_rebalance_outage(void)
     struct run r;
     struct model m;
     struct ops_pg pg = {0};
-    char errstr[512], dsn[256], env_dsn[300];
+    char dsn[256], env_dsn[300];
     run_init(&r, "pgrebal");
     model_init(&m, "pgrebal", 88);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    if (ops_pg_create(&pg, PG_OUTAGE_PORT, errstr, sizeof(errstr)) != 0) {
-        fprintf(stderr, "\n  %s\n", errstr);
-        CU_FAIL_FATAL("private PostgreSQL on port 15440");
-    }
-    snprintf(dsn, sizeof(dsn),
-             "host=127.0.0.1 port=%d user=postgres dbname=postgres "
-             "connect_timeout=2",
-             PG_OUTAGE_PORT);
-    snprintf(env_dsn, sizeof(env_dsn), "EDR_PG_DSN=%s", dsn);
+    CU_ASSERT_FATAL(
+        outage_pg_create(&pg, dsn, sizeof(dsn), env_dsn, sizeof(env_dsn)) == 0);
     rd_kafka_t *rk = producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
@@ -1597,16 +1505,18 @@ static void test_postgres_rebalance_outage(void)
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 0), 0);
     /* B's partitions come to A (session timeout, 6 s) while the store is
      * down ... */
-    CU_ASSERT_EQUAL(wait_log_count(log_a, "kafka: assigned partitions", 2, 30),
-                    0);
+    CU_ASSERT_EQUAL(
+        test_wait_log(log_a, "kafka: assigned partitions", NULL, 2, 30000), 0);
     /* ... and for longer than max.poll.interval.ms (7 s) A stays in the
      * group: librdkafka reports no overrun. */
-    CU_ASSERT_EQUAL(wait_log_line(log_a, "maximum poll interval", "", 12), -1);
+    CU_ASSERT_EQUAL(test_wait_log(log_a, "maximum poll interval", "", 1, 12000),
+                    -1);
     CU_ASSERT_EQUAL(waitpid(a, NULL, WNOHANG), 0);
     CU_ASSERT_EQUAL(ops_pg_start(&pg), 0);
     int bad = wait_pg(dsn, r.table, &m, 60);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(wait_log_line(log_a, "maximum poll interval", "", 1), -1);
+    CU_ASSERT_EQUAL(test_wait_log(log_a, "maximum poll interval", "", 1, 1000),
+                    -1);
     CU_ASSERT_EQUAL(ops_worker_stop(a, 15000), 0);
     if (bad)
         ops_dump_log(log_a, 60);

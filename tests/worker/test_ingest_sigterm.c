@@ -12,6 +12,7 @@
  * first thing main() does); every one must exit 0 within 30 s.
  * EDR_SIGTERM_SEED=n replays a run. Needs the local stack (Kafka, Redis,
  * PostgreSQL). */
+#include "base/clock.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
@@ -30,13 +31,6 @@
 #define MAX_DELAY_MS 2000
 #define EXIT_WAIT_MS 30000
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* 1 once pid catches SIGTERM (its handler is installed: from then on
  * "started" has a meaning the worker controls; a signal before that, in
  * the dynamic loader, kills any program). Waits up to 5 s. */
@@ -54,7 +48,7 @@ static int wait_handler(pid_t pid)
             fclose(f);
         if (mask & (1ull << (SIGTERM - 1)))
             return 1;
-        usleep(10000);
+        edr_sleep_ms(10);
     }
     return 0;
 }
@@ -130,13 +124,13 @@ static void test_sigterm_any_moment(void)
         }
         for (int i = 0; i < AT_ONCE; i++) {
             CU_ASSERT(r[i].pid > 0 && wait_handler(r[i].pid));
-            r[i].start = now_ms();
+            r[i].start = edr_clock_ms();
             r[i].kill_at = r[i].start + r[i].delay_ms;
         }
         /* SIGTERM each at its moment (the moment is the test's input,
          * not a guess at some state). */
         for (int sent = 0; sent < AT_ONCE;) {
-            long t = now_ms();
+            long t = edr_clock_ms();
             sent = 0;
             for (int i = 0; i < AT_ONCE; i++) {
                 if (r[i].pid > 0 && r[i].kill_at >= 0 && t >= r[i].kill_at) {
@@ -146,16 +140,16 @@ static void test_sigterm_any_moment(void)
                 sent += r[i].kill_at < 0 || r[i].pid <= 0;
             }
             if (sent < AT_ONCE)
-                usleep(5000);
+                edr_sleep_ms(5);
         }
-        long deadline = now_ms() + EXIT_WAIT_MS;
+        long deadline = edr_clock_ms() + EXIT_WAIT_MS;
         for (int i = 0; i < AT_ONCE; i++) {
             int st = 0;
             pid_t got = 0;
             while (r[i].pid > 0 &&
                    (got = waitpid(r[i].pid, &st, WNOHANG)) == 0 &&
-                   now_ms() < deadline)
-                usleep(20000);
+                   edr_clock_ms() < deadline)
+                edr_sleep_ms(20);
             if (r[i].pid > 0 && got == r[i].pid) {
                 r[i].code =
                     WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -164,7 +158,7 @@ static void test_sigterm_any_moment(void)
                 waitpid(r[i].pid, NULL, 0);
                 r[i].code = -1; /* did not stop within EXIT_WAIT_MS */
             }
-            long took = now_ms() - r[i].start;
+            long took = edr_clock_ms() - r[i].start;
             slowest = took > slowest ? took : slowest;
             if (r[i].code == 0) {
                 ok++;
