@@ -29,8 +29,10 @@ struct rpc_server_stats {
     unsigned long long refused;          /* reply_to not <prefix>:reply:*, or
                                             not a list: nothing written */
     unsigned long long connect_failures; /* failed connects, all threads */
-    unsigned long long losses; /* connections dropped after an I/O error
-                                  or a refused BRPOP (NOAUTH, LOADING) */
+    unsigned long long losses;   /* connections dropped after an I/O error
+                                    or a refused BLMOVE (NOAUTH, LOADING) */
+    unsigned long long requeued; /* in-flight requests of dead workers
+                                    given back to the queue by this one */
 };
 void rpc_server_get_stats(const struct rpc_server *srv,
                           struct rpc_server_stats *out);
