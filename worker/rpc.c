@@ -191,10 +191,6 @@ static void *rpc_thread_main(void *arg)
     const char *argv[6] = {"BLMOVE", srv->queue, srv->inflight,
                            "RIGHT",  "LEFT",     RPC_BRPOP_TIMEOUT};
 
-    /* nothing is popped before the keeper gave this worker's in-flight
-     * requests of a previous life back (they would be answered twice) */
-    while (!atomic_load(&srv->keeper_ready) && !atomic_load(&srv->stopping))
-        edr_sleep_ms(20);
     /* a BLMOVE already sent may pop a request: answer it before leaving */
     while (!atomic_load(&srv->stopping) || t->pop_in_flight) {
         if (!t->c) {
@@ -203,6 +199,13 @@ static void *rpc_thread_main(void *arg)
                 continue;
             }
             rpc_reply_send_pending(t);
+            continue;
+        }
+        /* nothing is popped before the keeper gave this worker's
+         * in-flight requests of a previous life back (they would be
+         * answered twice) */
+        if (!t->pop_in_flight && !atomic_load(&srv->keeper_ready)) {
+            edr_sleep_ms(20);
             continue;
         }
         redisReply *r = NULL;

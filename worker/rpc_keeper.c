@@ -155,6 +155,10 @@ void *rpc_keeper_main(void *arg)
         }
         if (!atomic_load(&srv->keeper_ready)) {
             long long n = reap(srv, c, srv->worker_id, 1);
+            /* an error reply (NOAUTH, scripts denied): the responders
+             * meet it too and report it; don't hold them back */
+            if (n == -2 && !c->err)
+                atomic_store(&srv->keeper_ready, 1);
             if (n >= 0) {
                 if (n > 0)
                     log_info("rpc: %lld requests this worker id left in "
