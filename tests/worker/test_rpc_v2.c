@@ -450,11 +450,12 @@ static void test_store_passthrough(void)
                                3000, &m),
                           0);
     CU_ASSERT_EQUAL(m.status, REPLY_OK);
-    if (l.items[0].asset_id)
+    if (l.items[0].asset_id) {
         CU_ASSERT_PTR_NOT_NULL(
             strstr(m.result_json, "\"assetId\":\"asset-pass-1\""));
-    else
+    } else {
         CU_ASSERT_PTR_NULL(strstr(m.result_json, "assetId"));
+    }
     store_list_clear(&l);
     reply_msg_clear(&m);
 }
