@@ -346,6 +346,8 @@ void rpc_server_stop(struct rpc_server *srv)
     if (!srv)
         return;
     atomic_store(&srv->stopping, 1);
+    /* a responder waiting inline (all waiters busy) wakes and gives up */
+    positions_wake_all();
     for (int i = 0; srv->threads && i < srv->n_threads; i++)
         if (srv->threads[i].started)
             pthread_join(srv->threads[i].tid, NULL);
