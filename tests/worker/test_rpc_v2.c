@@ -585,6 +585,49 @@ static void test_stop_requeues(void)
     store_close(st);
 }
 
+/* A file store restarted: its state (and offsets) predate this process,
+ * which has applied nothing yet; min_positions inside them are reached,
+ * past them wait for ingest. */
+static void test_file_restart(void)
+{
+    struct store_err err;
+    char path[128];
+    snprintf(path, sizeof(path), "/tmp/edr-rpcv2-%ld/store.db", (long)getpid());
+    struct store *st = file_store_open(path, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    put(st, "BPNLFILE", "tp-file", "asset-f", 5, 50);
+    store_close(st);
+    st = file_store_open(path, &err); /* the restart */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    positions_reset();
+    struct fixture f;
+    CU_ASSERT_EQUAL_FATAL(start(&f, "file", st, 1), 0);
+    struct reply_msg m;
+    int64_t t0 = edr_clock_ms();
+    CU_ASSERT_EQUAL_FATAL(call(&f, "get_connection_transfer_id",
+                               GET_ARGS("BPNLFILE", ",\"min_positions\":{"
+                                                    "\"5\":49}"),
+                               3000, &m),
+                          0);
+    CU_ASSERT_EQUAL(m.status, REPLY_OK);
+    CU_ASSERT_STRING_EQUAL(m.result_json, "\"tp-file\"");
+    CU_ASSERT_TRUE(since(t0) < 1000);
+    reply_msg_clear(&m);
+    CU_ASSERT_EQUAL_FATAL(call(&f, "count",
+                               "{\"min_positions\":{\"5\":50},\"wait_ms\":300}",
+                               3000, &m),
+                          0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m.code);
+    CU_ASSERT_STRING_EQUAL(m.code, "timeout");
+    reply_msg_clear(&m);
+    rpc_server_stop(f.srv);
+    store_close(st);
+    unlink(path);
+    char dir[128];
+    snprintf(dir, sizeof(dir), "/tmp/edr-rpcv2-%ld", (long)getpid());
+    rmdir(dir);
+}
+
 /* ------------------------------------------------------------- postgres */
 
 static int pg_init(void)
@@ -696,6 +739,8 @@ static void register_suites(void)
     CU_add_test(s, "a dead worker's requests are taken over", test_takeover);
     CU_add_test(s, "a clean stop requeues a waiting request",
                 test_stop_requeues);
+    CU_add_test(s, "file store restarted: its own offsets count",
+                test_file_restart);
     CU_pSuite p = CU_add_suite("rpc v2 (postgres)", pg_init, pg_clean);
     CU_add_test(p, "min_positions and wait_ms by polling",
                 test_pg_positions_and_wait);
