@@ -383,6 +383,14 @@ static void test_frozen_then_killed(void)
 static void read_your_writes(struct fleet *f)
 {
     char pos[64], out[512], party[64], tid[64];
+    /* warm-up: the consumers (a group's first assignment takes seconds)
+     * have applied a first event, waited for with a long wait */
+    snprintf(party, sizeof(party), "BPNLWARM%s", f->mode);
+    snprintf(tid, sizeof(tid), "tp-warm-%lld", (long long)edr_epoch_ms());
+    CU_ASSERT_EQUAL_FATAL(publish(f, party, tid, pos, sizeof(pos)), 0);
+    for (int w = 0; w < 2; w++)
+        CU_ASSERT_EQUAL_FATAL(
+            get_at(f->w[w].prefix, party, pos, "30000", out, sizeof(out)), 0);
     for (int i = 0; i < 4; i++) {
         snprintf(party, sizeof(party), "BPNLRYW%s%d", f->mode, i);
         snprintf(tid, sizeof(tid), "tp-ryw-%d-%lld", i,
