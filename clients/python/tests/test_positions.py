@@ -84,7 +84,9 @@ class PositionRpc:
 
 def manager_with(rpc: PositionRpc, producer: PositionProducer,
                  **kwargs: Any) -> EdrWorkerConnectionManager:
-    m = EdrWorkerConnectionManager(**dict(ADAPTER, rpc_client=rpc, apply_timeout=3.0, **kwargs))
+    opts: dict[str, Any] = dict(ADAPTER, rpc_client=rpc, apply_timeout=3.0)
+    opts.update(kwargs)
+    m = EdrWorkerConnectionManager(**opts)
     m._producer = producer  # type: ignore[assignment]
     return m
 
