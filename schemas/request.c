@@ -705,8 +705,9 @@ enum request_error request_decode(struct request *req, const void *buf,
         req->positions = d.pos;
         req->n_positions = d.n_pos;
         d.pos = NULL;
-        qsort(req->positions, req->n_positions, sizeof(*req->positions),
-              position_cmp);
+        if (req->n_positions > 1)
+            qsort(req->positions, req->n_positions, sizeof(*req->positions),
+                  position_cmp);
     }
     if (d.op == REQUEST_LIST) {
         req->cursor = take(&d.arg[A_CURSOR]);
