@@ -28,6 +28,11 @@ enum arg_member {
     A_SUBSTR,
     A_LIMIT,
     A_CURSOR,
+    A_TRANSFER_ID,
+    A_ASSET_ID,
+    A_ASSET_PREFIX,
+    A_WAIT,
+    A_POSITIONS,
     A_N,
     A_OTHER
 };
@@ -37,11 +42,16 @@ static const char *const arg_names[A_N] = {"counter_party_id",
                                            "policy_checksum",
                                            "counter_party_id_substring",
                                            "limit",
-                                           "cursor"};
+                                           "cursor",
+                                           "transfer_process_id",
+                                           "asset_id",
+                                           "asset_id_prefix",
+                                           "wait_ms",
+                                           "min_positions"};
 
 static const char *const op_names[] = {
-    "invalid", "get_connection",   "get_connection_transfer_id",
-    "count",   "list_connections", "ping"};
+    "invalid",          "get_connection", "get_connection_transfer_id", "count",
+    "list_connections", "ping",           "get_by_transfer_id"};
 
 enum field_state { F_ABSENT = 0, F_SET, F_NULL, F_BAD };
 
@@ -56,12 +66,17 @@ struct field {
 enum value_kind { V_NULL, V_BOOL, V_INT, V_DOUBLE, V_STRING, V_MAP, V_ARRAY };
 
 struct decoder {
-    int depth;     /* open containers; the request object is depth 1 */
-    int is_object; /* the top-level value is an object */
-    int args_open; /* the container at depth 2 is the args object */
-    int top_key;   /* current top_member */
-    int arg_key;   /* current arg_member */
+    int depth;         /* open containers; the request object is depth 1 */
+    int is_object;     /* the top-level value is an object */
+    int args_open;     /* the container at depth 2 is the args object */
+    int top_key;       /* current top_member */
+    int arg_key;       /* current arg_member */
+    int pos_open;      /* the container at depth 3 is args.min_positions */
+    long long pos_key; /* partition of the current min_positions key, or
+                          -1 when the key is bad */
     int oom;
+    struct request_position *pos;
+    size_t n_pos, pos_cap;
     enum request_op op;
     struct field top[T_N];
     struct field arg[A_N];
@@ -201,8 +216,8 @@ static void top_value(struct decoder *d, enum value_kind k,
         }
         f->state = F_BAD;
         f->why = "unknown operation (expected get_connection, "
-                 "get_connection_transfer_id, count, list_connections or "
-                 "ping)";
+                 "get_connection_transfer_id, get_by_transfer_id, count, "
+                 "list_connections or ping)";
         for (size_t i = 1; i < sizeof(op_names) / sizeof(op_names[0]); i++) {
             if (strlen(op_names[i]) == len &&
                 memcmp(op_names[i], s, len) == 0) {
@@ -282,6 +297,37 @@ static void arg_value(struct decoder *d, enum value_kind k,
             f->num = num;
         }
         break;
+    case A_TRANSFER_ID:
+    case A_ASSET_ID:
+    case A_ASSET_PREFIX:
+        if (k == V_NULL)
+            f->state = F_NULL;
+        else
+            field_string(d, f, k, s, len, EDR_KEY_FIELD_MAX,
+                         d->arg_key == A_ASSET_PREFIX);
+        break;
+    case A_WAIT:
+        if (k == V_NULL) {
+            f->state = F_NULL;
+        } else if (k != V_INT) {
+            field_bad(f, "not an integer (expected 0..30000)");
+        } else if (num < 0 || num > REQUEST_WAIT_MAX_MS) {
+            field_bad(f, "out of range (expected 0..30000)");
+        } else {
+            f->state = F_SET;
+            f->num = num;
+        }
+        break;
+    case A_POSITIONS:
+        if (k == V_MAP) {
+            f->state = F_SET;
+            d->pos_open = 1;
+        } else if (k == V_NULL) {
+            f->state = F_NULL;
+        } else {
+            field_bad(f, "not an object of partitions to offsets");
+        }
+        break;
     case A_CURSOR:
         if (k == V_NULL || (k == V_STRING && len == 0))
             f->state = F_NULL;
@@ -297,6 +343,61 @@ static void arg_value(struct decoder *d, enum value_kind k,
     }
 }
 
+/* A partition key of min_positions: canonical decimal, 0..INT32_MAX;
+ * -1 otherwise. */
+static long long partition_key(const unsigned char *s, size_t len)
+{
+    long long v = 0;
+    if (len == 0 || len > 10 || (len > 1 && s[0] == '0'))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v > INT32_MAX ? -1 : v;
+}
+
+/* One value inside args.min_positions: an offset >= 0. */
+static void pos_value(struct decoder *d, enum value_kind k, long long num)
+{
+    struct field *f = &d->arg[A_POSITIONS];
+    if (f->state == F_BAD)
+        return;
+    if (d->pos_key < 0) {
+        field_bad(f, "a key is not a decimal partition number");
+        return;
+    }
+    if (k != V_INT || num < 0) {
+        field_bad(f, "an offset is not a non-negative integer");
+        return;
+    }
+    for (size_t i = 0; i < d->n_pos; i++) {
+        if (d->pos[i].partition == (int32_t)d->pos_key) {
+            field_bad(f, "duplicate partition");
+            return;
+        }
+    }
+    if (d->n_pos == REQUEST_POSITIONS_MAX) {
+        field_bad(f, "more than 1024 partitions");
+        return;
+    }
+    if (d->n_pos == d->pos_cap) {
+        size_t cap = d->pos_cap ? d->pos_cap * 2 : 8;
+        void *p = realloc(d->pos, cap * sizeof(*d->pos));
+        if (!p) {
+            d->oom = 1;
+            field_bad(f, "out of memory");
+            return;
+        }
+        d->pos = p;
+        d->pos_cap = cap;
+    }
+    d->pos[d->n_pos].partition = (int32_t)d->pos_key;
+    d->pos[d->n_pos].offset = num;
+    d->n_pos++;
+}
+
 /* Routes one value (scalar or container start) by where it sits. */
 static void on_value(struct decoder *d, enum value_kind k,
                      const unsigned char *s, size_t len, long long num,
@@ -308,6 +409,8 @@ static void on_value(struct decoder *d, enum value_kind k,
         top_value(d, k, s, len, num, dbl);
     } else if (d->depth == 2 && d->args_open) {
         arg_value(d, k, s, len, num);
+    } else if (d->depth == 3 && d->pos_open) {
+        pos_value(d, k, num);
     }
 }
 
@@ -366,6 +469,8 @@ static int cb_end(void *ctx)
      * containers nested inside args end at depth 2 and keep it open */
     if (d->depth == 1)
         d->args_open = 0;
+    if (d->depth == 2)
+        d->pos_open = 0;
     return 1;
 }
 
@@ -384,6 +489,8 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
             if (strlen(arg_names[i]) == len &&
                 memcmp(arg_names[i], s, len) == 0)
                 d->arg_key = i;
+    } else if (d->depth == 3 && d->pos_open) {
+        d->pos_key = partition_key(s, len);
     }
     return 1;
 }
@@ -406,6 +513,7 @@ static void decoder_free(struct decoder *d)
         free(d->top[i].str);
     for (int i = 0; i < A_N; i++)
         free(d->arg[i].str);
+    free(d->pos);
 }
 
 /* Checks one member; returns 0, or fills errstr and returns -1. */
@@ -452,7 +560,24 @@ static enum request_error check_schema(struct decoder *d, char *errstr,
         snprintf(errstr, errstr_size, "args: %s", args->why);
         return REQUEST_ERR_SCHEMA;
     }
+    if (d->op != REQUEST_PING &&
+        (check_member("args.", arg_names[A_WAIT], &d->arg[A_WAIT], 0, errstr,
+                      errstr_size) ||
+         check_member("args.", arg_names[A_POSITIONS], &d->arg[A_POSITIONS], 0,
+                      errstr, errstr_size)))
+        return REQUEST_ERR_SCHEMA;
     switch (d->op) {
+    case REQUEST_GET_BY_TRANSFER_ID:
+        if (args->state != F_SET) {
+            snprintf(errstr, errstr_size, "args: %s",
+                     args->state == F_NULL ? "not an object (null)"
+                                           : "missing");
+            return REQUEST_ERR_SCHEMA;
+        }
+        if (check_member("args.", arg_names[A_TRANSFER_ID],
+                         &d->arg[A_TRANSFER_ID], 1, errstr, errstr_size))
+            return REQUEST_ERR_SCHEMA;
+        break;
     case REQUEST_GET_CONNECTION:
     case REQUEST_GET_TRANSFER_ID:
         if (args->state != F_SET) {
@@ -472,20 +597,25 @@ static enum request_error check_schema(struct decoder *d, char *errstr,
             check_member("args.", arg_names[A_CURSOR], &d->arg[A_CURSOR], 0,
                          errstr, errstr_size))
             return REQUEST_ERR_SCHEMA;
-        if (check_member("args.", arg_names[A_SUBSTR], &d->arg[A_SUBSTR], 0,
-                         errstr, errstr_size))
-            return REQUEST_ERR_SCHEMA;
-        break;
+        /* fall through */
     case REQUEST_COUNT:
-        if (check_member("args.", arg_names[A_SUBSTR], &d->arg[A_SUBSTR], 0,
-                         errstr, errstr_size))
-            return REQUEST_ERR_SCHEMA;
+        for (int i = A_SUBSTR; i <= A_ASSET_PREFIX; i++)
+            if ((i == A_SUBSTR || i >= A_TRANSFER_ID) &&
+                check_member("args.", arg_names[i], &d->arg[i], 0, errstr,
+                             errstr_size))
+                return REQUEST_ERR_SCHEMA;
         break;
     case REQUEST_PING:
     case REQUEST_OP_NONE:
         break;
     }
     return REQUEST_OK;
+}
+
+static int position_cmp(const void *a, const void *b)
+{
+    const struct request_position *x = a, *y = b;
+    return (x->partition > y->partition) - (x->partition < y->partition);
 }
 
 enum request_error request_decode(struct request *req, const void *buf,
@@ -558,8 +688,27 @@ enum request_error request_decode(struct request *req, const void *buf,
         req->query_checksum = take(&d.arg[A_QUERY]);
         req->policy_checksum = take(&d.arg[A_POLICY]);
     }
-    if (d.op == REQUEST_COUNT || d.op == REQUEST_LIST)
+    if (d.op == REQUEST_COUNT || d.op == REQUEST_LIST) {
         req->substring = take(&d.arg[A_SUBSTR]);
+        req->asset_id = take(&d.arg[A_ASSET_ID]);
+        req->asset_id_prefix = take(&d.arg[A_ASSET_PREFIX]);
+    }
+    if (d.op == REQUEST_COUNT || d.op == REQUEST_LIST ||
+        d.op == REQUEST_GET_BY_TRANSFER_ID)
+        req->transfer_process_id = take(&d.arg[A_TRANSFER_ID]);
+    if (d.op != REQUEST_PING && d.arg[A_WAIT].state == F_SET) {
+        req->has_wait = 1;
+        req->wait_ms = d.arg[A_WAIT].num;
+    }
+    if (d.op != REQUEST_PING && d.arg[A_POSITIONS].state == F_SET) {
+        req->has_positions = 1;
+        req->positions = d.pos;
+        req->n_positions = d.n_pos;
+        d.pos = NULL;
+        if (req->n_positions > 1)
+            qsort(req->positions, req->n_positions, sizeof(*req->positions),
+                  position_cmp);
+    }
     if (d.op == REQUEST_LIST) {
         req->cursor = take(&d.arg[A_CURSOR]);
         req->limit = d.arg[A_LIMIT].state == F_SET ? (size_t)d.arg[A_LIMIT].num
@@ -589,6 +738,10 @@ void request_clear(struct request *req)
     free(req->policy_checksum);
     free(req->substring);
     free(req->cursor);
+    free(req->transfer_process_id);
+    free(req->asset_id);
+    free(req->asset_id_prefix);
+    free(req->positions);
     memset(req, 0, sizeof(*req));
 }
 

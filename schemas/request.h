@@ -20,14 +20,27 @@
 #define REQUEST_REPLY_TO_MAX 512
 #define REQUEST_LIMIT_DEFAULT 100
 #define REQUEST_LIMIT_MAX 1000
+#define REQUEST_WAIT_MAX_MS 30000
+/* the wait for min_positions when wait_ms is absent (§2, v2) */
+#define REQUEST_POSITIONS_WAIT_DEFAULT_MS 5000
+/* partitions a min_positions may name */
+#define REQUEST_POSITIONS_MAX 1024
 
 enum request_op {
     REQUEST_OP_NONE = 0,
-    REQUEST_GET_CONNECTION,  /* "get_connection" */
-    REQUEST_GET_TRANSFER_ID, /* "get_connection_transfer_id" */
-    REQUEST_COUNT,           /* "count" */
-    REQUEST_LIST,            /* "list_connections" */
-    REQUEST_PING,            /* "ping" */
+    REQUEST_GET_CONNECTION,     /* "get_connection" */
+    REQUEST_GET_TRANSFER_ID,    /* "get_connection_transfer_id" */
+    REQUEST_COUNT,              /* "count" */
+    REQUEST_LIST,               /* "list_connections" */
+    REQUEST_PING,               /* "ping" */
+    REQUEST_GET_BY_TRANSFER_ID, /* "get_by_transfer_id" (v2) */
+};
+
+/* One member of min_positions: the state must include the event at
+ * `offset` of `partition` (so the partition's next offset > offset). */
+struct request_position {
+    int32_t partition;
+    int64_t offset;
 };
 
 /* Why a request was rejected. */
@@ -55,6 +68,20 @@ struct request {
     /* list_connections: NULL from the start; limit 1..1000 */
     char *cursor;
     size_t limit;
+    /* get_by_transfer_id (required); count, list_connections (optional
+     * filter, NULL when absent) */
+    char *transfer_process_id;
+    /* count, list_connections: optional filters, NULL when absent */
+    char *asset_id;
+    char *asset_id_prefix;
+    /* every op but ping: wait_ms 0..30000 when has_wait */
+    int has_wait;
+    int64_t wait_ms;
+    /* every op but ping: n_positions members of min_positions (a malloc'd
+     * array, sorted by partition); has_positions also for {} */
+    int has_positions;
+    struct request_position *positions;
+    size_t n_positions;
     int has_deadline;
     int64_t deadline_ms; /* Unix epoch milliseconds */
 };

@@ -23,10 +23,16 @@ static void usage(FILE *out)
             "o}\n"
             "      (edrctl publish --help for every flag)\n"
             "  get --party ID --address URL --query SUM --policy SUM\n"
+            "      [--wait-ms N] [--min-position P:O]...\n"
             "  transfer-id --party ID --address URL --query SUM --policy "
             "SUM\n"
-            "  count [--party-substring S]\n"
-            "  list [--party-substring S] [--limit N] [--cursor C]\n"
+            "      [--wait-ms N] [--min-position P:O]...\n"
+            "  get-by-transfer-id --transfer-id T [--wait-ms N]\n"
+            "      [--min-position P:O]...\n"
+            "  count [--party-substring S] [--transfer-id T] [--asset-id A]\n"
+            "      [--asset-prefix P]\n"
+            "  list [--party-substring S] [--transfer-id T] [--asset-id A]\n"
+            "      [--asset-prefix P] [--limit N] [--cursor C]\n"
             "  ping\n"
             "      ask a worker over Redis; prints the reply's result as "
             "JSON\n"
@@ -70,6 +76,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "publish") == 0) {
         code = edrctl_publish_main(&cfg, rest.argc, rest.argv);
     } else if (strcmp(cmd, "get") == 0 || strcmp(cmd, "transfer-id") == 0 ||
+               strcmp(cmd, "get-by-transfer-id") == 0 ||
                strcmp(cmd, "count") == 0 || strcmp(cmd, "list") == 0 ||
                strcmp(cmd, "ping") == 0) {
         code = edrctl_lookup_main(&cfg, cmd, rest.argc, rest.argv);

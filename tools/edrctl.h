@@ -19,7 +19,8 @@ enum edrctl_exit {
 /* publish negotiated|renewed|expired ... (edrctl_publish.c) */
 int edrctl_publish_main(const struct config *cfg, int argc, char **argv);
 
-/* cmd: "get", "transfer-id", "count", "list" or "ping"
+/* cmd: "get", "transfer-id", "get-by-transfer-id", "count", "list" or
+ * "ping"
  * (edrctl_lookup.c). */
 int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
                        char **argv);

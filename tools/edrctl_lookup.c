@@ -1,5 +1,5 @@
-/* edrctl_lookup.c: edrctl get|transfer-id|count|list|ping (schemas/README.md §2
- * and §5).
+/* edrctl_lookup.c: edrctl get|transfer-id|get-by-transfer-id|count|list|ping
+ * (schemas/README.md §2 and §5).
  *
  * Each command sends one request with a reply_to of its own
  * (<prefix>:reply:<host>-<pid>-<random>) and deadline_ms = now +
@@ -17,6 +17,8 @@
 #include <hiredis/hiredis.h>
 
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +28,9 @@
 #include <unistd.h>
 
 #define LOOKUP_TIMEOUT_DEFAULT_MS 5000
+/* the reply of a waiting lookup comes at most this long after its wait */
+#define LOOKUP_WAIT_SLACK_MS 2000
+#define LOOKUP_POSITIONS_MAX 64
 
 struct lookup_args {
     const char *party;
@@ -34,7 +39,13 @@ struct lookup_args {
     const char *policy;
     const char *substring;
     const char *cursor;
-    long limit; /* 0: not given */
+    long limit;               /* 0: not given */
+    const char *transfer_id;  /* get-by-transfer-id; count/list filter */
+    const char *asset_id;     /* count/list */
+    const char *asset_prefix; /* count/list */
+    long wait_ms;             /* -1: not given */
+    struct request_position pos[LOOKUP_POSITIONS_MAX];
+    size_t n_pos;
 };
 
 static void usage(const char *cmd)
@@ -42,15 +53,63 @@ static void usage(const char *cmd)
     if (strcmp(cmd, "get") == 0 || strcmp(cmd, "transfer-id") == 0)
         fprintf(stderr,
                 "usage: edrctl %s --party ID --address URL --query SUM "
-                "--policy SUM\n",
+                "--policy SUM [--wait-ms N] [--min-position P:O]...\n",
                 cmd);
+    else if (strcmp(cmd, "get-by-transfer-id") == 0)
+        fprintf(stderr, "usage: edrctl get-by-transfer-id --transfer-id T "
+                        "[--wait-ms N] [--min-position P:O]...\n");
     else if (strcmp(cmd, "count") == 0)
-        fprintf(stderr, "usage: edrctl count [--party-substring S]\n");
+        fprintf(stderr, "usage: edrctl count [--party-substring S] "
+                        "[--transfer-id T] [--asset-id A] "
+                        "[--asset-prefix P]\n");
     else if (strcmp(cmd, "list") == 0)
         fprintf(stderr, "usage: edrctl list [--party-substring S] "
+                        "[--transfer-id T] [--asset-id A] [--asset-prefix P] "
                         "[--limit N] [--cursor C]\n");
     else
         fprintf(stderr, "usage: edrctl ping\n");
+}
+
+/* A decimal in [lo, hi] into *out; 0, or -1 when s is anything else. */
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end = NULL;
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    long long v = strtoll(s, &end, 10);
+    if (*end || v < lo || v > hi)
+        return -1;
+    *out = (long)v;
+    return 0;
+}
+
+/* "P:O" (partition 0..2^31-1, offset >= 0) appended to a->pos; 0 or -1. */
+static int add_position(struct lookup_args *a, const char *s)
+{
+    const char *colon = strchr(s, ':');
+    char part[16];
+    long p;
+    char *end = NULL;
+    if (!colon || colon == s || (size_t)(colon - s) >= sizeof(part) ||
+        a->n_pos == LOOKUP_POSITIONS_MAX)
+        return -1;
+    memcpy(part, s, (size_t)(colon - s));
+    part[colon - s] = '\0';
+    if (parse_long(part, 0, INT32_MAX, &p))
+        return -1;
+    const char *o = colon + 1;
+    if (!*o || *o < '0' || *o > '9')
+        return -1;
+    long long off = strtoll(o, &end, 10);
+    if (*end || off < 0 || off == LLONG_MAX)
+        return -1;
+    for (size_t i = 0; i < a->n_pos; i++)
+        if (a->pos[i].partition == (int32_t)p)
+            return -1;
+    a->pos[a->n_pos].partition = (int32_t)p;
+    a->pos[a->n_pos].offset = off;
+    a->n_pos++;
+    return 0;
 }
 
 /* Parses the flags of cmd; 0 or EDRCTL_USAGE. */
@@ -60,10 +119,12 @@ static int parse_args(const char *cmd, int argc, char **argv,
     int is_get = strcmp(cmd, "get") == 0 || strcmp(cmd, "transfer-id") == 0;
     int is_count = strcmp(cmd, "count") == 0;
     int is_list = strcmp(cmd, "list") == 0;
-    const char *limit = NULL;
+    int is_by_tid = strcmp(cmd, "get-by-transfer-id") == 0;
+    const char *limit = NULL, *wait = NULL, *pos = NULL;
     int i = 0;
 
     memset(a, 0, sizeof(*a));
+    a->wait_ms = -1;
     /* the dispatcher may leave the subcommand (or program) name first */
     if (argc > 0 && argv[0][0] != '-')
         i = 1;
@@ -79,10 +140,42 @@ static int parse_args(const char *cmd, int argc, char **argv,
             if (!m)
                 m = edrctl_take_flag(argc, argv, &i, "--policy", &a->policy);
         }
+        if (is_get || is_by_tid) {
+            if (!m &&
+                (m = edrctl_take_flag(argc, argv, &i, "--wait-ms", &wait)) >
+                    0 &&
+                parse_long(wait, 0, REQUEST_WAIT_MAX_MS, &a->wait_ms)) {
+                fprintf(stderr, "edrctl %s: --wait-ms must be 0..%d\n", cmd,
+                        REQUEST_WAIT_MAX_MS);
+                goto usage;
+            }
+            if (!m &&
+                (m = edrctl_take_flag(argc, argv, &i, "--min-position", &pos)) >
+                    0 &&
+                add_position(a, pos)) {
+                fprintf(stderr,
+                        "edrctl %s: --min-position wants PARTITION:OFFSET "
+                        "(e.g. 3:1234, as edrctl publish prints them), at "
+                        "most %d, each partition once\n",
+                        cmd, LOOKUP_POSITIONS_MAX);
+                goto usage;
+            }
+        }
+        if (is_by_tid || is_count || is_list) {
+            if (!m)
+                m = edrctl_take_flag(argc, argv, &i, "--transfer-id",
+                                     &a->transfer_id);
+        }
         if (is_count || is_list) {
             if (!m)
                 m = edrctl_take_flag(argc, argv, &i, "--party-substring",
                                      &a->substring);
+            if (!m)
+                m = edrctl_take_flag(argc, argv, &i, "--asset-id",
+                                     &a->asset_id);
+            if (!m)
+                m = edrctl_take_flag(argc, argv, &i, "--asset-prefix",
+                                     &a->asset_prefix);
         }
         if (is_list) {
             if (!m)
@@ -103,6 +196,18 @@ static int parse_args(const char *cmd, int argc, char **argv,
         fprintf(stderr,
                 "edrctl %s: --party, --address, --query and "
                 "--policy are all required\n",
+                cmd);
+        goto usage;
+    }
+    if (is_by_tid && (!a->transfer_id || !a->transfer_id[0])) {
+        fprintf(stderr, "edrctl %s: --transfer-id is required\n", cmd);
+        goto usage;
+    }
+    if ((a->transfer_id && !a->transfer_id[0]) ||
+        (a->asset_id && !a->asset_id[0])) {
+        fprintf(stderr,
+                "edrctl %s: --transfer-id and --asset-id must not "
+                "be empty\n",
                 cmd);
         goto usage;
     }
@@ -164,9 +269,11 @@ static int build_request(struct reply_buf *b, const char *cmd,
     const char *op = strcmp(cmd, "get") == 0           ? "get_connection"
                      : strcmp(cmd, "transfer-id") == 0 ? "get_connection_"
                                                          "transfer_id"
-                     : strcmp(cmd, "count") == 0       ? "count"
-                     : strcmp(cmd, "list") == 0        ? "list_connections"
-                                                       : "ping";
+                     : strcmp(cmd, "get-by-transfer-id") == 0
+                         ? "get_by_transfer_id"
+                     : strcmp(cmd, "count") == 0 ? "count"
+                     : strcmp(cmd, "list") == 0  ? "list_connections"
+                                                 : "ping";
     int first = 1;
     reply_raw(b, "{", 1);
     member(b, &first, "id", id);
@@ -184,11 +291,38 @@ static int build_request(struct reply_buf *b, const char *cmd,
     }
     if (a->substring)
         member(b, &first, "counter_party_id_substring", a->substring);
+    if (a->transfer_id)
+        member(b, &first, "transfer_process_id", a->transfer_id);
+    if (a->asset_id)
+        member(b, &first, "asset_id", a->asset_id);
+    if (a->asset_prefix)
+        member(b, &first, "asset_id_prefix", a->asset_prefix);
+    if (a->wait_ms >= 0) {
+        reply_raw(b, first ? "\"wait_ms\":" : ",\"wait_ms\":", first ? 10 : 11);
+        reply_i64(b, a->wait_ms);
+        first = 0;
+    }
+    if (a->n_pos > 0) {
+        reply_raw(b, first ? "\"min_positions\":{" : ",\"min_positions\":{",
+                  first ? 17 : 18);
+        for (size_t i = 0; i < a->n_pos; i++) {
+            char key[16];
+            snprintf(key, sizeof(key), "%" PRId32, a->pos[i].partition);
+            if (i)
+                reply_raw(b, ",", 1);
+            reply_cstr(b, key);
+            reply_raw(b, ":", 1);
+            reply_i64(b, a->pos[i].offset);
+        }
+        reply_raw(b, "}", 1);
+        first = 0;
+    }
     if (a->cursor)
         member(b, &first, "cursor", a->cursor);
     if (a->limit) {
         reply_raw(b, first ? "\"limit\":" : ",\"limit\":", first ? 8 : 9);
         reply_i64(b, a->limit);
+        first = 0;
     }
     reply_raw(b, "}}", 2);
     return b->oom ? -1 : 0;
@@ -212,12 +346,19 @@ int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
 
     memset(&url, 0, sizeof(url));
     if (strcmp(cmd, "get") && strcmp(cmd, "transfer-id") &&
-        strcmp(cmd, "count") && strcmp(cmd, "list") && strcmp(cmd, "ping")) {
+        strcmp(cmd, "get-by-transfer-id") && strcmp(cmd, "count") &&
+        strcmp(cmd, "list") && strcmp(cmd, "ping")) {
         fprintf(stderr, "edrctl: unknown lookup command '%s'\n", cmd);
         return EDRCTL_USAGE;
     }
     if (parse_args(cmd, argc, argv, &a))
         return EDRCTL_USAGE;
+    /* a wait the worker honours must not outlast our own patience */
+    long wait = a.wait_ms >= 0 ? a.wait_ms
+                : a.n_pos > 0  ? REQUEST_POSITIONS_WAIT_DEFAULT_MS
+                               : 0;
+    if (wait > 0 && timeout_ms < wait + LOOKUP_WAIT_SLACK_MS)
+        timeout_ms = (int)(wait + LOOKUP_WAIT_SLACK_MS);
     if (redis_url_parse(cfg->redis_url ? cfg->redis_url
                                        : "redis://127.0.0.1:6379/0",
                         &url, err, sizeof(err))) {

@@ -13,6 +13,7 @@
 #include "worker/backoff.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
+#include "worker/positions.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -268,6 +269,7 @@ static void after_apply(struct ingest *in, double started)
                                               batch.offsets[j].partition)
                 ->offset = batch.offsets[j].next_offset;
     }
+    positions_applied(batch.offsets, batch.n_offsets); /* wakes lookups */
     if (l) {
         /* Kafka's committed offsets only inform lag tools; the store's
          * offsets table is what the worker resumes from. */

@@ -1,10 +1,18 @@
 /* rpc.h: the Redis request/reply responder (schemas/README.md §2).
  *
  * rpc_server_start() runs cfg->rpc_threads threads, each with its own
- * hiredis connection, popping requests from <rpc_prefix>:requests and
- * answering from the store concurrently with ingest (worker/rpc_ops.c
- * answers, worker/rpc_reply.c delivers). Redis outages are
- * retried with backoff inside the threads; they never stop the worker. */
+ * hiredis connection, moving requests from <rpc_prefix>:requests onto
+ * <rpc_prefix>:inflight:<worker_id> (BLMOVE, the reliable-queue pattern)
+ * and answering from the store concurrently with ingest
+ * (worker/rpc_ops.c answers, worker/rpc_reply.c delivers and removes the
+ * request from the in-flight list). A keeper thread (rpc_keeper.c) keeps
+ * the heartbeat <rpc_prefix>:worker:<worker_id> and puts the in-flight
+ * requests of dead workers back on the queue, so a request survives its
+ * worker's death (a client may then see two replies with one id).
+ * Requests that wait (min_positions, wait_ms) run on waiter threads
+ * (rpc_wait.c). Redis outages are retried with backoff inside the
+ * threads; they never stop the worker. Worker ids must be unique per
+ * live worker: two live workers with one id share an in-flight list. */
 #ifndef EDR_WORKER_RPC_H
 #define EDR_WORKER_RPC_H
 
@@ -29,8 +37,10 @@ struct rpc_server_stats {
     unsigned long long refused;          /* reply_to not <prefix>:reply:*, or
                                             not a list: nothing written */
     unsigned long long connect_failures; /* failed connects, all threads */
-    unsigned long long losses; /* connections dropped after an I/O error
-                                  or a refused BRPOP (NOAUTH, LOADING) */
+    unsigned long long losses;   /* connections dropped after an I/O error
+                                    or a refused BLMOVE (NOAUTH, LOADING) */
+    unsigned long long requeued; /* in-flight requests of dead workers
+                                    given back to the queue by this one */
 };
 void rpc_server_get_stats(const struct rpc_server *srv,
                           struct rpc_server_stats *out);

@@ -3,6 +3,8 @@
  * Decodes the popped bytes (schemas/request.c), applies the reply_to rule
  * (only <prefix>:reply:* lists are ever answered), runs the op against the
  * store and writes the reply into the thread's buffer for rpc_reply.c.
+ * A request that must wait (min_positions not reached yet, or nothing
+ * found and wait_ms > 0) goes to rpc_wait.c after one attempt here.
  *
  * Error replies carry a code and a fixed reason: a store's own message
  * (libpq names hosts, ports, users; the file store names paths) goes to
@@ -10,6 +12,7 @@
 #include "schemas/request.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
+#include "worker/positions.h"
 #include "worker/rpc_internal.h"
 
 #include "base/clock.h"
@@ -59,7 +62,8 @@ static const char *store_error_reply(struct rpc_thread *t,
     return "error";
 }
 
-static const char *op_get(struct rpc_thread *t, const struct request *req)
+static const char *op_get(struct rpc_thread *t, const struct request *req,
+                          int final)
 {
     struct store *st = t->srv->st;
     struct store_record rec;
@@ -70,7 +74,10 @@ static const char *op_get(struct rpc_thread *t, const struct request *req)
     memset(&err, 0, sizeof(err));
 
     int rc = st->ops->get(st, &k, &rec, &err);
-    if (rc == STORE_NOT_FOUND) {
+    if (rc == STORE_NOT_FOUND && !final) {
+        status = NULL;
+        goto out;
+    } else if (rc == STORE_NOT_FOUND) {
         reply_begin(&t->out, req->id, "not_found");
         reply_raw(&t->out, "{}", 2);
         status = "not_found";
@@ -96,7 +103,7 @@ out:
 }
 
 static const char *op_get_transfer_id(struct rpc_thread *t,
-                                      const struct request *req)
+                                      const struct request *req, int final)
 {
     struct store *st = t->srv->st;
     struct store_err err;
@@ -109,6 +116,8 @@ static const char *op_get_transfer_id(struct rpc_thread *t,
         return store_error_reply(t, req, rc, &err);
     if (rc == STORE_NOT_FOUND || !tid) {
         free(tid);
+        if (!final)
+            return NULL;
         reply_begin(&t->out, req->id, "not_found");
         reply_raw(&t->out, "null", 4);
         reply_end(&t->out);
@@ -121,6 +130,16 @@ static const char *op_get_transfer_id(struct rpc_thread *t,
     return "ok";
 }
 
+/* The count/list filters of req (borrowed from it). */
+static struct store_filter request_filter(const struct request *req)
+{
+    struct store_filter f = {.party_substring = req->substring,
+                             .transfer_id = req->transfer_process_id,
+                             .asset_id = req->asset_id,
+                             .asset_id_prefix = req->asset_id_prefix};
+    return f;
+}
+
 static const char *op_count(struct rpc_thread *t, const struct request *req)
 {
     struct store *st = t->srv->st;
@@ -128,7 +147,8 @@ static const char *op_count(struct rpc_thread *t, const struct request *req)
     uint64_t n = 0;
     memset(&err, 0, sizeof(err));
 
-    int rc = st->ops->count(st, STORE_FILTER_PARTY(req->substring), &n, &err);
+    struct store_filter f = request_filter(req);
+    int rc = st->ops->count(st, &f, &n, &err);
     if (rc < 0)
         return store_error_reply(t, req, rc, &err);
     reply_begin(&t->out, req->id, "ok");
@@ -154,8 +174,8 @@ static const char *op_list(struct rpc_thread *t, const struct request *req)
     memset(&err, 0, sizeof(err));
     memset(&l, 0, sizeof(l));
 
-    int rc = st->ops->list(st, STORE_FILTER_PARTY(req->substring), req->cursor,
-                           req->limit, &l, &err);
+    struct store_filter f = request_filter(req);
+    int rc = st->ops->list(st, &f, req->cursor, req->limit, &l, &err);
     if (rc < 0)
         return store_error_reply(t, req, rc, &err);
     reply_begin(&t->out, req->id, "ok");
@@ -170,6 +190,8 @@ static const char *op_list(struct rpc_thread *t, const struct request *req)
         write_member(&t->out, 0, "query_checksum", r->query_checksum);
         write_member(&t->out, 0, "policy_checksum", r->policy_checksum);
         write_member(&t->out, 0, "transferProcessId", r->transfer_id);
+        if (r->asset_id)
+            write_member(&t->out, 0, "assetId", r->asset_id);
         reply_raw(&t->out, "}", 1);
     }
     reply_raw(&t->out, "],\"next_cursor\":", 16);
@@ -180,9 +202,153 @@ static const char *op_list(struct rpc_thread *t, const struct request *req)
     return "ok";
 }
 
+static const char *op_get_by_transfer_id(struct rpc_thread *t,
+                                         const struct request *req, int final)
+{
+    struct store *st = t->srv->st;
+    struct store_record rec;
+    struct store_err err;
+    const char *status;
+    memset(&rec, 0, sizeof(rec));
+    memset(&err, 0, sizeof(err));
+
+    if (!st->ops->get_by_transfer_id) {
+        reply_error(&t->out, req->id, REPLY_CODE_INTERNAL,
+                    "get_by_transfer_id: not supported by this store");
+        return "error";
+    }
+    int rc =
+        st->ops->get_by_transfer_id(st, req->transfer_process_id, &rec, &err);
+    if (rc == STORE_NOT_FOUND && !final) {
+        status = NULL;
+    } else if (rc == STORE_NOT_FOUND) {
+        reply_begin(&t->out, req->id, "not_found");
+        reply_raw(&t->out, "{}", 2);
+        reply_end(&t->out);
+        status = "not_found";
+    } else if (rc < 0) {
+        status = store_error_reply(t, req, rc, &err);
+    } else if (!rec.entry_json ||
+               !reply_is_json_object(rec.entry_json, rec.entry_len)) {
+        reply_error(&t->out, req->id, REPLY_CODE_INTERNAL,
+                    "store: stored entry is not a JSON object");
+        status = "error";
+    } else {
+        reply_begin(&t->out, req->id, "ok");
+        write_member(&t->out, 1, "counter_party_id", rec.counter_party_id);
+        write_member(&t->out, 0, "counter_party_address",
+                     rec.counter_party_address);
+        write_member(&t->out, 0, "query_checksum", rec.query_checksum);
+        write_member(&t->out, 0, "policy_checksum", rec.policy_checksum);
+        reply_raw(&t->out, ",\"edr\":", 7);
+        reply_raw(&t->out, rec.entry_json, rec.entry_len);
+        reply_raw(&t->out, "}", 1);
+        reply_end(&t->out);
+        status = "ok";
+    }
+    store_record_clear(&rec);
+    return status;
+}
+
+/* 1 when the state answered from includes every min_positions event, 0
+ * when not yet, a negative store status (err filled) when the store's
+ * offsets cannot be read. The worker's own applied positions (ingest,
+ * worker/positions.c) are looked at first; the store's offsets table
+ * covers what another worker applied to a shared store, and what a file
+ * store held before this process started. */
+static int positions_reached(struct rpc_thread *t, const struct request *req,
+                             struct store_err *err)
+{
+    struct store *st = t->srv->st;
+    struct store_offset *offs = NULL;
+    size_t n_offs = 0;
+    int loaded = 0, reached = 1;
+    for (size_t i = 0; i < req->n_positions && reached; i++) {
+        const struct request_position *p = &req->positions[i];
+        if (!st->ops->caps.shared && positions_next(p->partition) > p->offset)
+            continue;
+        if (!loaded) {
+            int rc = st->ops->load_offsets(st, t->srv->cfg->topic, &offs,
+                                           &n_offs, err);
+            if (rc < 0)
+                return rc;
+            loaded = 1;
+        }
+        reached = 0;
+        for (size_t j = 0; j < n_offs; j++)
+            if (offs[j].partition == p->partition &&
+                offs[j].next_offset > p->offset)
+                reached = 1;
+    }
+    free(offs);
+    return reached;
+}
+
+static int is_get_op(enum request_op op)
+{
+    return op == REQUEST_GET_CONNECTION || op == REQUEST_GET_TRANSFER_ID ||
+           op == REQUEST_GET_BY_TRANSFER_ID;
+}
+
+int64_t rpc_wait_until(const struct request *req, int64_t now_ms)
+{
+    int64_t wait = req->has_wait        ? req->wait_ms
+                   : req->has_positions ? REQUEST_POSITIONS_WAIT_DEFAULT_MS
+                                        : 0;
+    if (req->has_deadline) {
+        int64_t left = req->deadline_ms - edr_epoch_ms();
+        if (left < wait)
+            wait = left > 0 ? left : 0;
+    }
+    return now_ms + wait;
+}
+
 /* Answers from the entries gauge the ingest side keeps
  * (metrics_store_entries): a ping never touches the store, so it stays
  * cheap and answers even while the store is slow (§2, v2). */
+static const char *op_ping(struct rpc_thread *t, const struct request *req);
+
+const char *rpc_answer_once(struct rpc_thread *t, const struct request *req,
+                            int final, int *covered)
+{
+    if (req->op != REQUEST_PING && req->n_positions > 0 && !*covered) {
+        struct store_err err;
+        memset(&err, 0, sizeof(err));
+        int r = positions_reached(t, req, &err);
+        if (r < 0)
+            return store_error_reply(t, req, r, &err);
+        if (r == 0 && !final)
+            return NULL;
+        if (r == 0) {
+            reply_error(&t->out, req->id, REPLY_CODE_TIMEOUT,
+                        "min_positions: not reached within the wait");
+            return "error";
+        }
+        *covered = 1;
+    }
+    /* a get that finds nothing is final only once its wait_ms is over */
+    int found_final =
+        final || !req->has_wait || req->wait_ms == 0 || !is_get_op(req->op);
+    switch (req->op) {
+    case REQUEST_GET_CONNECTION:
+        return op_get(t, req, found_final);
+    case REQUEST_GET_TRANSFER_ID:
+        return op_get_transfer_id(t, req, found_final);
+    case REQUEST_GET_BY_TRANSFER_ID:
+        return op_get_by_transfer_id(t, req, found_final);
+    case REQUEST_COUNT:
+        return op_count(t, req);
+    case REQUEST_LIST:
+        return op_list(t, req);
+    case REQUEST_PING:
+        return op_ping(t, req);
+    case REQUEST_OP_NONE:
+        break;
+    }
+    reply_error(&t->out, req->id, REPLY_CODE_BAD_REQUEST, "op: missing");
+    return "error";
+}
+
 static const char *op_ping(struct rpc_thread *t, const struct request *req)
 {
     reply_begin(&t->out, req->id, "ok");
@@ -226,19 +392,41 @@ static void drop_unreadable(struct rpc_thread *t, enum request_error e,
                  request_error_class(e), why, (unsigned long long)skipped);
 }
 
+void rpc_finish(struct rpc_thread *t, const struct request *req,
+                const char *status, double t0)
+{
+    struct rpc_server *srv = t->srv;
+    if (t->out.oom) {
+        /* a huge list page and no memory: answer small rather than not */
+        reply_buf_free(&t->out);
+        reply_error(&t->out, req->id, REPLY_CODE_INTERNAL,
+                    "worker: out of memory");
+        status = "error";
+    }
+    if (!t->out.oom)
+        rpc_reply_send(t, req->reply_to, req->has_deadline, req->deadline_ms);
+    else
+        rpc_inflight_done(t);
+    atomic_fetch_add(&srv->n_answered, 1);
+    metrics_lookup(request_op_name(req->op), status, edr_clock_s() - t0);
+}
+
 void rpc_handle_request(struct rpc_thread *t, const char *buf, size_t len)
 {
     struct rpc_server *srv = t->srv;
     struct request req;
     char why[512];
     double t0 = edr_clock_s();
-    const char *status = "error";
+    int covered = 0;
 
+    t->cur_raw = buf;
+    t->cur_raw_len = len;
     enum request_error e = request_decode(&req, buf, len, why, sizeof(why));
     if (req.reply_to && !request_reply_to_allowed(req.reply_to, srv->prefix)) {
         /* also covers reply_to = the request queue, which an expiry
          * would destroy */
         drop_refused(t, &req);
+        rpc_inflight_done(t);
         metrics_lookup("invalid", "error", edr_clock_s() - t0);
         goto out;
     }
@@ -249,8 +437,11 @@ void rpc_handle_request(struct rpc_thread *t, const char *buf, size_t len)
                       request_error_class(e), why);
             if (!t->out.oom)
                 rpc_reply_send(t, req.reply_to, 0, 0);
+            else
+                rpc_inflight_done(t);
         } else {
             drop_unreadable(t, e, why);
+            rpc_inflight_done(t);
         }
         metrics_lookup("invalid", "error", edr_clock_s() - t0);
         goto out;
@@ -262,40 +453,23 @@ void rpc_handle_request(struct rpc_thread *t, const char *buf, size_t len)
         log_debug("rpc: dropped %s request past its deadline by %lld ms",
                   request_op_name(req.op),
                   (long long)(edr_epoch_ms() - req.deadline_ms));
+        rpc_inflight_done(t);
         goto out;
     }
-    switch (req.op) {
-    case REQUEST_GET_CONNECTION:
-        status = op_get(t, &req);
-        break;
-    case REQUEST_GET_TRANSFER_ID:
-        status = op_get_transfer_id(t, &req);
-        break;
-    case REQUEST_COUNT:
-        status = op_count(t, &req);
-        break;
-    case REQUEST_LIST:
-        status = op_list(t, &req);
-        break;
-    case REQUEST_PING:
-        status = op_ping(t, &req);
-        break;
-    case REQUEST_OP_NONE:
-        reply_error(&t->out, req.id, REPLY_CODE_BAD_REQUEST, "op: missing");
-        break;
+    /* (the state-gap check of §4 belongs here, before any answer) */
+    const char *status = rpc_answer_once(t, &req, 0, &covered);
+    if (!status) {
+        int64_t until = rpc_wait_until(&req, edr_clock_ms());
+        if (rpc_wait_spawn(t, &req, buf, len, until) == 0)
+            goto out; /* req (now empty) and the answer belong to a waiter */
+        status = rpc_wait_answer(t, &req, until);
+        if (!status)
+            goto out; /* stopping: left in flight, requeued by the keeper */
     }
-    if (t->out.oom) {
-        /* a huge list page and no memory: answer small rather than not */
-        reply_buf_free(&t->out);
-        reply_error(&t->out, req.id, REPLY_CODE_INTERNAL,
-                    "worker: out of memory");
-        status = "error";
-    }
-    if (!t->out.oom)
-        rpc_reply_send(t, req.reply_to, req.has_deadline, req.deadline_ms);
-    atomic_fetch_add(&srv->n_answered, 1);
-    metrics_lookup(request_op_name(req.op), status, edr_clock_s() - t0);
+    rpc_finish(t, &req, status, t0);
 out:
+    t->cur_raw = NULL;
+    t->cur_raw_len = 0;
     request_clear(&req);
     /* don't let one huge reply pin memory for the thread's lifetime
      * (unless it is the pending one, still to be sent) */

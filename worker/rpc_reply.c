@@ -6,8 +6,12 @@
  * and otherwise changes nothing and answers an error. A worker therefore
  * never alters a hash, a string or any other key a client named (the v1
  * MULTI LPUSH EXPIRE EXEC let the EXPIRE run after a failed LPUSH, and
- * deleted the key a minute later). The thread's next BRPOP rides in the
- * same write, so a request costs one round trip. */
+ * deleted the key a minute later). The same script removes the request
+ * from this worker's in-flight list (the reliable queue, rpc.c), so a
+ * reply and its acknowledgement are one step: a worker that dies before
+ * it leaves the request in flight for another worker to answer, one that
+ * dies after has answered. The thread's next BLMOVE rides in the same
+ * write, so a request costs one round trip. */
 #include "schemas/request.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
@@ -21,8 +25,10 @@
 
 #define RPC_REPLY_TTL "60"
 
-/* KEYS[1] reply_to, ARGV[1] the reply, ARGV[2] the expiry in seconds. */
+/* KEYS[1] reply_to, KEYS[2] the in-flight list, ARGV[1] the reply,
+ * ARGV[2] the expiry in seconds, ARGV[3] the request as popped. */
 static const char push_script[] =
+    "redis.call('LREM', KEYS[2], 1, ARGV[3])\n"
     "local t = redis.call('TYPE', KEYS[1])['ok']\n"
     "if t ~= 'list' and t ~= 'none' then\n"
     "  return redis.error_reply('EDRNOTLIST reply_to holds a ' .. t)\n"
@@ -35,6 +41,9 @@ void rpc_reply_pending_clear(struct rpc_thread *t)
 {
     free(t->pending_to);
     t->pending_to = NULL;
+    free(t->pending_raw);
+    t->pending_raw = NULL;
+    t->pending_raw_len = 0;
 }
 
 /* Redis answered the script with an error: the reply cannot be delivered
@@ -56,17 +65,29 @@ int rpc_reply_send(struct rpc_thread *t, const char *reply_to, int has_deadline,
                    int64_t deadline_ms)
 {
     redisContext *c = t->c;
-    const char *eval[6] = {"EVAL",   push_script, "1",
-                           reply_to, t->out.data, RPC_REPLY_TTL};
-    size_t eval_len[6] = {4,          sizeof(push_script) - 1,
-                          1,          strlen(reply_to),
-                          t->out.len, sizeof(RPC_REPLY_TTL) - 1};
-    const char *pop[3] = {"BRPOP", t->srv->queue, RPC_BRPOP_TIMEOUT};
-    int then_pop = !t->pop_in_flight && !atomic_load(&t->srv->stopping);
+    const char *raw = t->cur_raw ? t->cur_raw : "";
+    size_t raw_len = t->cur_raw ? t->cur_raw_len : 0;
+    const char *eval[8] = {
+        "EVAL",           push_script, "2",           reply_to,
+        t->srv->inflight, t->out.data, RPC_REPLY_TTL, raw};
+    size_t eval_len[8] = {4,
+                          sizeof(push_script) - 1,
+                          1,
+                          strlen(reply_to),
+                          strlen(t->srv->inflight),
+                          t->out.len,
+                          sizeof(RPC_REPLY_TTL) - 1,
+                          raw_len};
+    const char *pop[6] = {"BLMOVE", t->srv->queue, t->srv->inflight,
+                          "RIGHT",  "LEFT",        RPC_BRPOP_TIMEOUT};
+    int then_pop =
+        !t->is_waiter && !t->pop_in_flight && !atomic_load(&t->srv->stopping);
     redisReply *r = NULL;
 
-    if (redisAppendCommandArgv(c, 6, eval, eval_len) != REDIS_OK ||
-        (then_pop && redisAppendCommandArgv(c, 3, pop, NULL) != REDIS_OK))
+    if (!c)
+        goto broken;
+    if (redisAppendCommandArgv(c, 8, eval, eval_len) != REDIS_OK ||
+        (then_pop && redisAppendCommandArgv(c, 6, pop, NULL) != REDIS_OK))
         goto broken;
     t->pop_in_flight = then_pop;
     if (redisGetReply(c, (void **)&r) != REDIS_OK || !r)
@@ -80,14 +101,22 @@ int rpc_reply_send(struct rpc_thread *t, const char *reply_to, int has_deadline,
 broken:
     if (r)
         freeReplyObject(r);
-    if (!t->pending_to || strcmp(t->pending_to, reply_to) != 0) {
+    if (!t->pending_to || strcmp(t->pending_to, reply_to) != 0 ||
+        t->pending_raw != t->cur_raw) {
+        char *to = strdup(reply_to);
+        char *copy = raw_len ? malloc(raw_len) : NULL;
+        if (copy)
+            memcpy(copy, raw, raw_len);
         rpc_reply_pending_clear(t);
-        t->pending_to = strdup(reply_to);
+        t->pending_to = to;
+        t->pending_raw = copy;
+        t->pending_raw_len = copy ? raw_len : 0;
     }
     t->pending_has_deadline = has_deadline;
     t->pending_deadline_ms = deadline_ms;
-    rpc_lose_connection(t, REDIS_URL_UNREACHABLE,
-                        c->errstr[0] ? c->errstr : "connection lost");
+    if (c)
+        rpc_lose_connection(t, REDIS_URL_UNREACHABLE,
+                            c->errstr[0] ? c->errstr : "connection lost");
     return -1;
 }
 
@@ -101,7 +130,14 @@ void rpc_reply_send_pending(struct rpc_thread *t)
         return;
     }
     char *to = t->pending_to;
+    char *raw = t->pending_raw;
     t->pending_to = NULL; /* rpc_reply_send re-arms it if it fails again */
+    t->pending_raw = NULL;
+    t->cur_raw = raw;
+    t->cur_raw_len = t->pending_raw_len;
     rpc_reply_send(t, to, t->pending_has_deadline, t->pending_deadline_ms);
+    t->cur_raw = NULL;
+    t->cur_raw_len = 0;
     free(to);
+    free(raw);
 }

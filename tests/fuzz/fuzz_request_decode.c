@@ -8,7 +8,9 @@
  * responder would send for it is one well-formed JSON object whatever
  * bytes the id carried, with a code; and the reply_to prefix rule (v2) is
  * exactly "begins with <prefix>:reply:", never true for the request
- * queue. Violations abort(). fuzz_replay_main.c runs the
+ * queue; the v2 members (wait_ms, min_positions, transfer_process_id,
+ * the asset filters) are in range, positions sorted and unique.
+ * Violations abort(). fuzz_replay_main.c runs the
  * same function over the seed corpus in ctest. */
 #include "schemas/reply.h"
 #include "schemas/request.h"
@@ -58,6 +60,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               strncmp(req.reply_to, "edr:reply:reply:", 16) == 0);
         if (req.op == REQUEST_LIST)
             check(req.limit >= 1 && req.limit <= REQUEST_LIMIT_MAX);
+        /* v2 members: in range, positions sorted, unique, non-negative */
+        if (req.op == REQUEST_GET_BY_TRANSFER_ID)
+            check(req.transfer_process_id && req.transfer_process_id[0]);
+        if (req.op == REQUEST_PING)
+            check(!req.has_wait && !req.has_positions && !req.positions);
+        check(!req.has_wait ||
+              (req.wait_ms >= 0 && req.wait_ms <= REQUEST_WAIT_MAX_MS));
+        check(req.has_positions || req.n_positions == 0);
+        check(req.n_positions <= REQUEST_POSITIONS_MAX);
+        for (size_t i = 0; i < req.n_positions; i++) {
+            check(req.positions[i].partition >= 0 &&
+                  req.positions[i].offset >= 0);
+            check(i == 0 ||
+                  req.positions[i - 1].partition < req.positions[i].partition);
+        }
+        check(!req.asset_id || req.asset_id[0]);
         reply_begin(&rb, req.id, "ok");
         reply_u64(&rb, 0);
         check(reply_end(&rb) == 0);

@@ -174,6 +174,88 @@ static const struct reject_case rejects[] = {
      "{" HEAD "\"op\":\"list_connections\",\"args\":{"
      "\"cursor\":5}}",
      0, REQUEST_ERR_SCHEMA, "args.cursor: not a string", "r1", "edr:reply:c1"},
+    /* v2: get_by_transfer_id, wait_ms, min_positions, filters */
+    {"by tid missing", "{" HEAD "\"op\":\"get_by_transfer_id\",\"args\":{}}", 0,
+     REQUEST_ERR_SCHEMA, "args.transfer_process_id: missing", "r1",
+     "edr:reply:c1"},
+    {"by tid no args", "{" HEAD "\"op\":\"get_by_transfer_id\"}", 0,
+     REQUEST_ERR_SCHEMA, "args: missing", "r1", "edr:reply:c1"},
+    {"by tid number",
+     "{" HEAD "\"op\":\"get_by_transfer_id\",\"args\":{"
+     "\"transfer_process_id\":5}}",
+     0, REQUEST_ERR_SCHEMA, "args.transfer_process_id: not a string", "r1",
+     "edr:reply:c1"},
+    {"by tid empty",
+     "{" HEAD "\"op\":\"get_by_transfer_id\",\"args\":{"
+     "\"transfer_process_id\":\"\"}}",
+     0, REQUEST_ERR_SCHEMA, "args.transfer_process_id: empty", "r1",
+     "edr:reply:c1"},
+    {"wait_ms negative",
+     "{" HEAD "\"op\":\"get_connection\",\"args\":{" KEYS ",\"wait_ms\":-1}}",
+     0, REQUEST_ERR_SCHEMA, "args.wait_ms: out of range", "r1", "edr:reply:c1"},
+    {"wait_ms too long",
+     "{" HEAD "\"op\":\"get_connection\",\"args\":{" KEYS
+     ",\"wait_ms\":30001}}",
+     0, REQUEST_ERR_SCHEMA, "args.wait_ms: out of range", "r1", "edr:reply:c1"},
+    {"wait_ms string",
+     "{" HEAD "\"op\":\"get_connection\",\"args\":{" KEYS
+     ",\"wait_ms\":\"5\"}}",
+     0, REQUEST_ERR_SCHEMA, "args.wait_ms: not an integer", "r1",
+     "edr:reply:c1"},
+    {"wait_ms double", "{" HEAD "\"op\":\"count\",\"args\":{\"wait_ms\":1.5}}",
+     0, REQUEST_ERR_SCHEMA, "args.wait_ms: not an integer", "r1",
+     "edr:reply:c1"},
+    {"positions array",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"min_positions\":[1]}}", 0,
+     REQUEST_ERR_SCHEMA, "args.min_positions: not an object", "r1",
+     "edr:reply:c1"},
+    {"positions key not decimal",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"min_positions\":{\"a\":1}}}", 0,
+     REQUEST_ERR_SCHEMA, "args.min_positions: a key is not a decimal", "r1",
+     "edr:reply:c1"},
+    {"positions key negative",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"min_positions\":{\"-1\":1}}}", 0,
+     REQUEST_ERR_SCHEMA, "a key is not a decimal", "r1", "edr:reply:c1"},
+    {"positions key leading zero",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"min_positions\":{\"01\":1}}}", 0,
+     REQUEST_ERR_SCHEMA, "a key is not a decimal", "r1", "edr:reply:c1"},
+    {"positions key too big",
+     "{" HEAD
+     "\"op\":\"count\",\"args\":{\"min_positions\":{\"2147483648\":1}}}",
+     0, REQUEST_ERR_SCHEMA, "a key is not a decimal", "r1", "edr:reply:c1"},
+    {"positions offset negative",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"min_positions\":{\"1\":-1}}}", 0,
+     REQUEST_ERR_SCHEMA, "an offset is not a non-negative integer", "r1",
+     "edr:reply:c1"},
+    {"positions offset string",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"min_positions\":{\"1\":\"5\"}}}", 0,
+     REQUEST_ERR_SCHEMA, "an offset is not a non-negative integer", "r1",
+     "edr:reply:c1"},
+    {"positions offset object",
+     "{" HEAD
+     "\"op\":\"count\",\"args\":{\"min_positions\":{\"1\":{\"2\":3}}}}",
+     0, REQUEST_ERR_SCHEMA, "an offset is not a non-negative integer", "r1",
+     "edr:reply:c1"},
+    {"positions duplicate partition",
+     "{" HEAD
+     "\"op\":\"count\",\"args\":{\"min_positions\":{\"1\":2,\"1\":3}}}",
+     0, REQUEST_ERR_SCHEMA, "duplicate partition", "r1", "edr:reply:c1"},
+    {"positions duplicate member",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"min_positions\":{},"
+     "\"min_positions\":{}}}",
+     0, REQUEST_ERR_SCHEMA, "args.min_positions: duplicate member", "r1",
+     "edr:reply:c1"},
+    {"asset filter number",
+     "{" HEAD "\"op\":\"list_connections\",\"args\":{\"asset_id\":1}}", 0,
+     REQUEST_ERR_SCHEMA, "args.asset_id: not a string", "r1", "edr:reply:c1"},
+    {"asset prefix array",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"asset_id_prefix\":[]}}", 0,
+     REQUEST_ERR_SCHEMA, "args.asset_id_prefix: not a string", "r1",
+     "edr:reply:c1"},
+    {"tid filter empty",
+     "{" HEAD "\"op\":\"count\",\"args\":{\"transfer_process_id\":\"\"}}", 0,
+     REQUEST_ERR_SCHEMA, "args.transfer_process_id: empty", "r1",
+     "edr:reply:c1"},
 };
 
 static char *repeat(char c, size_t n)
@@ -328,6 +410,79 @@ static void test_size(void)
                     REQUEST_ERR_JSON);
     request_clear(&req);
     free(text);
+}
+
+static void test_accepts_v2(void)
+{
+    struct request req;
+    char why[256];
+    const char *by = "{" HEAD "\"op\":\"get_by_transfer_id\",\"args\":{"
+                     "\"transfer_process_id\":\"tp-1\",\"wait_ms\":30000,"
+                     "\"min_positions\":{\"7\":12,\"0\":0,\"2147483647\":"
+                     "9007199254740993}}}";
+    CU_ASSERT_EQUAL_FATAL(
+        request_decode(&req, by, strlen(by), why, sizeof(why)), REQUEST_OK);
+    CU_ASSERT_EQUAL(req.op, REQUEST_GET_BY_TRANSFER_ID);
+    CU_ASSERT_STRING_EQUAL(request_op_name(req.op), "get_by_transfer_id");
+    CU_ASSERT_STRING_EQUAL(req.transfer_process_id, "tp-1");
+    CU_ASSERT_EQUAL(req.has_wait, 1);
+    CU_ASSERT_EQUAL(req.wait_ms, 30000);
+    CU_ASSERT_EQUAL(req.has_positions, 1);
+    CU_ASSERT_EQUAL_FATAL(req.n_positions, 3);
+    /* sorted by partition */
+    CU_ASSERT_EQUAL(req.positions[0].partition, 0);
+    CU_ASSERT_EQUAL(req.positions[0].offset, 0);
+    CU_ASSERT_EQUAL(req.positions[1].partition, 7);
+    CU_ASSERT_EQUAL(req.positions[1].offset, 12);
+    CU_ASSERT_EQUAL(req.positions[2].partition, 2147483647);
+    CU_ASSERT_EQUAL(req.positions[2].offset, 9007199254740993LL);
+    request_clear(&req);
+
+    const char *list = "{" HEAD "\"op\":\"list_connections\",\"args\":{"
+                       "\"transfer_process_id\":\"tp-2\",\"asset_id\":\"a\","
+                       "\"asset_id_prefix\":\"\",\"min_positions\":{},"
+                       "\"wait_ms\":0,\"counter_party_id_substring\":\"B\"}}";
+    CU_ASSERT_EQUAL_FATAL(
+        request_decode(&req, list, strlen(list), why, sizeof(why)), REQUEST_OK);
+    CU_ASSERT_STRING_EQUAL(req.transfer_process_id, "tp-2");
+    CU_ASSERT_STRING_EQUAL(req.asset_id, "a");
+    CU_ASSERT_STRING_EQUAL(req.asset_id_prefix, "");
+    CU_ASSERT_STRING_EQUAL(req.substring, "B");
+    CU_ASSERT_EQUAL(req.has_positions, 1);
+    CU_ASSERT_EQUAL(req.n_positions, 0);
+    CU_ASSERT_EQUAL(req.has_wait, 1);
+    CU_ASSERT_EQUAL(req.wait_ms, 0);
+    request_clear(&req);
+
+    /* null members are absent; ping ignores the v2 args */
+    const char *nul = "{" HEAD "\"op\":\"count\",\"args\":{\"asset_id\":null,"
+                      "\"wait_ms\":null,\"min_positions\":null}}";
+    CU_ASSERT_EQUAL_FATAL(
+        request_decode(&req, nul, strlen(nul), why, sizeof(why)), REQUEST_OK);
+    CU_ASSERT_PTR_NULL(req.asset_id);
+    CU_ASSERT_EQUAL(req.has_wait, 0);
+    CU_ASSERT_EQUAL(req.has_positions, 0);
+    request_clear(&req);
+    const char *ping = "{" HEAD "\"op\":\"ping\",\"args\":{\"wait_ms\":-5,"
+                       "\"min_positions\":7}}";
+    CU_ASSERT_EQUAL_FATAL(
+        request_decode(&req, ping, strlen(ping), why, sizeof(why)), REQUEST_OK);
+    CU_ASSERT_EQUAL(req.has_positions, 0);
+    request_clear(&req);
+
+    /* more than REQUEST_POSITIONS_MAX partitions */
+    char big[40000];
+    size_t o = (size_t)snprintf(big, sizeof(big),
+                                "{" HEAD "\"op\":\"count\",\"args\":{"
+                                "\"min_positions\":{");
+    for (int i = 0; i <= REQUEST_POSITIONS_MAX; i++)
+        o += (size_t)snprintf(big + o, sizeof(big) - o, "%s\"%d\":1",
+                              i ? "," : "", i);
+    snprintf(big + o, sizeof(big) - o, "}}}");
+    CU_ASSERT_EQUAL(request_decode(&req, big, strlen(big), why, sizeof(why)),
+                    REQUEST_ERR_SCHEMA);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "more than 1024 partitions"));
+    request_clear(&req);
 }
 
 static void test_accepts(void)
@@ -701,6 +856,7 @@ static void register_suites(void)
     CU_add_test(s, "length limits", test_limits);
     CU_add_test(s, "size limit", test_size);
     CU_add_test(s, "accepts", test_accepts);
+    CU_add_test(s, "accepts v2 args", test_accepts_v2);
     CU_add_test(s, "names", test_names);
     CU_add_test(s, "utf8", test_utf8);
     CU_add_test(s, "random mutations", test_mutations);

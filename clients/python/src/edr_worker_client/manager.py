@@ -265,6 +265,9 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         # key -> (token, predicate). The newest write on a key replaces the
         # older one (a worker applies one key's events in order).
         self._pending: dict[str, tuple[object, Callable[[], bool]]] = {}
+        # token -> (a party to look up, {partition: offset}) of a pending
+        # write whose delivery report gave its position
+        self._positions: dict[object, tuple[str, dict[int, int]]] = {}
         self._pending_lock = threading.Lock()
 
     # -- life cycle -----------------------------------------------------------
@@ -312,9 +315,14 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
                                     "within %.1f s", remaining, self.publish_timeout)
         deadline = time.monotonic() + (self.apply_timeout if timeout is None else float(timeout))
         with self._pending_lock:
-            pending = list(self._pending.items())
-        for key, (token, predicate) in pending:
-            if self._wait_until(predicate, "stop", deadline=deadline, warn=False):
+            pending = [(key, token, predicate, self._positions.get(token))
+                       for key, (token, predicate) in self._pending.items()]
+        for key, token, predicate, at in pending:
+            if at is not None:
+                done = self._wait_positions(at[0], at[1], deadline, "stop", warn=False)
+            else:
+                done = self._wait_until(predicate, "stop", deadline=deadline, warn=False)
+            if done:
                 self._settle(key, token)
         left = self.pending_writes
         if left:
@@ -348,6 +356,23 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
             current = self._pending.get(key)
             if current is not None and current[0] is token:
                 del self._pending[key]
+            self._positions.pop(token, None)
+
+    def _wait_positions(self, party: str, positions: dict[int, int], deadline: float,
+                        what: str, warn: bool) -> bool:
+        """True once a lookup shows the events up to ``positions`` applied; never raises."""
+        try:
+            if self.rpc.wait_positions(party, positions, max(deadline - time.monotonic(), 0.0)):
+                return True
+        except EdrWorkerError as exc:
+            self.logger.warning("edr-worker-client: %s: could not confirm the write: %s",
+                                what, exc)
+            return False
+        if warn:
+            self.logger.warning(
+                "edr-worker-client: %s: write published but not yet visible after %.1f s",
+                what, self.apply_timeout)
+        return False
 
     def __enter__(self) -> EdrWorkerConnectionManager:
         return self
@@ -432,7 +457,7 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         key = connection_key(**keys)
         self._publish_tracked(self._expired_records([(keys, transfer_id)]),
                               [(key, self._expired_check(keys, transfer_id))],
-                              "delete_connection")
+                              "delete_connection", party=keys["counter_party_id"])
         self._note("edr-worker-client: published edr.expired for connection %s", key)
         return True
 
@@ -478,7 +503,8 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         self._publish_tracked(self._expired_records(targets),
                               [(connection_key(**k), self._expired_check(k, t))
                                for k, t in targets],
-                              "clear_connections_by_party", applied=gone)
+                              "clear_connections_by_party", applied=gone,
+                              party=targets[0][0]["counter_party_id"])
         self._note("edr-worker-client: published %d edr.expired events for %d parties",
                    len(targets), len(parties))
         return len(parties)
@@ -564,27 +590,43 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         assert keys is not None
         self._publish_tracked([(key, value)],
                               [(key, lambda: self.rpc.get_connection(keys) == expected)],
-                              "add_connection")
+                              "add_connection", party=counter_party_id)
         self._note("edr-worker-client: published %s for connection %s", event_type, key)
         return transfer_id
 
     def _publish_tracked(self, records: list[tuple[str, bytes]],
                          checks: list[tuple[str, Callable[[], bool]]], what: str,
-                         applied: Callable[[], bool] | None = None) -> None:
+                         applied: Callable[[], bool] | None = None, party: str = "") -> None:
         """Publish, remember each write as pending, and (``wait_applied``) wait for it.
 
         ``checks`` are (connection key, predicate true once that write is
         applied); ``applied`` is one predicate for them all (a clear's list).
         Registered before producing, so a concurrent :meth:`stop` awaits it.
+
+        Read-your-writes uses the positions of Kafka's delivery reports: one
+        lookup with ``min_positions`` (``party`` names the cheapest one to
+        ask) that the worker answers once it applied them, woken by the
+        apply. The predicates are the fallback when a delivery report
+        carries no position.
         """
         tokens = [(key, self._track(key, check)) for key, check in checks]
         try:
-            self._publish(records)
+            positions = self._publish(records)
         except BaseException:
             for key, token in tokens:
                 self._settle(key, token)
             raise
+        if positions:
+            with self._pending_lock:
+                for _, token in tokens:
+                    self._positions[token] = (party, positions)
         if not self.wait_applied:
+            return
+        if positions:
+            if self._wait_positions(party, positions, time.monotonic() + self.apply_timeout,
+                                    what, warn=True):
+                for key, token in tokens:
+                    self._settle(key, token)
             return
         if applied is None:
             applied = (checks[0][1] if len(checks) == 1
@@ -610,15 +652,28 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
     def _expired_check(self, keys: dict[str, str], transfer_id: str) -> Callable[[], bool]:
         return lambda: self.rpc.get_connection_transfer_id(keys) != transfer_id
 
-    def _publish(self, records: list[tuple[str, bytes]]) -> None:
-        """Produce the records and wait until Kafka confirmed every one."""
+    def _publish(self, records: list[tuple[str, bytes]]) -> dict[int, int]:
+        """Produce the records and wait until Kafka confirmed every one.
+
+        :returns: ``{partition: highest offset}`` of the records, from the
+            delivery reports (as ``edrctl publish`` prints them); empty when
+            the reports carry no position.
+        """
         producer = self._producer
         if self._closed or producer is None:
             raise EdrWorkerError("the connection manager is closed")
         results: list[KafkaError | None | bool] = [None] * len(records)
+        positions: dict[int, int] = {}
+        located = [0]  # reports that carried a position
 
         def on_delivery(index: int) -> Callable[[KafkaError | None, Any], None]:
-            def report(err: KafkaError | None, _msg: Any) -> None:
+            def report(err: KafkaError | None, msg: Any) -> None:
+                if err is None and msg is not None:
+                    partition, offset = msg.partition(), msg.offset()
+                    if isinstance(partition, int) and isinstance(offset, int) \
+                            and partition >= 0 and offset >= 0:
+                        positions[partition] = max(offset, positions.get(partition, -1))
+                        located[0] += 1
                 results[index] = err if err is not None else True
             return report
 
@@ -652,6 +707,8 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
             raise EdrPublishError(
                 f"Kafka failed to deliver {len(failures)} of {len(records)} event(s) to "
                 f"{self.topic}: {failures[0].str()}")
+        # every record must have a position, or the wait could miss one
+        return positions if located[0] == len(records) else {}
 
     def _wait_until(self, predicate: Callable[[], bool], what: str,
                     deadline: float | None = None, warn: bool = True) -> bool:

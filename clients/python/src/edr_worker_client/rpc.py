@@ -35,6 +35,9 @@ LIST_LIMIT_MAX = 1000
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_RPC_PREFIX = "edr"
 DEFAULT_TIMEOUT_S = 5.0
+WAIT_MS_MAX = 30000
+#: the worker's own bound of a min_positions wait when wait_ms is absent
+POSITIONS_WAIT_DEFAULT_S = 5.0
 
 
 def _env_timeout() -> float:
@@ -143,35 +146,126 @@ class EdrRpcClient:
 
     # -- the operations of the contract ------------------------------------
 
-    def get_connection(self, keys: dict[str, str]) -> dict[str, Any]:
-        """The stored entry at the four keys, or ``{}``."""
-        status, result = self.call("get_connection", keys)
+    @staticmethod
+    def _wait_args(args: dict[str, Any], wait_ms: int | None,
+                   min_positions: dict[int, int] | None) -> float:
+        """Adds the v2 wait members to args; the seconds the worker may wait."""
+        wait_s = 0.0
+        if wait_ms is not None:
+            if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) \
+                    or not 0 <= wait_ms <= WAIT_MS_MAX:
+                raise EdrValidationError(f"wait_ms must be an integer 0..{WAIT_MS_MAX}")
+            args["wait_ms"] = wait_ms
+            wait_s = wait_ms / 1000.0
+        if min_positions is not None:
+            positions: dict[str, int] = {}
+            for partition, offset in min_positions.items():
+                if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0 \
+                        or isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                    raise EdrValidationError("min_positions maps partitions (int >= 0) to "
+                                             "offsets (int >= 0)")
+                positions[str(partition)] = offset
+            args["min_positions"] = positions
+            if wait_ms is None:
+                wait_s = POSITIONS_WAIT_DEFAULT_S
+        return wait_s
+
+    def wait_positions(self, counter_party_id: str, positions: dict[int, int],
+                       timeout: float) -> bool:
+        """Wait until the answering worker's state includes every event up to
+        ``positions`` (partition -> offset, from Kafka's delivery reports): the
+        read-your-writes wait. One request that the worker holds until then
+        (``min_positions``, woken by the apply), not polling. True once
+        reached, False when ``timeout`` seconds pass first.
+
+        :raises EdrWorkerError: Redis failure or another worker error reply.
+        """
+        wait_ms = int(min(max(timeout, 0.0), WAIT_MS_MAX / 1000.0) * 1000)
+        # the cheapest lookup there is: one page of one item of one party
+        args: dict[str, Any] = {"counter_party_id_substring": counter_party_id, "limit": 1}
+        self._wait_args(args, wait_ms, positions)
+        try:
+            self.call("list_connections", args, timeout=wait_ms / 1000.0 + self.timeout)
+        except EdrWorkerReplyError as exc:
+            if getattr(exc, "code", None) == "timeout":
+                return False
+            raise
+        return True
+
+    def get_connection(self, keys: dict[str, str], *, wait_ms: int | None = None,
+                       min_positions: dict[int, int] | None = None) -> dict[str, Any]:
+        """The stored entry at the four keys, or ``{}``.
+
+        ``wait_ms``: wait that long for a match to be applied before answering
+        ``{}``. ``min_positions``: answer only once the events up to these
+        (partition -> offset) are applied (read-your-writes).
+        """
+        args: dict[str, Any] = dict(keys)
+        wait_s = self._wait_args(args, wait_ms, min_positions)
+        status, result = self.call("get_connection", args,
+                                   timeout=self.timeout + wait_s if wait_s else None)
         if status == STATUS_NOT_FOUND:
             return {}
         if not isinstance(result, dict):
             raise EdrWorkerReplyError("get_connection", "result is not an object")
         return result
 
-    def get_connection_transfer_id(self, keys: dict[str, str]) -> str | None:
-        """The stored entry's transfer process id, or ``None``."""
-        status, result = self.call("get_connection_transfer_id", keys)
+    def get_connection_transfer_id(self, keys: dict[str, str], *, wait_ms: int | None = None,
+                                   min_positions: dict[int, int] | None = None) -> str | None:
+        """The stored entry's transfer process id, or ``None`` (waits as get_connection)."""
+        args: dict[str, Any] = dict(keys)
+        wait_s = self._wait_args(args, wait_ms, min_positions)
+        status, result = self.call("get_connection_transfer_id", args,
+                                   timeout=self.timeout + wait_s if wait_s else None)
         if status == STATUS_NOT_FOUND:
             return None
         if not isinstance(result, str):
             raise EdrWorkerReplyError("get_connection_transfer_id", "result is not a string")
         return result
 
-    def count(self, counter_party_id_substring: str | None = None) -> int:
-        """Number of stored entries (whose counter_party_id contains the substring)."""
-        args = {} if counter_party_id_substring is None else {
+    def get_by_transfer_id(self, transfer_process_id: str, *, wait_ms: int | None = None,
+                           min_positions: dict[int, int] | None = None) -> dict[str, Any]:
+        """``{"counter_party_id", ..., "edr": entry}`` of the entry holding that
+        transfer process id (v2 workers), or ``{}``."""
+        if not isinstance(transfer_process_id, str) or not transfer_process_id:
+            raise EdrValidationError("transfer_process_id must be a non-empty string")
+        args: dict[str, Any] = {"transfer_process_id": transfer_process_id}
+        wait_s = self._wait_args(args, wait_ms, min_positions)
+        status, result = self.call("get_by_transfer_id", args,
+                                   timeout=self.timeout + wait_s if wait_s else None)
+        if status == STATUS_NOT_FOUND:
+            return {}
+        if not isinstance(result, dict):
+            raise EdrWorkerReplyError("get_by_transfer_id", "result is not an object")
+        return result
+
+    @staticmethod
+    def _filters(args: dict[str, Any], transfer_process_id: str | None, asset_id: str | None,
+                 asset_id_prefix: str | None) -> None:
+        for name, value in (("transfer_process_id", transfer_process_id),
+                            ("asset_id", asset_id), ("asset_id_prefix", asset_id_prefix)):
+            if value is not None:
+                if not isinstance(value, str):
+                    raise EdrValidationError(f"{name} must be a string")
+                args[name] = value
+
+    def count(self, counter_party_id_substring: str | None = None, *,
+              transfer_process_id: str | None = None, asset_id: str | None = None,
+              asset_id_prefix: str | None = None) -> int:
+        """Number of stored entries matching every filter given (v2 filters
+        besides the counter_party_id substring)."""
+        args: dict[str, Any] = {} if counter_party_id_substring is None else {
             "counter_party_id_substring": counter_party_id_substring}
+        self._filters(args, transfer_process_id, asset_id, asset_id_prefix)
         _, result = self.call("count", args)
         if not isinstance(result, int) or isinstance(result, bool):
             raise EdrWorkerReplyError("count", "result is not an integer")
         return result
 
     def list_connections(self, counter_party_id_substring: str | None = None, limit: int = 100,
-                         cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+                         cursor: str | None = None, *, transfer_process_id: str | None = None,
+                         asset_id: str | None = None, asset_id_prefix: str | None = None
+                         ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of ``(items, next_cursor)``; ``next_cursor`` is None on the last page."""
         if not 1 <= limit <= LIST_LIMIT_MAX:
             raise EdrValidationError(f"limit must be between 1 and {LIST_LIMIT_MAX}")
@@ -180,6 +274,7 @@ class EdrRpcClient:
             args["counter_party_id_substring"] = counter_party_id_substring
         if cursor is not None:
             args["cursor"] = cursor
+        self._filters(args, transfer_process_id, asset_id, asset_id_prefix)
         _, result = self.call("list_connections", args)
         if not isinstance(result, dict) or not isinstance(result.get("items"), list):
             raise EdrWorkerReplyError("list_connections", "result has no items list")
