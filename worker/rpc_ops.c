@@ -10,6 +10,7 @@
 #include "schemas/request.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
+#include "worker/rpc_gaps.h"
 #include "worker/rpc_internal.h"
 
 #include "base/clock.h"
@@ -264,6 +265,8 @@ void rpc_handle_request(struct rpc_thread *t, const char *buf, size_t len)
                   (long long)(edr_epoch_ms() - req.deadline_ms));
         goto out;
     }
+    if (rpc_gaps_refuse(&t->out, &req, &status)) /* state gaps, §4 */
+        goto answer;
     switch (req.op) {
     case REQUEST_GET_CONNECTION:
         status = op_get(t, &req);
@@ -284,6 +287,7 @@ void rpc_handle_request(struct rpc_thread *t, const char *buf, size_t len)
         reply_error(&t->out, req.id, REPLY_CODE_BAD_REQUEST, "op: missing");
         break;
     }
+answer:
     if (t->out.oom) {
         /* a huge list page and no memory: answer small rather than not */
         reply_buf_free(&t->out);
