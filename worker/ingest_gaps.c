@@ -134,12 +134,15 @@ static void restart_at(struct ingest *in, int32_t id, int64_t off, int stopped)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, in->cfg->topic, id)->offset = off;
     rd_kafka_error_t *e = NULL;
-    if (!stopped || in->group_mode)
+    if (!stopped || in->group_mode) {
         e = rd_kafka_seek_partitions(in->rk, l, WATERMARK_TIMEOUT_MS);
-    if (!e && !l->elems[0].err && !stopped)
-        goto done;
-    if (e)
-        rd_kafka_error_destroy(e);
+        int sought = !e && !l->elems[0].err;
+        if (e)
+            rd_kafka_error_destroy(e);
+        if (sought)
+            goto done;
+        l->elems[0].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
     e = rd_kafka_incremental_unassign(in->rk, l);
     if (!e) {
         l->elems[0].offset = off;

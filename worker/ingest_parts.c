@@ -90,7 +90,7 @@ static void format_partitions(const rd_kafka_topic_partition_list_t *l,
         if (!with_offsets)
             n += (size_t)snprintf(out + n, cap - n, "%s%" PRId32, i ? " " : "",
                                   l->elems[i].partition);
-        else if (off >= 0)
+        else if (off > 0) /* 0, the first offset ever, reads "start" */
             n += (size_t)snprintf(out + n, cap - n, "%s%" PRId32 "@%" PRId64,
                                   i ? " " : "", l->elems[i].partition, off);
         else

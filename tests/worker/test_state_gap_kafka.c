@@ -267,6 +267,7 @@ struct run {
     const char *store;
     char *topic, *dlq, *table;
     char addr[32], log_path[160], file_path[160];
+    char dsn[160]; /* "" : $EDR_PG_DSN */
     pid_t pid;
 };
 
@@ -320,7 +321,9 @@ static int worker_start(struct run *r, int accept_gap)
     snprintf(e_file, sizeof(e_file), "EDR_FILE_PATH=%s", r->file_path);
     snprintf(e_table, sizeof(e_table), "EDR_PG_TABLE=%s", r->table);
     snprintf(e_dsn, sizeof(e_dsn), "EDR_PG_DSN=%s",
-             test_env("EDR_PG_DSN") ? test_env("EDR_PG_DSN") : "");
+             r->dsn[0]                ? r->dsn
+             : test_env("EDR_PG_DSN") ? test_env("EDR_PG_DSN")
+                                      : "");
     const char *env[] = {e_topic,
                          e_dlq,
                          e_group,
@@ -666,6 +669,51 @@ static void test_postgres(void)
     saved_position_case("postgres", "gappg");
 }
 
+/* After a store outage: a postgres worker on a private PostgreSQL (port
+ * PG_OUTAGE_PORT) applied 0..1 (p0) and 10..11 (p1). PostgreSQL stops;
+ * event 12 into p1 makes the worker notice (p1's batch waits, every
+ * partition pauses); meanwhile 2..4 go into p0 (offsets 2..4) and p0's
+ * log start moves to 4. When PostgreSQL is back the outage ends and the
+ * check finds p0 missing 2-3, while p1's event is applied. */
+#define PG_OUTAGE_PORT 15447
+
+static void test_after_store_outage(void)
+{
+    struct ops_pg pg;
+    char err[256];
+    struct run r;
+    if (getuid() != 0) {
+        CU_FAIL("needs root to run a private PostgreSQL as its OS user");
+        return;
+    }
+    CU_ASSERT_EQUAL_FATAL(run_init(&r, "postgres", "gapout"), 0);
+    if (ops_pg_create(&pg, PG_OUTAGE_PORT, err, sizeof(err)) != 0) {
+        fprintf(stderr, "private PostgreSQL: %s\n", err);
+        CU_FAIL_FATAL("private PostgreSQL");
+    }
+    snprintf(r.dsn, sizeof(r.dsn),
+             "postgresql://postgres@127.0.0.1:%d/postgres?connect_timeout=3",
+             PG_OUTAGE_PORT);
+    CU_ASSERT_EQUAL_FATAL(create_topic_with(r.topic, 2, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, 0, 2), 0);
+    CU_ASSERT_EQUAL_FATAL(produce(r.topic, 1, 10, 2), 0);
+    CU_ASSERT_EQUAL_FATAL(worker_start(&r, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(wait_count(&r, 4), 0);
+
+    CU_ASSERT_EQUAL_FATAL(ops_pg_stop(&pg), 0);
+    CU_ASSERT_EQUAL_FATAL(produce(r.topic, 1, 12, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(wait_metric(&r, "edr_store_ok", 0), 0);
+    CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, 2, 3), 0);
+    CU_ASSERT_EQUAL_FATAL(delete_records(r.topic, 0, 4), 0);
+    /* No gap is known before the check at the outage's end. */
+    CU_ASSERT_EQUAL(metric(&r, "edr_state_gap_offsets{partition=\"0\"}"), 0);
+    CU_ASSERT_EQUAL_FATAL(ops_pg_start(&pg), 0);
+    check_gap(&r, 2, 4, 5, 12);
+    CU_ASSERT_EQUAL(worker_stop(&r), 0);
+    ops_pg_destroy(&pg);
+    run_free(&r);
+}
+
 /* Real retention: a topic with retention.ms and segment.ms small; the
  * broker deletes the old segment by itself. */
 static void test_real_retention(void)
@@ -723,6 +771,8 @@ static void register_suites(void)
                 "postgres: saved position deleted while every worker "
                 "was down",
                 test_postgres);
+    CU_add_test(s, "postgres: the log start moved during a store outage",
+                test_after_store_outage);
     CU_add_test(s, "real retention (needs a low retention check interval)",
                 test_real_retention);
 }
