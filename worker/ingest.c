@@ -103,6 +103,7 @@ int ingest_run(const struct config *cfg, struct store *st,
         goto out;
     }
     metrics_set_store_ok(1);
+    ingest_gaps_warn_retention(in);
     if (!in->group_mode) {
         int rc = ingest_load_offsets(in);
         if (rc == ROUND_FATAL) {

@@ -16,6 +16,7 @@
 #include "worker/log.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 #define WATERMARK_TIMEOUT_MS 5000
 #define RECHECK_EVERY_S 1.0
@@ -198,4 +199,60 @@ void ingest_gaps_tick(struct ingest *in, double now)
         return;
     in->gaps_recheck_at = now + RECHECK_EVERY_S;
     ingest_gaps_recheck(in);
+}
+
+/* The value of topic config `name` in the DescribeConfigs result res, or
+ * NULL. */
+static const char *topic_config(const rd_kafka_DescribeConfigs_result_t *res,
+                                const char *name)
+{
+    size_t n = 0, m = 0;
+    const rd_kafka_ConfigResource_t **rs =
+        rd_kafka_DescribeConfigs_result_resources(res, &n);
+    if (n != 1 || rd_kafka_ConfigResource_error(rs[0]))
+        return NULL;
+    const rd_kafka_ConfigEntry_t **es =
+        rd_kafka_ConfigResource_configs(rs[0], &m);
+    for (size_t i = 0; i < m; i++)
+        if (strcmp(rd_kafka_ConfigEntry_name(es[i]), name) == 0)
+            return rd_kafka_ConfigEntry_value(es[i]);
+    return NULL;
+}
+
+void ingest_gaps_warn_retention(struct ingest *in)
+{
+    /* memory and file with a changelog restore what retention deleted */
+    if (!in->group_mode && in->cfg->changelog_topic)
+        return;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(in->rk);
+    rd_kafka_ConfigResource_t *cr =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, in->cfg->topic);
+    rd_kafka_AdminOptions_t *o =
+        rd_kafka_AdminOptions_new(in->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(o, WATERMARK_TIMEOUT_MS, NULL, 0);
+    rd_kafka_DescribeConfigs(in->rk, &cr, 1, o, q);
+    rd_kafka_ConfigResource_destroy(cr);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, WATERMARK_TIMEOUT_MS + 1000);
+    const rd_kafka_DescribeConfigs_result_t *res =
+        ev ? rd_kafka_event_DescribeConfigs_result(ev) : NULL;
+    const char *ms = res ? topic_config(res, "retention.ms") : NULL;
+    const char *bytes = res ? topic_config(res, "retention.bytes") : NULL;
+    const char *policy = res ? topic_config(res, "cleanup.policy") : NULL;
+    if (!ms && !bytes) {
+        log_debug("kafka: cannot read the retention of %s", in->cfg->topic);
+    } else if ((!policy || strstr(policy, "delete")) &&
+               ((ms && strcmp(ms, "-1") != 0) ||
+                (bytes && strcmp(bytes, "-1") != 0))) {
+        log_warn("kafka: retention can delete events of %s (retention.ms "
+                 "%s, retention.bytes %s) and %s: a %s longer than that "
+                 "leaves a state gap (schemas/README.md §4)",
+                 in->cfg->topic, ms ? ms : "?", bytes ? bytes : "?",
+                 in->group_mode ? "the postgres store has no changelog"
+                                : "the changelog is off",
+                 in->group_mode ? "stop of every worker" : "worker stop");
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
 }

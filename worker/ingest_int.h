@@ -228,6 +228,10 @@ void ingest_gaps_recheck(struct ingest *in);
  * broker outage, an offset reset, a failed watermark query) and the
  * brokers are reachable, at most once a second. */
 void ingest_gaps_tick(struct ingest *in, double now);
+/* At start: logs a warning when the topic's retention can delete events
+ * and no changelog protects the state (the postgres store, or memory and
+ * file with EDR_CHANGELOG_TOPIC=off). Blocks a few seconds at most. */
+void ingest_gaps_warn_retention(struct ingest *in);
 
 /* ---- ingest_progress.c ---- */
 

@@ -472,9 +472,10 @@ static int wait_metric(const struct run *r, const char *series, double want)
     return -1;
 }
 
-/* 1 when the worker's log holds `needle` in an error-level line after
- * the last start line. */
-static int log_has(const struct run *r, const char *needle)
+/* 1 when the worker's log holds `needle` in a line of `level` (" ERROR [")
+ * after the last start line. */
+static int log_has_at(const struct run *r, const char *needle,
+                      const char *level)
 {
     FILE *f = fopen(r->log_path, "r");
     char line[4096];
@@ -484,11 +485,16 @@ static int log_has(const struct run *r, const char *needle)
     while (fgets(line, sizeof(line), f)) {
         if (strncmp(line, "---- test: start", 16) == 0)
             found = 0;
-        else if (strstr(line, needle) && strstr(line, " ERROR ["))
+        else if (strstr(line, needle) && strstr(line, level))
             found = 1;
     }
     fclose(f);
     return found;
+}
+
+static int log_has(const struct run *r, const char *needle)
+{
+    return log_has_at(r, needle, " ERROR [");
 }
 
 static int wait_log(const struct run *r, const char *needle)
@@ -621,6 +627,8 @@ static void test_memory(void)
 
     CU_ASSERT_EQUAL_FATAL(worker_start(&r, 0), 0);
     check_gap(&r, 0, 5, 5, 12);
+    /* the topic keeps 7 days (the default) and the changelog is off */
+    CU_ASSERT(log_has_at(&r, "retention can delete events of", " WARN ["));
     CU_ASSERT_EQUAL(worker_stop(&r), 0);
     /* remaining: event 5 of p0, 10..14 of p1 */
     check_accepted(&r, 0, 5, 6, 3, 5);
