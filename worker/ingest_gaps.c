@@ -233,7 +233,10 @@ void ingest_gaps_warn_retention(struct ingest *in)
     rd_kafka_DescribeConfigs(in->rk, &cr, 1, o, q);
     rd_kafka_ConfigResource_destroy(cr);
     rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, WATERMARK_TIMEOUT_MS + 1000);
+    rd_kafka_event_t *ev = NULL;
+    double until = ingest_now() + WATERMARK_TIMEOUT_MS / 1000.0 + 1;
+    while (!ev && !*in->stop && ingest_now() < until) /* SIGTERM: at once */
+        ev = rd_kafka_queue_poll(q, 100);
     const rd_kafka_DescribeConfigs_result_t *res =
         ev ? rd_kafka_event_DescribeConfigs_result(ev) : NULL;
     const char *ms = res ? topic_config(res, "retention.ms") : NULL;
