@@ -157,6 +157,10 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+# Retention runs every second (default 5 min), so tests of state gaps can
+# use real retention (tests/worker/test_state_gap_kafka.c); read-only: a
+# running broker keeps its value until restarted.
+log.retention.check.interval.ms=1000
 EOF
     cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
 # Written by scripts/services.sh: broker log to ${kafka.logs.dir}/server.log.

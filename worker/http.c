@@ -6,6 +6,7 @@
 
 #include "worker/log.h"
 #include "worker/metrics.h"
+#include "worker/rpc_gaps.h"
 
 #include <errno.h>
 #include <microhttpd.h>
@@ -156,12 +157,19 @@ static enum MHD_Result serve_readyz(struct http_server *h,
                                     struct MHD_Connection *conn)
 {
     struct metrics_readiness r;
-    char body[512];
-    const char *reasons[4];
+    char body[4096];
+    const char *reasons[5];
     size_t n = 0;
-    char lag_reason[96];
+    char lag_reason[96], gaps[1024], gap_reason[1100];
 
     metrics_get_readiness(&r);
+    /* Plain text (state_gaps.h): embeddable in JSON as it is. */
+    if (rpc_gaps_describe(gaps, sizeof(gaps)) >= sizeof(gaps))
+        memcpy(gaps + sizeof(gaps) - 5, " ...", 5);
+    if (gaps[0]) {
+        snprintf(gap_reason, sizeof(gap_reason), "state incomplete: %s", gaps);
+        reasons[n++] = gap_reason;
+    }
     if (!r.store_ok)
         reasons[n++] = "store not ok";
     if (!r.kafka_assigned)
@@ -175,7 +183,8 @@ static enum MHD_Result serve_readyz(struct http_server *h,
     if (!r.redis_connected)
         reasons[n++] = "redis not connected";
 
-    /* The reason strings are our own fixed texts: no JSON escaping needed. */
+    /* The reason strings are our own texts (the gap text too): no JSON
+     * escaping needed. */
     int len = snprintf(body, sizeof(body), "{\"status\":\"%s\"",
                        n ? "not_ready" : "ready");
     if (n) {
@@ -188,10 +197,11 @@ static enum MHD_Result serve_readyz(struct http_server *h,
     }
     snprintf(body + len, sizeof(body) - (size_t)len,
              ",\"store_ok\":%s,\"kafka_assigned\":%s,\"redis_connected\":%s,"
-             "\"consumer_lag\":%lld,\"ready_max_lag\":%ld}\n",
+             "\"consumer_lag\":%lld,\"ready_max_lag\":%ld,"
+             "\"state_gaps\":\"%s\"}\n",
              r.store_ok ? "true" : "false", r.kafka_assigned ? "true" : "false",
              r.redis_connected ? "true" : "false", (long long)r.lag_sum,
-             h->ready_max_lag);
+             h->ready_max_lag, gaps);
     return reply_text(conn, n ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
                       "application/json", body);
 }

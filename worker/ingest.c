@@ -18,6 +18,7 @@
 #include "worker/ingest_int.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
+#include "worker/rpc_gaps.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -81,11 +82,13 @@ int ingest_run(const struct config *cfg, struct store *st,
     in->ops = calloc(BATCH_MAX, sizeof(*in->ops));
     in->offs_cap = BATCH_MAX;
     in->offs = calloc(in->offs_cap, sizeof(*in->offs));
-    if (!in->items || !in->ops || !in->offs) {
+    in->gaps = state_gaps_new();
+    if (!in->items || !in->ops || !in->offs || !in->gaps) {
         log_error("out of memory");
         result = INGEST_FATAL;
         goto out;
     }
+    rpc_gaps_publish(in->gaps); /* lookups, /readyz, /metrics see it */
     decode_pool_start(&in->dec);
     if (!(in->dlq = dlq_open(cfg, errstr, sizeof(errstr)))) {
         log_error("kafka: dead-letter producer: %s", errstr);
@@ -100,6 +103,7 @@ int ingest_run(const struct config *cfg, struct store *st,
         goto out;
     }
     metrics_set_store_ok(1);
+    ingest_gaps_warn_retention(in);
     if (!in->group_mode) {
         int rc = ingest_load_offsets(in);
         if (rc == ROUND_FATAL) {
@@ -127,6 +131,7 @@ int ingest_run(const struct config *cfg, struct store *st,
                 continue;
         }
         now = ingest_now();
+        ingest_gaps_tick(in, now);
         ingest_release_holds(in, now);
         if (!in->group_mode && now - in->last_meta >= METADATA_EVERY_S) {
             ingest_assign_new(in);
@@ -192,5 +197,7 @@ out:
     free(in->offs);
     free(in->saved);
     free(in->parts);
+    rpc_gaps_publish(NULL); /* waits for the readers of in->gaps */
+    state_gaps_free(in->gaps);
     return result;
 }

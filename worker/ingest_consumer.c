@@ -29,6 +29,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
             log_warn("kafka: all brokers down (%s); reconnecting", reason);
             metrics_outage("kafka");
             in->kafka_down = 1;
+            /* Retention may pass a position meanwhile: look again once
+             * the brokers are back. */
+            in->gaps_recheck = 1;
         }
         return;
     }
@@ -53,8 +56,6 @@ int ingest_consumer_open(struct ingest *in, char *errstr, size_t errstr_size)
     if (config_kafka_set(conf, "bootstrap.servers", cfg->brokers, errstr,
                          errstr_size) ||
         config_kafka_set(conf, "client.id", "edr-worker", errstr,
-                         errstr_size) ||
-        config_kafka_set(conf, "auto.offset.reset", "earliest", errstr,
                          errstr_size) ||
         config_kafka_set(conf, "enable.partition.eof", "false", errstr,
                          errstr_size) ||
@@ -93,8 +94,13 @@ int ingest_consumer_open(struct ingest *in, char *errstr, size_t errstr_size)
     if (config_apply_kafka_props(cfg, conf, errstr, errstr_size))
         goto fail;
     /* Not overridable: offsets move only after the store took the batch,
-     * and only this code commits them. */
-    if (config_kafka_set(conf, "enable.auto.offset.store", "false", errstr,
+     * and only this code commits them. Every partition starts at an
+     * explicit offset (saved, restored, or 0) after its gap check, so an
+     * offset out of range is never jumped over: it comes back as a
+     * consume error and is checked again (ingest_gaps.c). */
+    if (config_kafka_set(conf, "auto.offset.reset", "error", errstr,
+                         errstr_size) ||
+        config_kafka_set(conf, "enable.auto.offset.store", "false", errstr,
                          errstr_size) ||
         config_kafka_set(conf, "enable.auto.commit", "false", errstr,
                          errstr_size))

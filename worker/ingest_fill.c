@@ -14,6 +14,10 @@ static void consume_error(struct ingest *in, const rd_kafka_message_t *m)
 {
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+        ingest_gaps_on_reset(in, m); /* never rate-limited away */
+        return;
+    }
     if (ingest_now() < in->warn_until)
         return;
     in->warn_until = ingest_now() + 10;

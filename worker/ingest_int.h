@@ -13,6 +13,8 @@
  *   ingest_batch.c     store batches: building, fencing, retrying
  *   ingest_progress.c  lag, progress lines and gauges
  *   ingest_catchup.c   the --exit-when-caught-up finish line (test build)
+ *   ingest_gaps.c      state gaps: never consume across offsets the log
+ *                      no longer holds (schemas/README.md §4)
  *
  * Everything here runs on the ingest thread (librdkafka calls its
  * callbacks from rd_kafka_consume_queue on that thread), except the
@@ -27,6 +29,7 @@
 #include "worker/decode_pool.h"
 #include "worker/ingest.h"
 #include "worker/ingest_outage.h"
+#include "worker/state_gaps.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
@@ -56,7 +59,12 @@ struct part {
                         * to the store's offset (ingest_seek_pending) */
     int held;          /* paused at a failed dead-letter copy (ingest_dlq) */
     double hold_until; /* ingest_now() when it is resumed */
-    struct backoff hold_b; /* its retries; min_ms 0 until the first hold */
+    struct backoff hold_b;    /* its retries; min_ms 0 until the first hold */
+    int gap;                  /* paused: the state needs offsets that retention
+                               * deleted (ingest_gaps.c); never resumed */
+    int64_t gap_from, gap_to; /* its range [from, to), when gap */
+    int reset;                /* the fetcher stopped at auto.offset.reset=error:
+                               * to be re-checked and restarted (ingest_gaps.c) */
     int64_t lag;
 };
 
@@ -99,6 +107,9 @@ struct ingest {
     struct decode_pool dec;
     struct store_offset *saved; /* offsets from the store at start */
     size_t n_saved;
+    struct state_gaps *gaps; /* read by lookups, /readyz, /metrics */
+    int gaps_recheck;        /* re-check every partition (ingest_gaps.c) */
+    double gaps_recheck_at;  /* not before this ingest_now() */
 
     int outage; /* store or dead-letter outage: partitions paused */
     double outage_start;
@@ -184,6 +195,43 @@ void ingest_release_holds(struct ingest *in, double now);
 /* Decodes, dead-letters and applies the batch in in->items, with its
  * offsets. ROUND_OK, ROUND_STOPPED or ROUND_FATAL. */
 int ingest_process_batch(struct ingest *in);
+
+/* ---- ingest_gaps.c ---- */
+
+/* The next offset partition id's state needs from Kafka: what the fetcher
+ * is expected to deliver next, else the saved (or restored) offset, else 0
+ * (nothing saved: the state needs the log from its start). */
+int64_t ingest_gap_needed(const struct ingest *in, int32_t id);
+/* Checks partition id, whose state needs `needed` next, against the log
+ * start (a watermark query, blocking up to a few seconds). Returns the
+ * offset to consume from: `needed` without a gap; the log start when
+ * EDR_ACCEPT_GAP accepted one (logged at error level); with an unaccepted
+ * gap, `needed` and the partition's gap flag set (logged at error level,
+ * recorded in in->gaps): the caller keeps it paused. When the log start
+ * cannot be read, `needed` and a later re-check is scheduled
+ * (auto.offset.reset=error guards the fetch meanwhile). */
+int64_t ingest_gap_check(struct ingest *in, int32_t id, int64_t needed);
+/* Assign mode: the start offset of each partition of l (saved or 0,
+ * checked; the gap flags set). */
+void ingest_gaps_start_offsets(struct ingest *in,
+                               rd_kafka_topic_partition_list_t *l);
+/* Pauses the assigned partitions with a gap that are not paused yet. */
+void ingest_gaps_pause(struct ingest *in);
+/* A consume error RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET of m's partition:
+ * its fetcher stopped; it is re-checked and restarted on the loop. */
+void ingest_gaps_on_reset(struct ingest *in, const rd_kafka_message_t *m);
+/* Re-checks every assigned partition now (after an outage): pauses those
+ * with a gap, moves those with an accepted one to the log start,
+ * restarts those stopped at an offset reset. */
+void ingest_gaps_recheck(struct ingest *in);
+/* On the loop: runs ingest_gaps_recheck when one is scheduled (after a
+ * broker outage, an offset reset, a failed watermark query) and the
+ * brokers are reachable, at most once a second. */
+void ingest_gaps_tick(struct ingest *in, double now);
+/* At start: logs a warning when the topic's retention can delete events
+ * and no changelog protects the state (the postgres store, or memory and
+ * file with EDR_CHANGELOG_TOPIC=off). Blocks a few seconds at most. */
+void ingest_gaps_warn_retention(struct ingest *in);
 
 /* ---- ingest_progress.c ---- */
 

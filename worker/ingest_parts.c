@@ -5,7 +5,9 @@
  * store: the offsets table is the truth, so every new partition is
  * assigned paused and, outside the callback, sought to what the store
  * last applied: ingest_seek_pending); and assign mode (memory and file
- * stores: every partition of the topic, new ones too). */
+ * stores: every partition of the topic, new ones too). Either way a
+ * partition starts only after its state-gap check (ingest_gaps.c); one
+ * with a gap stays paused. */
 #include "worker/ingest_int.h"
 
 #include "worker/backoff.h"
@@ -63,7 +65,8 @@ void ingest_set_paused(struct ingest *in, int pause)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int32_t i = 0; i < in->n_parts; i++)
         if (in->parts[i].assigned && in->parts[i].paused != pause &&
-            !((in->parts[i].pending || in->parts[i].held) && !pause))
+            !((in->parts[i].pending || in->parts[i].held || in->parts[i].gap) &&
+              !pause))
             rd_kafka_topic_partition_list_add(l, in->cfg->topic, i);
     if (l->cnt > 0) {
         rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(in->rk, l)
@@ -87,7 +90,7 @@ static void format_partitions(const rd_kafka_topic_partition_list_t *l,
         if (!with_offsets)
             n += (size_t)snprintf(out + n, cap - n, "%s%" PRId32, i ? " " : "",
                                   l->elems[i].partition);
-        else if (off >= 0)
+        else if (off > 0) /* 0, the first offset ever, reads "start" */
             n += (size_t)snprintf(out + n, cap - n, "%s%" PRId32 "@%" PRId64,
                                   i ? " " : "", l->elems[i].partition, off);
         else
@@ -154,7 +157,9 @@ static void mark_assigned(struct ingest *in,
     metrics_set_kafka_assigned(in->joined || any_assigned(in));
 }
 
-/* Sets each partition's start offset: the store's, else the beginning. */
+/* Sets each partition's start offset: the store's, else the beginning
+ * (group mode, in the rebalance callback: the partitions are paused and
+ * sought after their gap check, ingest_seek_pending). */
 static void set_start_offsets(struct ingest *in,
                               rd_kafka_topic_partition_list_t *l)
 {
@@ -265,12 +270,14 @@ int ingest_seek_pending(struct ingest *in)
         struct part *p = &in->parts[i];
         if (!p->pending || !p->assigned)
             continue;
+        /* The offsets table's position (none: the log's start, 0) is
+         * what the state needs; the log may no longer hold it. */
         int64_t off = ingest_saved_offset(in, i);
-        rd_kafka_topic_partition_list_add(l, in->cfg->topic, i)->offset =
-            off >= 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+        off = ingest_gap_check(in, i, off >= 0 ? off : 0);
+        rd_kafka_topic_partition_list_add(l, in->cfg->topic, i)->offset = off;
         p->pending = 0;
-        p->next = off >= 0 ? off : -1;
-        p->expect = p->next;
+        p->next = off;
+        p->expect = off;
     }
     in->n_pending = 0;
     if (l->cnt > 0) {
@@ -284,11 +291,20 @@ int ingest_seek_pending(struct ingest *in)
         log_info("kafka: partitions of %s start at the store's offsets: %s",
                  in->cfg->topic, text);
         if (!in->outage) {
-            rd_kafka_resp_err_t err = rd_kafka_resume_partitions(in->rk, l);
+            /* Not those with a gap: they stay paused. */
+            rd_kafka_topic_partition_list_t *r =
+                rd_kafka_topic_partition_list_new(l->cnt);
+            for (int i = 0; i < l->cnt; i++)
+                if (!in->parts[l->elems[i].partition].gap)
+                    rd_kafka_topic_partition_list_add(r, in->cfg->topic,
+                                                      l->elems[i].partition);
+            rd_kafka_resp_err_t err =
+                r->cnt ? rd_kafka_resume_partitions(in->rk, r) : 0;
             if (err)
                 log_warn("kafka: resume partitions: %s", rd_kafka_err2str(err));
-            for (int i = 0; i < l->cnt; i++)
-                in->parts[l->elems[i].partition].paused = 0;
+            for (int i = 0; i < r->cnt; i++)
+                in->parts[r->elems[i].partition].paused = 0;
+            rd_kafka_topic_partition_list_destroy(r);
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
@@ -331,7 +347,7 @@ void ingest_assign_new(struct ingest *in)
     rd_kafka_metadata_destroy(md);
     if (l->cnt > 0) {
         char text[1024];
-        set_start_offsets(in, l);
+        ingest_gaps_start_offsets(in, l);
         rd_kafka_error_t *error = rd_kafka_incremental_assign(in->rk, l);
         if (error) {
             log_error("kafka: assign: %s", rd_kafka_error_string(error));
@@ -340,6 +356,7 @@ void ingest_assign_new(struct ingest *in)
             mark_assigned(in, l);
             if (in->outage)
                 ingest_set_paused(in, 1);
+            ingest_gaps_pause(in);
             format_partitions(l, 1, text, sizeof(text));
             log_info("kafka: assigned partitions of %s: %s", in->cfg->topic,
                      text);
@@ -364,5 +381,7 @@ void ingest_outage_end(struct ingest *in, const char *what, unsigned retries)
     in->outage = 0;
     log_info("%s recovered after %.1f s and %u retries; resuming", what,
              ingest_now() - in->outage_start, retries);
+    /* The log may have moved past a partition meanwhile. */
+    ingest_gaps_recheck(in);
     ingest_set_paused(in, 0);
 }

@@ -338,6 +338,13 @@ static void put_per_component(FILE *f, const char *name, const char *help,
                 (unsigned long long)load(&v[c]));
 }
 
+static _Atomic(metrics_render_hook) render_hook;
+
+void metrics_set_render_hook(metrics_render_hook hook)
+{
+    atomic_store(&render_hook, hook);
+}
+
 int metrics_render(char **out, size_t *len)
 {
     char *buf = NULL;
@@ -468,6 +475,9 @@ int metrics_render(char **out, size_t *len)
     int werr = ferror(f);
     int cerr = fclose(f);
     if (cerr != 0 || werr || !buf)
+        goto cleanup;
+    metrics_render_hook hook = atomic_load(&render_hook);
+    if (hook && hook(&buf, &n) != 0)
         goto cleanup;
     *out = buf;
     *len = n;

@@ -64,4 +64,11 @@ void metrics_get_readiness(struct metrics_readiness *r);
  * *len). Returns 0, -1 on allocation failure. */
 int metrics_render(char **out, size_t *len);
 
+/* A family rendered by another module (worker/rpc_gaps.c: state gaps),
+ * appended by metrics_render after its own: the hook appends to the
+ * malloc'd *buf of length *len (realloc), 0 or -1 when out of memory. Any
+ * thread; NULL removes it. */
+typedef int (*metrics_render_hook)(char **buf, size_t *len);
+void metrics_set_render_hook(metrics_render_hook hook);
+
 #endif

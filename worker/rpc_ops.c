@@ -13,6 +13,7 @@
 #include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/positions.h"
+#include "worker/rpc_gaps.h"
 #include "worker/rpc_internal.h"
 
 #include "base/clock.h"
@@ -311,6 +312,11 @@ static const char *op_ping(struct rpc_thread *t, const struct request *req);
 const char *rpc_answer_once(struct rpc_thread *t, const struct request *req,
                             int final, int *covered)
 {
+    /* State gaps (§4) refuse before anything is read: on the first
+     * attempt and on every retry of a waiting lookup. */
+    const char *refused;
+    if (rpc_gaps_refuse(&t->out, req, &refused))
+        return refused;
     if (req->op != REQUEST_PING && req->n_positions > 0 && !*covered) {
         struct store_err err;
         memset(&err, 0, sizeof(err));
@@ -456,7 +462,6 @@ void rpc_handle_request(struct rpc_thread *t, const char *buf, size_t len)
         rpc_inflight_done(t);
         goto out;
     }
-    /* (the state-gap check of §4 belongs here, before any answer) */
     const char *status = rpc_answer_once(t, &req, 0, &covered);
     if (!status) {
         int64_t until = rpc_wait_until(&req, edr_clock_ms());
