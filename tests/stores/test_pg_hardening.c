@@ -261,6 +261,15 @@ static void test_copy_chunks(void)
 
 enum { BIG_ROWS = 50000 };
 
+/* The estimate is statistics: ANALYZE sets it from a sample (30,000 rows
+ * by default) and races with the INSERT's own counts, so it is near the
+ * truth, not equal to it. 0 (no statistics) or a scan-free guess far off
+ * would both fail. */
+static int near_big_rows(uint64_t n)
+{
+    return n >= BIG_ROWS * 9 / 10 && n <= BIG_ROWS * 11 / 10;
+}
+
 static PGresult *sql(PGconn *c, const char *q)
 {
     PGresult *res = PQexec(c, q);
@@ -393,11 +402,11 @@ static void test_list_plan_and_estimate(void)
     int64_t until = edr_clock_ms() + 30000;
     while (edr_clock_ms() < until) {
         CU_ASSERT_EQUAL_FATAL(pg_store_estimate(st, &n, &err), STORE_OK);
-        if (n == BIG_ROWS)
+        if (near_big_rows(n))
             break;
         edr_sleep_ms(100);
     }
-    CU_ASSERT_EQUAL(n, BIG_ROWS);
+    CU_ASSERT(near_big_rows(n));
     struct store *mem = mem_store_open(&err);
     CU_ASSERT_EQUAL(pg_store_estimate(mem, &n, &err), STORE_INVALID);
     store_close(mem);
