@@ -4,6 +4,7 @@
  * Schema errors never stop the pass, so `reply_to` is found wherever it
  * sits in the object. */
 #include "schemas/request.h"
+#include "schemas/request_decoder.h"
 
 #include "schemas/utf8.h"
 
@@ -14,73 +15,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Top-level members we know; anything else is ignored (forward compatible,
- * like CloudEvents extensions). */
-enum top_member { T_ID, T_REPLY_TO, T_OP, T_ARGS, T_DEADLINE, T_N, T_OTHER };
-static const char *const top_names[T_N] = {"id", "reply_to", "op", "args",
-                                           "deadline_ms"};
-
-enum arg_member {
-    A_CPID,
-    A_ADDR,
-    A_QUERY,
-    A_POLICY,
-    A_SUBSTR,
-    A_LIMIT,
-    A_CURSOR,
-    A_TRANSFER_ID,
-    A_ASSET_ID,
-    A_ASSET_PREFIX,
-    A_WAIT,
-    A_POSITIONS,
-    A_N,
-    A_OTHER
-};
-static const char *const arg_names[A_N] = {"counter_party_id",
-                                           "counter_party_address",
-                                           "query_checksum",
-                                           "policy_checksum",
-                                           "counter_party_id_substring",
-                                           "limit",
-                                           "cursor",
-                                           "transfer_process_id",
-                                           "asset_id",
-                                           "asset_id_prefix",
-                                           "wait_ms",
-                                           "min_positions"};
+const char *const request_top_names[T_N] = {"id", "reply_to", "op", "args",
+                                            "deadline_ms"};
+const char *const request_arg_names[A_N] = {"counter_party_id",
+                                            "counter_party_address",
+                                            "query_checksum",
+                                            "policy_checksum",
+                                            "counter_party_id_substring",
+                                            "limit",
+                                            "cursor",
+                                            "transfer_process_id",
+                                            "asset_id",
+                                            "asset_id_prefix",
+                                            "wait_ms",
+                                            "min_positions"};
 
 static const char *const op_names[] = {
     "invalid",          "get_connection", "get_connection_transfer_id", "count",
     "list_connections", "ping",           "get_by_transfer_id"};
-
-enum field_state { F_ABSENT = 0, F_SET, F_NULL, F_BAD };
-
-struct field {
-    enum field_state state;
-    const char *why; /* static text when F_BAD */
-    char *str;       /* owned copy for string values */
-    long long num;
-};
-
-/* What kind of JSON value a callback saw. */
-enum value_kind { V_NULL, V_BOOL, V_INT, V_DOUBLE, V_STRING, V_MAP, V_ARRAY };
-
-struct decoder {
-    int depth;         /* open containers; the request object is depth 1 */
-    int is_object;     /* the top-level value is an object */
-    int args_open;     /* the container at depth 2 is the args object */
-    int top_key;       /* current top_member */
-    int arg_key;       /* current arg_member */
-    int pos_open;      /* the container at depth 3 is args.min_positions */
-    long long pos_key; /* partition of the current min_positions key, or
-                          -1 when the key is bad */
-    int oom;
-    struct request_position *pos;
-    size_t n_pos, pos_cap;
-    enum request_op op;
-    struct field top[T_N];
-    struct field arg[A_N];
-};
 
 const char *request_op_name(enum request_op op)
 {
@@ -480,14 +432,14 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
     if (d->depth == 1 && d->is_object) {
         d->top_key = T_OTHER;
         for (int i = 0; i < T_N; i++)
-            if (strlen(top_names[i]) == len &&
-                memcmp(top_names[i], s, len) == 0)
+            if (strlen(request_top_names[i]) == len &&
+                memcmp(request_top_names[i], s, len) == 0)
                 d->top_key = i;
     } else if (d->depth == 2 && d->args_open) {
         d->arg_key = A_OTHER;
         for (int i = 0; i < A_N; i++)
-            if (strlen(arg_names[i]) == len &&
-                memcmp(arg_names[i], s, len) == 0)
+            if (strlen(request_arg_names[i]) == len &&
+                memcmp(request_arg_names[i], s, len) == 0)
                 d->arg_key = i;
     } else if (d->depth == 3 && d->pos_open) {
         d->pos_key = partition_key(s, len);
@@ -514,102 +466,6 @@ static void decoder_free(struct decoder *d)
     for (int i = 0; i < A_N; i++)
         free(d->arg[i].str);
     free(d->pos);
-}
-
-/* Checks one member; returns 0, or fills errstr and returns -1. */
-static int check_member(const char *prefix, const char *name,
-                        const struct field *f, int required, char *errstr,
-                        size_t errstr_size)
-{
-    if (f->state == F_BAD || (f->state == F_SET && f->why)) {
-        snprintf(errstr, errstr_size, "%s%s: %s", prefix, name, f->why);
-        return -1;
-    }
-    if (required && f->state != F_SET) {
-        snprintf(errstr, errstr_size, "%s%s: %s", prefix, name,
-                 f->state == F_NULL ? "not a string (null)" : "missing");
-        return -1;
-    }
-    return 0;
-}
-
-/* The rules that need the whole object: required members, per-op args. */
-static enum request_error check_schema(struct decoder *d, char *errstr,
-                                       size_t errstr_size)
-{
-    if (!d->is_object) {
-        snprintf(errstr, errstr_size, "request: not a JSON object");
-        return REQUEST_ERR_SCHEMA;
-    }
-    if (d->oom) {
-        snprintf(errstr, errstr_size, "request: out of memory");
-        return REQUEST_ERR_SCHEMA;
-    }
-    if (check_member("", "id", &d->top[T_ID], 1, errstr, errstr_size) ||
-        check_member("", "reply_to", &d->top[T_REPLY_TO], 1, errstr,
-                     errstr_size) ||
-        check_member("", "op", &d->top[T_OP], 1, errstr, errstr_size))
-        return REQUEST_ERR_SCHEMA;
-    const struct field *dl = &d->top[T_DEADLINE];
-    if (dl->state == F_BAD) {
-        snprintf(errstr, errstr_size, "deadline_ms: %s", dl->why);
-        return REQUEST_ERR_SCHEMA;
-    }
-    const struct field *args = &d->top[T_ARGS];
-    if (args->state == F_BAD) {
-        snprintf(errstr, errstr_size, "args: %s", args->why);
-        return REQUEST_ERR_SCHEMA;
-    }
-    if (d->op != REQUEST_PING &&
-        (check_member("args.", arg_names[A_WAIT], &d->arg[A_WAIT], 0, errstr,
-                      errstr_size) ||
-         check_member("args.", arg_names[A_POSITIONS], &d->arg[A_POSITIONS], 0,
-                      errstr, errstr_size)))
-        return REQUEST_ERR_SCHEMA;
-    switch (d->op) {
-    case REQUEST_GET_BY_TRANSFER_ID:
-        if (args->state != F_SET) {
-            snprintf(errstr, errstr_size, "args: %s",
-                     args->state == F_NULL ? "not an object (null)"
-                                           : "missing");
-            return REQUEST_ERR_SCHEMA;
-        }
-        if (check_member("args.", arg_names[A_TRANSFER_ID],
-                         &d->arg[A_TRANSFER_ID], 1, errstr, errstr_size))
-            return REQUEST_ERR_SCHEMA;
-        break;
-    case REQUEST_GET_CONNECTION:
-    case REQUEST_GET_TRANSFER_ID:
-        if (args->state != F_SET) {
-            snprintf(errstr, errstr_size, "args: %s",
-                     args->state == F_NULL ? "not an object (null)"
-                                           : "missing");
-            return REQUEST_ERR_SCHEMA;
-        }
-        for (int i = A_CPID; i <= A_POLICY; i++)
-            if (check_member("args.", arg_names[i], &d->arg[i], 1, errstr,
-                             errstr_size))
-                return REQUEST_ERR_SCHEMA;
-        break;
-    case REQUEST_LIST:
-        if (check_member("args.", arg_names[A_LIMIT], &d->arg[A_LIMIT], 0,
-                         errstr, errstr_size) ||
-            check_member("args.", arg_names[A_CURSOR], &d->arg[A_CURSOR], 0,
-                         errstr, errstr_size))
-            return REQUEST_ERR_SCHEMA;
-        /* fall through */
-    case REQUEST_COUNT:
-        for (int i = A_SUBSTR; i <= A_ASSET_PREFIX; i++)
-            if ((i == A_SUBSTR || i >= A_TRANSFER_ID) &&
-                check_member("args.", arg_names[i], &d->arg[i], 0, errstr,
-                             errstr_size))
-                return REQUEST_ERR_SCHEMA;
-        break;
-    case REQUEST_PING:
-    case REQUEST_OP_NONE:
-        break;
-    }
-    return REQUEST_OK;
 }
 
 static int position_cmp(const void *a, const void *b)
@@ -670,7 +526,7 @@ enum request_error request_decode(struct request *req, const void *buf,
                  text, at);
         rc = REQUEST_ERR_JSON;
     } else {
-        rc = check_schema(&d, errstr, errstr_size);
+        rc = request_check_schema(&d, errstr, errstr_size);
     }
 
     /* What survives an error: id and reply_to read intact. */
