@@ -157,11 +157,13 @@ static enum MHD_Result serve_readyz(struct http_server *h,
 {
     struct metrics_readiness r;
     char body[512];
-    const char *reasons[4];
+    const char *reasons[5];
     size_t n = 0;
     char lag_reason[96];
 
     metrics_get_readiness(&r);
+    if (r.restoring)
+        reasons[n++] = "restoring the state from the changelog";
     if (!r.store_ok)
         reasons[n++] = "store not ok";
     if (!r.kafka_assigned)

@@ -264,6 +264,14 @@ void rpc_handle_request(struct rpc_thread *t, const char *buf, size_t len)
                   (long long)(edr_epoch_ms() - req.deadline_ms));
         goto out;
     }
+    if (req.op != REQUEST_PING && req.op != REQUEST_OP_NONE &&
+        metrics_get_restoring()) {
+        /* the state is incomplete until the changelog restore ends */
+        reply_error(&t->out, req.id, REPLY_CODE_UNAVAILABLE,
+                    "restoring the state from the changelog; retry later");
+        status = "error";
+        goto answer;
+    }
     switch (req.op) {
     case REQUEST_GET_CONNECTION:
         status = op_get(t, &req);
@@ -284,6 +292,7 @@ void rpc_handle_request(struct rpc_thread *t, const char *buf, size_t len)
         reply_error(&t->out, req.id, REPLY_CODE_BAD_REQUEST, "op: missing");
         break;
     }
+answer:
     if (t->out.oom) {
         /* a huge list page and no memory: answer small rather than not */
         reply_buf_free(&t->out);
