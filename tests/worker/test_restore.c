@@ -541,8 +541,11 @@ static void test_restore_memory_and_file(void)
     char *group = test_unique_name("rs_grp");
     char cl[256], path[256], errstr[512];
     snprintf(cl, sizeof(cl), "%s.changelog", topic);
+    char journal[300];
     snprintf(path, sizeof(path), "restore_%d.json", (int)getpid());
+    snprintf(journal, sizeof(journal), "%s.journal", path);
     unlink(path);
+    unlink(journal);
     CU_ASSERT_EQUAL_FATAL(
         test_kafka_create_topic(brokers, topic, PARTS, errstr, sizeof(errstr)),
         0);
@@ -606,6 +609,7 @@ static void test_restore_memory_and_file(void)
     /* (b) A's file is lost: A restores it from the changelog. */
     CU_ASSERT_EQUAL(ops_worker_stop(a.pid, 20000), 0);
     CU_ASSERT_EQUAL(unlink(path), 0);
+    unlink(journal); /* the whole store is lost, its journal too */
     worker_run(&a, "a2", "file", path, topic, dlq, group);
     CU_ASSERT_EQUAL(wait_log(a.log, "restored ", WAIT_S), 0);
     CU_ASSERT_EQUAL(ops_wait_status(a.http, "/readyz", 200, WAIT_S * 1000), 0);
@@ -621,6 +625,7 @@ static void test_restore_memory_and_file(void)
     redisFree(rc);
     rd_kafka_destroy(rk);
     unlink(path);
+    unlink(journal);
     free(topic);
     free(dlq);
     free(group);
