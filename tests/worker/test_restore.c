@@ -388,6 +388,8 @@ static int verify_rpc(redisContext *rc, const char *prefix,
 /* ---- the changelog and the source's log -------------------------------- */
 
 #define PARTS 2
+/* partitions of the current test's source topic */
+static int n_parts = PARTS;
 #define WAIT_S 60
 
 static int64_t high_watermark(rd_kafka_t *rk, const char *topic, int32_t p)
@@ -403,8 +405,8 @@ static int delete_records(rd_kafka_t *rk, const char *topic,
                           const int64_t *before)
 {
     rd_kafka_topic_partition_list_t *l =
-        rd_kafka_topic_partition_list_new(PARTS);
-    for (int32_t p = 0; p < PARTS; p++)
+        rd_kafka_topic_partition_list_new(n_parts);
+    for (int32_t p = 0; p < n_parts; p++)
         rd_kafka_topic_partition_list_add(l, topic, p)->offset = before[p];
     rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(l);
     rd_kafka_topic_partition_list_destroy(l);
@@ -468,7 +470,7 @@ static int changelog_diff(const char *src, const char *cl, const char *group,
                             want[r.positions[i].partition]);
                 bad++;
             }
-        bad += r.n_positions != PARTS;
+        bad += r.n_positions != (size_t)n_parts;
         if (r.invalid)
             bad++;
         changelog_restore_result_clear(&r);
@@ -515,7 +517,7 @@ static void worker_run(struct worker *w, const char *name, const char *store,
 static int wait_log(const char *log, const char *what, int seconds)
 {
     int64_t deadline = edr_clock_ms() + seconds * 1000;
-    while (edr_clock_ms() < deadline) {
+    for (;;) { /* looks once even with seconds == 0 */
         FILE *f = fopen(log, "r");
         char line[4096];
         int found = 0;
@@ -525,9 +527,10 @@ static int wait_log(const char *log, const char *what, int seconds)
             fclose(f);
         if (found)
             return 0;
+        if (edr_clock_ms() >= deadline)
+            return -1;
         edr_sleep_ms(100);
     }
-    return -1;
 }
 
 /* ---- the test ---------------------------------------------------------- */
@@ -631,11 +634,111 @@ static void test_restore_memory_and_file(void)
     free(group);
 }
 
+/* (d) a zombie writer: the owner of a one-partition changelog is frozen
+ * (SIGSTOP) past the ownership group's session timeout (librdkafka's
+ * default 45 s), the other worker takes the role; the zombie comes back
+ * (SIGCONT) and events go on. The changelog still equals the model, and a
+ * worker restored from it after the history is deleted too. */
+static void test_zombie_writer(void)
+{
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(brokers);
+    char *topic = test_unique_name("rz_src");
+    char *dlq = test_unique_name("rz_dlq");
+    char *group = test_unique_name("rz_grp");
+    char cl[256], errstr[512];
+    snprintf(cl, sizeof(cl), "%s.changelog", topic);
+    n_parts = 1;
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_create_topic(brokers, topic, 1, errstr, sizeof(errstr)), 0);
+    rd_kafka_t *rk = producer_new(brokers);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
+    struct model m;
+    model_init(&m, "rz", 777);
+    CU_ASSERT_EQUAL_FATAL(produce_events(rk, topic, &m, 200, 0), 0);
+
+    struct worker w[3];
+    worker_run(&w[0], "z0", "memory", NULL, topic, dlq, group);
+    worker_run(&w[1], "z1", "memory", NULL, topic, dlq, group);
+    /* The owner caught the changelog up (it applied the history first). */
+    int owner = -1;
+    int64_t deadline = edr_clock_ms() + WAIT_S * 1000;
+    while (owner < 0 && edr_clock_ms() < deadline) {
+        for (int i = 0; i < 2 && owner < 0; i++)
+            if (wait_log(w[i].log, "partition 0 caught up", 0) == 0)
+                owner = i;
+        edr_sleep_ms(100);
+    }
+    CU_ASSERT_FATAL(owner >= 0);
+    int64_t hw[1] = {high_watermark(rk, topic, 0)};
+    int bad = -1;
+    deadline = edr_clock_ms() + WAIT_S * 1000;
+    while (bad != 0 && edr_clock_ms() < deadline)
+        if ((bad = changelog_diff(topic, cl, group, &m, hw, 0)) != 0)
+            edr_sleep_ms(300);
+    CU_ASSERT_EQUAL_FATAL(bad, 0);
+
+    /* Freeze the owner; the other one takes over after the session
+     * timeout and writes the new events. */
+    CU_ASSERT_EQUAL_FATAL(kill(w[owner].pid, SIGSTOP), 0);
+    CU_ASSERT_EQUAL_FATAL(produce_events(rk, topic, &m, 50, 0), 0);
+    hw[0] = high_watermark(rk, topic, 0);
+    bad = -1;
+    deadline = edr_clock_ms() + 75 * 1000;
+    while (bad != 0 && edr_clock_ms() < deadline)
+        if ((bad = changelog_diff(topic, cl, group, &m, hw, 0)) != 0)
+            edr_sleep_ms(1000);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(kill(w[owner].pid, SIGCONT), 0);
+
+    /* The zombie is back: events go on; it must write nothing stale. */
+    CU_ASSERT_EQUAL_FATAL(produce_events(rk, topic, &m, 50, 0), 0);
+    hw[0] = high_watermark(rk, topic, 0);
+    bad = -1;
+    deadline = edr_clock_ms() + WAIT_S * 1000;
+    while (bad != 0 && edr_clock_ms() < deadline)
+        if ((bad = changelog_diff(topic, cl, group, &m, hw, 0)) != 0)
+            edr_sleep_ms(300);
+    if (bad != 0) {
+        changelog_diff(topic, cl, group, &m, hw, 1);
+        ops_dump_log(w[owner].log, 20);
+        ops_dump_log(w[1 - owner].log, 20);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+
+    /* A fresh worker after the history is gone: exactly the model. */
+    CU_ASSERT_EQUAL_FATAL(delete_records(rk, topic, hw), 0);
+    worker_run(&w[2], "z2", "memory", NULL, topic, dlq, group);
+    redisContext *rc = redis_connect();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rc);
+    bad = -1;
+    deadline = edr_clock_ms() + WAIT_S * 1000;
+    while (bad != 0 && edr_clock_ms() < deadline) {
+        if (ops_wait_status(w[2].http, "/readyz", 200, 1000) == 0)
+            bad = verify_rpc(rc, w[2].prefix, &m, 0);
+        if (bad != 0)
+            edr_sleep_ms(300);
+    }
+    if (bad != 0)
+        verify_rpc(rc, w[2].prefix, &m, 1);
+    CU_ASSERT_EQUAL(bad, 0);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(ops_worker_stop(w[i].pid, 20000), 0);
+    redisFree(rc);
+    rd_kafka_destroy(rk);
+    free(topic);
+    free(dlq);
+    free(group);
+    n_parts = PARTS;
+}
+
 static void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("restore", NULL, NULL);
     CU_add_test(s, "memory and file restore from the changelog",
                 test_restore_memory_and_file);
+    CU_add_test(s, "zombie changelog writer writes nothing stale",
+                test_zombie_writer);
 }
 
 int main(void)
