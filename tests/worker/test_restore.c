@@ -732,11 +732,37 @@ static void test_zombie_writer(void)
     n_parts = PARTS;
 }
 
+/* An existing changelog topic that is not compacted: exit 2, naming
+ * EDR_CHANGELOG_TOPIC. */
+static void test_invalid_changelog(void)
+{
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(brokers);
+    char *topic = test_unique_name("ri_src");
+    char *group = test_unique_name("ri_grp");
+    char cl[256], errstr[512];
+    snprintf(cl, sizeof(cl), "%s.changelog", topic);
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_create_topic(brokers, topic, 2, errstr, sizeof(errstr)), 0);
+    /* cleanup.policy=delete, the broker's default */
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_create_topic(brokers, cl, 2, errstr, sizeof(errstr)), 0);
+    struct worker w;
+    worker_run(&w, "inv", "memory", NULL, topic, "ri_dlq", group);
+    CU_ASSERT_EQUAL(wait_log(w.log, "invalid setting EDR_CHANGELOG_TOPIC", 30),
+                    0);
+    CU_ASSERT_EQUAL(ops_worker_stop(w.pid, 20000), 2);
+    free(topic);
+    free(group);
+}
+
 static void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("restore", NULL, NULL);
     CU_add_test(s, "memory and file restore from the changelog",
                 test_restore_memory_and_file);
+    CU_add_test(s, "a changelog topic that is not compacted: exit 2",
+                test_invalid_changelog);
     CU_add_test(s, "zombie changelog writer writes nothing stale",
                 test_zombie_writer);
 }
