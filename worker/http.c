@@ -158,7 +158,7 @@ static enum MHD_Result serve_readyz(struct http_server *h,
 {
     struct metrics_readiness r;
     char body[4096];
-    const char *reasons[5];
+    const char *reasons[8];
     size_t n = 0;
     char lag_reason[96], gaps[1024], gap_reason[1100];
 
@@ -170,6 +170,8 @@ static enum MHD_Result serve_readyz(struct http_server *h,
         snprintf(gap_reason, sizeof(gap_reason), "state incomplete: %s", gaps);
         reasons[n++] = gap_reason;
     }
+    if (r.restoring)
+        reasons[n++] = "restoring the state from the changelog";
     if (!r.store_ok)
         reasons[n++] = "store not ok";
     if (!r.kafka_assigned)

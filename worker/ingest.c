@@ -11,7 +11,12 @@
  * this member; the same batch is retried with jittered backoff. A failing
  * dead-letter copy holds only its own partition (ingest_dlq.c). A partition
  * revoked meanwhile drops its part of the pending batch: its new owner starts
- * from the offsets in the store, which never saw that part. */
+ * from the offsets in the store, which never saw that part.
+ *
+ * Memory and file modes with a changelog (ingest_changelog.c): at start
+ * the topics are checked and an empty state is restored from the
+ * changelog (ingest_restore.c); every round serves the changelog's
+ * ownership group, and each applied batch is written to the changelog. */
 #include "worker/ingest.h"
 
 #include "worker/dlq.h"
@@ -115,6 +120,19 @@ int ingest_run(const struct config *cfg, struct store *st,
         if (st->ops->caps.volatile_state)
             in->n_saved = 0; /* nothing survived: replay the log's start */
         metrics_set_store_ok(1);
+        /* The changelog (memory/file modes): check the topics, restore an
+         * empty state from it, then open the writer. */
+        rc = ingest_changelog_check(in);
+        if (rc == ROUND_OK)
+            rc = ingest_restore(in);
+        if (rc == ROUND_OK)
+            rc = ingest_changelog_open(in);
+        if (rc != ROUND_OK) {
+            result = rc == ROUND_CONFIG  ? INGEST_CONFIG
+                     : rc == ROUND_FATAL ? INGEST_FATAL
+                                         : INGEST_OK;
+            goto out;
+        }
     }
     log_info("consuming %s (%s store, %s)", cfg->topic, st->ops->name,
              in->group_mode ? "consumer group" : "all partitions");
@@ -123,6 +141,9 @@ int ingest_run(const struct config *cfg, struct store *st,
     in->last_progress = in->last_lag = now;
     in->last_meta = now - METADATA_EVERY_S;
     while (!*stop && !in->fatal) {
+        ingest_changelog_poll(in);
+        if (in->fatal)
+            break;
         if (in->n_pending > 0) {
             int rc = ingest_seek_pending(in);
             if (rc == ROUND_FATAL)
@@ -173,6 +194,7 @@ int ingest_run(const struct config *cfg, struct store *st,
         result = INGEST_FATAL;
 
 out:
+    ingest_changelog_close(in);
     if (in->rk) {
         if (in->q)
             await_first_assignment(in);

@@ -173,6 +173,7 @@ static int apply_retry(struct ingest *in, long single, int offsets_only,
         }
         ingest_outage_begin(in);
         metrics_retry("store");
+        ingest_changelog_poll(in); /* keep the ownership group's member */
         if (*in->stop) {
             log_warn("store: stopping during an outage; the batch in flight "
                      "will be consumed again at the next start");
@@ -318,7 +319,9 @@ int ingest_process_batch(struct ingest *in)
         rc = apply_one_by_one(in, &rej);
     else
         rc = rc_to_round(rc);
-    if (rc == ROUND_OK)
+    if (rc == ROUND_OK) {
         after_apply(in, started);
+        rc = ingest_changelog_write(in);
+    }
     return rc;
 }

@@ -15,6 +15,9 @@
  *   ingest_catchup.c   the --exit-when-caught-up finish line (test build)
  *   ingest_gaps.c      state gaps: never consume across offsets the log
  *                      no longer holds (schemas/README.md §4)
+ *   ingest_changelog.c the changelog topic: check at start, writes after
+ *                      each applied batch, the handover catch-up
+ *   ingest_restore.c   restoring an empty state from the changelog
  *
  * Everything here runs on the ingest thread (librdkafka calls its
  * callbacks from rd_kafka_consume_queue on that thread), except the
@@ -82,6 +85,14 @@ struct item {
     enum event_error err;
     char reason[320];
 };
+struct changelog;
+
+/* Changelog state of one partition (ingest_changelog.c). */
+struct cl_part {
+    int state;         /* enum cl_state */
+    int64_t committed; /* CL_WAIT: the previous owner's position */
+};
+
 struct ingest {
     const struct config *cfg;
     struct store *st;
@@ -121,6 +132,13 @@ struct ingest {
     unsigned assign_gen;         /* group mode: bumped by every assignment */
     int n_pending;               /* partitions with pending set */
     int targets_ready;
+
+    struct changelog *cl; /* NULL when EDR_CHANGELOG_TOPIC=off */
+    struct cl_part *clp;  /* clp[0..n_clp-1], by partition id */
+    int32_t n_clp;
+    uint64_t cl_assign_seen; /* changelog_assignments() last seen */
+    double cl_warn_until;    /* rate limit of changelog warnings */
+    uint64_t cl_written;     /* changelog records written */
 
     uint64_t applied; /* events applied (good ones) */
     uint64_t dead;    /* events dead-lettered */
@@ -239,6 +257,38 @@ void ingest_gaps_warn_retention(struct ingest *in);
 void ingest_update_lag(struct ingest *in);
 /* Logs a progress line and refreshes the entries gauge. */
 void ingest_progress(struct ingest *in, double now);
+
+/* ---- ingest_changelog.c ---- */
+
+/* ingest_changelog_start: an invalid setting (exit 2). */
+#define ROUND_CONFIG (-2)
+
+/* At start (memory/file modes): reads the source's retention (gauges, the
+ * warning when nothing protects the state), and with the changelog on
+ * makes sure its topic exists, retrying transient failures. ROUND_OK,
+ * ROUND_STOPPED, ROUND_CONFIG. */
+int ingest_changelog_check(struct ingest *in);
+/* Opens the writer (in->cl), retrying transient failures. ROUND_OK,
+ * ROUND_STOPPED, ROUND_CONFIG. */
+int ingest_changelog_open(struct ingest *in);
+/* Serves the ownership group and runs the handover catch-up of newly
+ * owned partitions (changelog.h). Sets in->fatal on a fatal error. Call
+ * every round and during backoffs; no-op without a changelog. */
+void ingest_changelog_poll(struct ingest *in);
+/* After a successful apply of in->items: writes the current state of
+ * every key the batch touched in the partitions this worker owns, with
+ * their next offsets. ROUND_OK (also when fenced or stopped while
+ * retrying), ROUND_FATAL. */
+int ingest_changelog_write(struct ingest *in);
+void ingest_changelog_close(struct ingest *in);
+
+/* ---- ingest_restore.c ---- */
+
+/* With the changelog on, restores an empty state (memory store; a file
+ * store whose file was missing) from it and sets in->saved to the
+ * positions it reflects. Call after ingest_load_offsets. ROUND_OK,
+ * ROUND_STOPPED, ROUND_FATAL. */
+int ingest_restore(struct ingest *in);
 
 /* ---- ingest_catchup.c (EDR_TEST_HOOKS builds only) ---- */
 

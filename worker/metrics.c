@@ -103,6 +103,10 @@ static atomic_uint_fast64_t retries[N_COMPONENTS];
 static atomic_int store_ok;
 static atomic_int kafka_assigned;
 static atomic_int redis_connected;
+/* The changelog restore (worker/ingest_restore.c). */
+static atomic_int restoring;
+static atomic_int_fast64_t source_retention_ms = -1;
+static atomic_int_fast64_t source_retention_bytes = -1;
 
 struct lag_entry {
     int32_t partition;
@@ -256,8 +260,25 @@ void metrics_set_redis_connected(int connected)
     atomic_store(&redis_connected, connected ? 1 : 0);
 }
 
+void metrics_set_restoring(int on)
+{
+    atomic_store(&restoring, on ? 1 : 0);
+}
+
+int metrics_get_restoring(void)
+{
+    return atomic_load(&restoring);
+}
+
+void metrics_source_retention(int64_t ms, int64_t bytes)
+{
+    atomic_store(&source_retention_ms, ms);
+    atomic_store(&source_retention_bytes, bytes);
+}
+
 void metrics_get_readiness(struct metrics_readiness *r)
 {
+    r->restoring = atomic_load(&restoring);
     r->store_ok = atomic_load(&store_ok);
     r->kafka_assigned = atomic_load(&kafka_assigned);
     r->redis_connected = atomic_load(&redis_connected);
@@ -471,6 +492,17 @@ int metrics_render(char **out, size_t *len)
     put_header(f, "edr_redis_connected", "gauge",
                "1 while a lookup responder is connected to Redis.");
     fprintf(f, "edr_redis_connected %d\n", atomic_load(&redis_connected));
+    put_header(f, "edr_restoring", "gauge",
+               "1 while the state is being restored from the changelog.");
+    fprintf(f, "edr_restoring %d\n", atomic_load(&restoring));
+    put_header(f, "edr_source_retention_ms", "gauge",
+               "retention.ms of the source topic (-1: unlimited).");
+    fprintf(f, "edr_source_retention_ms %lld\n",
+            (long long)atomic_load(&source_retention_ms));
+    put_header(f, "edr_source_retention_bytes", "gauge",
+               "retention.bytes of the source topic (-1: unlimited).");
+    fprintf(f, "edr_source_retention_bytes %lld\n",
+            (long long)atomic_load(&source_retention_bytes));
 
     int werr = ferror(f);
     int cerr = fclose(f);

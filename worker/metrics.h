@@ -49,9 +49,18 @@ void metrics_set_store_ok(int ok);
 void metrics_set_kafka_assigned(int assigned);
 void metrics_set_redis_connected(int connected);
 
+/* 1 while ingest restores the state from the changelog
+ * (worker/ingest_restore.c): /readyz says not ready and lookups answer
+ * `unavailable`. */
+void metrics_set_restoring(int on);
+int metrics_get_restoring(void);
+/* The source topic's retention settings read at start (-1: unlimited). */
+void metrics_source_retention(int64_t ms, int64_t bytes);
+
 /* Snapshot of the readiness inputs, for /readyz. lag_sum sums the lag of
  * every partition currently reported (n_partitions of them). */
 struct metrics_readiness {
+    int restoring; /* restoring from the changelog: not ready */
     int store_ok;
     int kafka_assigned;
     int redis_connected;

@@ -317,6 +317,13 @@ const char *rpc_answer_once(struct rpc_thread *t, const struct request *req,
     const char *refused;
     if (rpc_gaps_refuse(&t->out, req, &refused))
         return refused;
+    if (req->op != REQUEST_PING && req->op != REQUEST_OP_NONE &&
+        metrics_get_restoring()) {
+        /* the state is incomplete until the changelog restore ends (§4) */
+        reply_error(&t->out, req->id, REPLY_CODE_UNAVAILABLE,
+                    "restoring the state from the changelog; retry later");
+        return "error";
+    }
     if (req->op != REQUEST_PING && req->n_positions > 0 && !*covered) {
         struct store_err err;
         memset(&err, 0, sizeof(err));

@@ -206,6 +206,8 @@ static pid_t spawn_worker(const char *bootstraps, const char *dir)
     setenv("EDR_STORE", "file", 1);
     setenv("EDR_FILE_PATH", path, 1);
     setenv("EDR_HTTP_ADDR", "off", 1);
+    /* the mock cluster has no Admin API: no changelog (v1 behaviour) */
+    setenv("EDR_CHANGELOG_TOPIC", "off", 1);
     /* Nothing listens there: lookups are not under test and the
      * responder retries in its own threads. */
     setenv("EDR_REDIS_URL", "redis://127.0.0.1:1/0", 1);

@@ -1,0 +1,599 @@
+/* ingest_changelog.c: the Kafka loop's side of the changelog
+ * (schemas/README.md §4 "The changelog", worker/changelog.h).
+ *
+ * At start: the source topic's retention is read (gauges; a warning when
+ * retention can delete events and no changelog protects the state), the
+ * changelog topic is ensured (created, or checked: an invalid one is an
+ * invalid setting) and the writer opened. After each applied batch, for
+ * the partitions this worker owns, the current state of every key the
+ * batch touched (read back from the store: a put of the stored entry, or a
+ * tombstone when the key is gone) goes out in one transaction with the
+ * batch's next offsets.
+ *
+ * Handover (changelog.h): a partition gained with committed position c
+ * while this worker's applied position q is past c is caught up first:
+ * source [c, q) is re-read, and the current state of every key it touched
+ * is written with offset q. With q <= c nothing is written for it until a
+ * batch takes it past c. A partition's state:
+ *   CL_NEW   not owned, or owned and not looked at yet
+ *   CL_WAIT  owned, this worker behind c: write once a batch passes c
+ *   CL_READY owned and caught up: every batch is written */
+#include "worker/ingest_int.h"
+
+#include "base/clock.h"
+#include "schemas/event.h"
+#include "worker/changelog.h"
+#include "worker/config.h"
+#include "worker/config_parse.h"
+#include "worker/log.h"
+#include "worker/metrics.h"
+#include "worker/topic_admin.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum cl_state { CL_NEW = 0, CL_WAIT, CL_READY };
+
+/* Bound of the handover re-read of the source. */
+#define CATCHUP_TIMEOUT_MS 60000
+#define CL_WARN_EVERY_S 10.0
+
+/* Sleeps ms in short steps, polling the changelog's clients; 1 when
+ * stopped. */
+static int wait_or_stop(struct ingest *in, unsigned ms)
+{
+    int64_t until = edr_clock_ms() + ms;
+    while (!*in->stop) {
+        int64_t left = until - edr_clock_ms();
+        if (left <= 0)
+            return 0;
+        if (in->cl) {
+            char errstr[256];
+            changelog_poll(in->cl, errstr, sizeof(errstr));
+        }
+        edr_sleep_ms(left < 100 ? (unsigned)left : 100);
+    }
+    return 1;
+}
+
+int ingest_changelog_check(struct ingest *in)
+{
+    const struct config *cfg = in->cfg;
+    char errstr[512];
+    struct topic_retention r;
+
+    int rc =
+        topic_admin_retention(in->rk, cfg->topic, &r, errstr, sizeof(errstr));
+    if (rc == TOPIC_ADMIN_OK) {
+        metrics_source_retention(r.retention_ms, r.retention_bytes);
+        log_info("kafka: %s: cleanup.policy=%s retention.ms=%" PRId64
+                 " retention.bytes=%" PRId64,
+                 cfg->topic, r.cleanup_policy, r.retention_ms,
+                 r.retention_bytes);
+        if (r.can_delete && !cfg->changelog_topic)
+            log_warn("kafka: retention of %s can delete events and no "
+                     "changelog protects the state (EDR_CHANGELOG_TOPIC=off): "
+                     "a worker starting after that serves an incomplete "
+                     "state",
+                     cfg->topic);
+    } else {
+        log_warn("kafka: could not read the retention of %s: %s", cfg->topic,
+                 errstr);
+    }
+    if (!cfg->changelog_topic)
+        return ROUND_OK;
+
+    struct backoff b;
+    backoff_init(&b, RETRY_MIN_MS, RETRY_MAX_MS);
+    for (;;) {
+        rc = topic_admin_ensure_changelog(
+            in->rk, cfg->topic, cfg->changelog_topic, errstr, sizeof(errstr));
+        if (rc == TOPIC_ADMIN_CREATED)
+            log_info("kafka: created the changelog topic %s",
+                     cfg->changelog_topic);
+        if (rc >= 0)
+            return ROUND_OK;
+        if (rc == TOPIC_ADMIN_INVALID) {
+            log_error("invalid setting EDR_CHANGELOG_TOPIC: %s", errstr);
+            return ROUND_CONFIG;
+        }
+        if (b.attempts == 0 || b.attempts % 10 == 0)
+            log_warn("kafka: changelog topic %s: %s; retrying",
+                     cfg->changelog_topic, errstr);
+        metrics_retry("kafka");
+        if (wait_or_stop(in, backoff_next(&b)))
+            return ROUND_STOPPED;
+    }
+}
+
+int ingest_changelog_open(struct ingest *in)
+{
+    const struct config *cfg = in->cfg;
+    if (!cfg->changelog_topic)
+        return ROUND_OK;
+    struct changelog_conf c = {
+        .brokers = cfg->brokers,
+        .source_topic = cfg->topic,
+        .changelog_topic = cfg->changelog_topic,
+        .group_id = cfg->group_id,
+        .worker_id = cfg->worker_id,
+        .kafka_props = cfg->kafka_props,
+        .n_kafka_props = cfg->n_kafka_props,
+    };
+    struct backoff b;
+    backoff_init(&b, RETRY_MIN_MS, RETRY_MAX_MS);
+    for (;;) {
+        char errstr[512];
+        int rc = changelog_open(&c, &in->cl, errstr, sizeof(errstr));
+        if (rc == CHANGELOG_OK) {
+            log_info("kafka: changelog %s open (ownership group %s.changelog)",
+                     cfg->changelog_topic, cfg->group_id);
+            return ROUND_OK;
+        }
+        if (rc != CHANGELOG_TRANSIENT) {
+            log_error("invalid setting EDR_CHANGELOG_TOPIC: writer: %s",
+                      errstr);
+            return ROUND_CONFIG;
+        }
+        if (b.attempts == 0 || b.attempts % 10 == 0)
+            log_warn("kafka: changelog writer: %s; retrying", errstr);
+        metrics_retry("kafka");
+        if (wait_or_stop(in, backoff_next(&b)))
+            return ROUND_STOPPED;
+    }
+}
+
+void ingest_changelog_close(struct ingest *in)
+{
+    if (in->cl) {
+        log_info("kafka: closing the changelog writer (%" PRIu64
+                 " records written)",
+                 in->cl_written);
+        changelog_close(in->cl);
+        in->cl = NULL;
+    }
+    free(in->clp);
+    in->clp = NULL;
+    in->n_clp = 0;
+}
+
+static struct cl_part *cl_part(struct ingest *in, int32_t p)
+{
+    if (p < 0)
+        return NULL;
+    if (p >= in->n_clp) {
+        int32_t n = p + 1 > in->n_parts ? p + 1 : in->n_parts;
+        struct cl_part *a = realloc(in->clp, (size_t)n * sizeof(*a));
+        if (!a)
+            return NULL;
+        memset(a + in->n_clp, 0, (size_t)(n - in->n_clp) * sizeof(*a));
+        in->clp = a;
+        in->n_clp = n;
+    }
+    return &in->clp[p];
+}
+
+/* The next offset after what the store holds for p (0: nothing). */
+static int64_t applied_position(struct ingest *in, int32_t p)
+{
+    struct part *pt = ingest_part(in, p, 0);
+    if (pt && pt->next >= 0)
+        return pt->next;
+    int64_t s = ingest_saved_offset(in, p);
+    return s > 0 ? s : 0;
+}
+
+static int cl_warn_allowed(struct ingest *in)
+{
+    double now = ingest_now();
+    if (now < in->cl_warn_until)
+        return 0;
+    in->cl_warn_until = now + CL_WARN_EVERY_S;
+    return 1;
+}
+
+/* ---- the changes of a set of keys ------------------------------------- */
+
+/* One key to write: its four fields (owned copies when own) and the
+ * connection key that sorts and deduplicates them. */
+struct cl_key {
+    char ck[EDR_CONNECTION_KEY_LEN + 1];
+    int32_t partition;
+    struct edr_key key;
+    int own;
+};
+
+struct cl_keys {
+    struct cl_key *v;
+    size_t n, cap;
+};
+
+static void cl_keys_clear(struct cl_keys *ks)
+{
+    for (size_t i = 0; i < ks->n; i++)
+        if (ks->v[i].own) {
+            free((char *)ks->v[i].key.counter_party_id);
+            free((char *)ks->v[i].key.counter_party_address);
+            free((char *)ks->v[i].key.query_checksum);
+            free((char *)ks->v[i].key.policy_checksum);
+        }
+    free(ks->v);
+    memset(ks, 0, sizeof(*ks));
+}
+
+/* Adds k (copied when own); -1 when out of memory. */
+static int cl_keys_add(struct cl_keys *ks, int32_t partition,
+                       const struct edr_key *k, int own)
+{
+    if (ks->n == ks->cap) {
+        size_t cap = ks->cap ? ks->cap * 2 : 64;
+        struct cl_key *v = realloc(ks->v, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        ks->v = v;
+        ks->cap = cap;
+    }
+    struct cl_key *e = &ks->v[ks->n];
+    memset(e, 0, sizeof(*e));
+    e->partition = partition;
+    edr_connection_key(k, e->ck);
+    if (own) {
+        e->own = 1;
+        e->key.counter_party_id = strdup(k->counter_party_id);
+        e->key.counter_party_address = strdup(k->counter_party_address);
+        e->key.query_checksum = strdup(k->query_checksum);
+        e->key.policy_checksum = strdup(k->policy_checksum);
+        ks->n++;
+        if (!e->key.counter_party_id || !e->key.counter_party_address ||
+            !e->key.query_checksum || !e->key.policy_checksum)
+            return -1; /* counted, so cl_keys_clear frees the others */
+        return 0;
+    }
+    e->key = *k;
+    ks->n++;
+    return 0;
+}
+
+static int cl_key_cmp(const void *a, const void *b)
+{
+    const struct cl_key *x = a, *y = b;
+    return strcmp(x->ck, y->ck);
+}
+
+/* Sorts and removes duplicate keys (a key's changes all land in one
+ * partition: its current state is written once). */
+static void cl_keys_unique(struct cl_keys *ks)
+{
+    if (ks->n < 2)
+        return;
+    qsort(ks->v, ks->n, sizeof(*ks->v), cl_key_cmp);
+    size_t o = 1;
+    for (size_t i = 1; i < ks->n; i++) {
+        if (strcmp(ks->v[i].ck, ks->v[o - 1].ck) == 0) {
+            if (ks->v[i].own) { /* a duplicate's copies go now */
+                free((char *)ks->v[i].key.counter_party_id);
+                free((char *)ks->v[i].key.counter_party_address);
+                free((char *)ks->v[i].key.query_checksum);
+                free((char *)ks->v[i].key.policy_checksum);
+            }
+            continue;
+        }
+        ks->v[o++] = ks->v[i];
+    }
+    ks->n = o;
+}
+
+/* Reads the current state of every key of ks from the store and writes it
+ * with the offsets src[0..n_src), retrying transient failures. Returns the
+ * changelog status (CHANGELOG_TRANSIENT only when stopped), or
+ * CHANGELOG_FATAL when out of memory or the store failed fatally. */
+static int write_keys(struct ingest *in, const struct cl_keys *ks,
+                      const struct store_offset *src, size_t n_src)
+{
+    struct changelog_change *ch = calloc(ks->n ? ks->n : 1, sizeof(*ch));
+    struct store_record *recs = calloc(ks->n ? ks->n : 1, sizeof(*recs));
+    struct backoff b;
+    int rc = CHANGELOG_FATAL;
+    char errstr[512];
+
+    backoff_init(&b, RETRY_MIN_MS, RETRY_MAX_MS);
+    if (!ch || !recs) {
+        log_error("changelog: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < ks->n; i++) {
+        struct store_err err = {0};
+        int g;
+        while ((g = in->st->ops->get(in->st, &ks->v[i].key, &recs[i], &err)) ==
+                   STORE_TRANSIENT &&
+               !*in->stop)
+            if (wait_or_stop(in, backoff_next(&b)))
+                break;
+        if (g == STORE_TRANSIENT) {
+            rc = CHANGELOG_TRANSIENT;
+            goto out;
+        }
+        if (g < 0) {
+            log_error("changelog: store: %s", err.msg);
+            goto out;
+        }
+        ch[i].partition = ks->v[i].partition;
+        ch[i].key = ks->v[i].key;
+        if (g == STORE_OK) {
+            ch[i].entry_json = recs[i].entry_json;
+            ch[i].entry_len = recs[i].entry_len;
+        } /* else NOT_FOUND: a tombstone */
+    }
+    backoff_reset(&b);
+    for (;;) {
+        size_t written = 0;
+        rc = changelog_write(in->cl, ch, ks->n, src, n_src, &written, errstr,
+                             sizeof(errstr));
+        if (rc == CHANGELOG_OK) {
+            in->cl_written += written;
+            break;
+        }
+        if (rc == CHANGELOG_FENCED) {
+            log_warn("changelog: this worker lost the writer role (%s); "
+                     "its batch was not written",
+                     errstr);
+            break;
+        }
+        if (rc != CHANGELOG_TRANSIENT) {
+            log_error("changelog: fatal error: %s", errstr);
+            break;
+        }
+        if (cl_warn_allowed(in))
+            log_warn("changelog: %s; retrying the changelog write", errstr);
+        metrics_retry("kafka");
+        if (wait_or_stop(in, backoff_next(&b)))
+            break; /* the next owner's catch-up writes what is missing */
+    }
+out:
+    for (size_t i = 0; recs && i < ks->n; i++)
+        store_record_clear(&recs[i]);
+    free(recs);
+    free(ch);
+    return rc;
+}
+
+/* ---- handover catch-up ------------------------------------------------- */
+
+static rd_kafka_t *catchup_consumer(struct ingest *in, char *errstr, size_t n)
+{
+    const struct config *cfg = in->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char group[512];
+    snprintf(group, sizeof(group), "%s.changelog.catchup", cfg->group_id);
+    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+        const char *prop = cfg->kafka_props[i];
+        const char *eq = strchr(prop, '=');
+        char name[256];
+        if (!eq || (size_t)(eq - prop) >= sizeof(name))
+            continue;
+        memcpy(name, prop, (size_t)(eq - prop));
+        name[eq - prop] = '\0';
+        if (config_kafka_set(conf, name, eq + 1, errstr, n) != 0)
+            goto fail;
+    }
+    if (config_kafka_set(conf, "bootstrap.servers", cfg->brokers, errstr, n) ||
+        config_kafka_set(conf, "group.id", group, errstr, n) ||
+        config_kafka_set(conf, "enable.auto.commit", "false", errstr, n) ||
+        config_kafka_set(conf, "enable.auto.offset.store", "false", errstr,
+                         n) ||
+        config_kafka_set(conf, "auto.offset.reset", "earliest", errstr, n) ||
+        config_kafka_set(conf, "enable.partition.eof", "true", errstr, n))
+        goto fail;
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, n);
+    if (!rk)
+        goto fail;
+    conf = NULL; /* now owned by rk */
+    return rk;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+/* Re-reads source partition p over [from, to) and writes the current state
+ * of every key its events touched, with offset `to`. CHANGELOG_OK, or the
+ * status of the failure (TRANSIENT: try again later). */
+static int catch_up(struct ingest *in, int32_t p, int64_t from, int64_t to)
+{
+    char errstr[512];
+    struct cl_keys ks = {0};
+    int rc = CHANGELOG_TRANSIENT;
+    uint64_t events = 0;
+    double t0 = ingest_now();
+
+    rd_kafka_t *rk = catchup_consumer(in, errstr, sizeof(errstr));
+    if (!rk) {
+        log_error("changelog: catch-up consumer: %s", errstr);
+        return CHANGELOG_FATAL;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, in->cfg->topic, p)->offset = from;
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        log_warn("changelog: catch-up assign: %s", rd_kafka_err2str(e));
+        goto out;
+    }
+    int64_t deadline = edr_clock_ms() + CATCHUP_TIMEOUT_MS;
+    int64_t pos = from;
+    while (pos < to) {
+        if (*in->stop || edr_clock_ms() > deadline)
+            goto out;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        changelog_poll(in->cl, errstr, sizeof(errstr));
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            pos = m->offset; /* the log ends before `to`: nothing more */
+            rd_kafka_message_destroy(m);
+            if (pos < to)
+                goto out;
+            break;
+        }
+        if (m->err) {
+            if (cl_warn_allowed(in))
+                log_warn("changelog: catch-up read: %s",
+                         rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        pos = m->offset + 1;
+        if (m->offset < to) {
+            struct event ev;
+            char why[128];
+            if (event_decode(&ev, m->payload ? m->payload : "", m->len, why,
+                             sizeof(why)) == EVENT_OK) {
+                struct edr_key k = event_key(&ev);
+                int a = cl_keys_add(&ks, p, &k, 1);
+                event_clear(&ev);
+                events++;
+                if (a != 0) {
+                    rd_kafka_message_destroy(m);
+                    log_error("changelog: out of memory");
+                    rc = CHANGELOG_FATAL;
+                    goto out;
+                }
+            } /* a bad event changed nothing: the dead-letter copy has it */
+        }
+        rd_kafka_message_destroy(m);
+    }
+    cl_keys_unique(&ks);
+    struct store_offset src = {p, to, -1};
+    rc = write_keys(in, &ks, &src, 1);
+    if (rc == CHANGELOG_OK)
+        log_info("changelog: partition %" PRId32 " caught up: source [%" PRId64
+                 ", %" PRId64 ") re-read (%" PRIu64 " events, %zu keys) in "
+                 "%.1f s",
+                 p, from, to, events, ks.n, ingest_now() - t0);
+out:
+    cl_keys_clear(&ks);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+void ingest_changelog_poll(struct ingest *in)
+{
+    char errstr[512];
+    if (!in->cl)
+        return;
+    int rc = changelog_poll(in->cl, errstr, sizeof(errstr));
+    if (rc == CHANGELOG_FATAL) {
+        log_error("changelog: %s", errstr);
+        in->fatal = 1;
+        return;
+    }
+    if (rc == CHANGELOG_TRANSIENT && cl_warn_allowed(in))
+        log_warn("changelog: %s", errstr);
+    uint64_t a = changelog_assignments(in->cl);
+    int reset = a != in->cl_assign_seen;
+    in->cl_assign_seen = a;
+    for (int32_t p = 0; p < in->n_parts || p < in->n_clp; p++) {
+        struct cl_part *c = cl_part(in, p);
+        if (!c)
+            return; /* out of memory: nothing owned is written */
+        if (reset || !changelog_owned(in->cl, p)) {
+            c->state = CL_NEW;
+            continue;
+        }
+        if (c->state != CL_NEW)
+            continue;
+        int64_t committed = changelog_committed(in->cl, p);
+        int64_t from = committed > 0 ? committed : 0;
+        int64_t q = applied_position(in, p);
+        if (q > from) {
+            int r = catch_up(in, p, from, q);
+            if (r == CHANGELOG_OK)
+                c->state = CL_READY;
+            else if (r == CHANGELOG_FATAL)
+                in->fatal = 1;
+            /* TRANSIENT / FENCED: the next poll looks again */
+            if (r != CHANGELOG_OK)
+                return;
+        } else if (q == from) {
+            c->state = CL_READY;
+        } else {
+            c->state = CL_WAIT;
+            c->committed = committed;
+        }
+    }
+}
+
+int ingest_changelog_write(struct ingest *in)
+{
+    if (!in->cl)
+        return ROUND_OK;
+    size_t n_src = 0;
+    struct cl_keys ks = {0};
+    int result = ROUND_OK;
+    struct store_offset *src =
+        malloc((in->n_items ? in->n_items : 1) * sizeof(*src));
+    if (!src) {
+        log_error("changelog: out of memory");
+        return ROUND_FATAL;
+    }
+
+    /* The batch's next offsets of the partitions to write. */
+    for (size_t i = 0; i < in->n_items; i++) {
+        const struct item *it = &in->items[i];
+        if (it->dropped)
+            continue;
+        int32_t p = it->msg->partition;
+        size_t j = 0;
+        while (j < n_src && src[j].partition != p)
+            j++;
+        if (j == n_src) {
+            struct cl_part *c = cl_part(in, p);
+            if (!c || c->state == CL_NEW || !changelog_owned(in->cl, p))
+                continue;
+            src[n_src++] = (struct store_offset){p, it->msg->offset + 1, -1};
+        } else if (it->msg->offset + 1 > src[j].next_offset) {
+            src[j].next_offset = it->msg->offset + 1;
+        }
+    }
+    /* CL_WAIT: only once the batch passes the previous owner's position
+     * (an earlier commit would move the changelog's position back). */
+    size_t o = 0;
+    for (size_t j = 0; j < n_src; j++) {
+        struct cl_part *c = cl_part(in, src[j].partition);
+        if (c->state == CL_WAIT && src[j].next_offset <= c->committed)
+            continue;
+        src[o++] = src[j];
+    }
+    n_src = o;
+    if (n_src == 0)
+        goto out;
+    for (size_t i = 0; i < in->n_items; i++) {
+        const struct item *it = &in->items[i];
+        if (it->dropped || it->bad)
+            continue;
+        size_t j = 0;
+        while (j < n_src && src[j].partition != it->msg->partition)
+            j++;
+        if (j == n_src)
+            continue;
+        if (cl_keys_add(&ks, it->msg->partition, &it->op.key, 0) != 0) {
+            log_error("changelog: out of memory");
+            result = ROUND_FATAL;
+            goto out;
+        }
+    }
+    cl_keys_unique(&ks);
+    int rc = write_keys(in, &ks, src, n_src);
+    if (rc == CHANGELOG_FATAL) {
+        result = ROUND_FATAL;
+    } else if (rc == CHANGELOG_OK) {
+        for (size_t j = 0; j < n_src; j++)
+            cl_part(in, src[j].partition)->state = CL_READY;
+    }
+out:
+    cl_keys_clear(&ks);
+    free(src);
+    return result;
+}
