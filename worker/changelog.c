@@ -6,6 +6,7 @@
 #include "worker/changelog.h"
 
 #include "base/clock.h"
+#include "base/errstr.h"
 #include "stores/file_json.h"
 #include "worker/config_parse.h"
 
@@ -54,179 +55,6 @@ struct changelog {
     rd_kafka_consumer_group_metadata_t *cgmd;
     uint64_t assignments; /* assignments received */
 };
-
-static void cl_err(char *errstr, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void cl_err(char *errstr, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errstr || n == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, n, fmt, ap);
-    va_end(ap);
-}
-
-/* ---- record format ---------------------------------------------------- */
-
-int changelog_value_encode(const struct changelog_change *ch, char **out,
-                           size_t *len)
-{
-    struct fj_buf b = {0};
-    const struct edr_key *k = &ch->key;
-
-    if (!ch->entry_json || !fj_is_object(ch->entry_json, ch->entry_len))
-        return -1;
-    fj_lit(&b, "{\"counter_party_id\":");
-    fj_str(&b, k->counter_party_id, strlen(k->counter_party_id));
-    fj_lit(&b, ",\"counter_party_address\":");
-    fj_str(&b, k->counter_party_address, strlen(k->counter_party_address));
-    fj_lit(&b, ",\"query_checksum\":");
-    fj_str(&b, k->query_checksum, strlen(k->query_checksum));
-    fj_lit(&b, ",\"policy_checksum\":");
-    fj_str(&b, k->policy_checksum, strlen(k->policy_checksum));
-    fj_lit(&b, ",\"edr\":");
-    fj_raw(&b, ch->entry_json, ch->entry_len);
-    fj_lit(&b, "}");
-    fj_raw(&b, "", 1); /* a C string too */
-    if (b.oom) {
-        fj_buf_free(&b);
-        return -1;
-    }
-    *out = b.p;
-    *len = b.len - 1;
-    return 0;
-}
-
-/* The entry's top-level transferProcessId, malloc'd; NULL when absent,
- * not a non-empty string, or out of memory. */
-static char *cl_transfer_id(const char *entry, size_t len)
-{
-    char *copy = malloc(len + 1), *id = NULL;
-    struct fj_reader r;
-
-    if (!copy)
-        return NULL;
-    memcpy(copy, entry, len);
-    copy[len] = '\0';
-    r = (struct fj_reader){.p = copy, .end = copy + len, .base = copy};
-    if (fj_expect(&r, '{') || fj_peek(&r) == '}')
-        goto done;
-    for (;;) {
-        char *name, *s;
-        size_t nl, sl;
-        const char *v;
-        if (fj_string(&r, &name, &nl) || fj_expect(&r, ':'))
-            goto done;
-        if (strcmp(name, "transferProcessId") == 0) {
-            if (fj_peek(&r) != '"' || fj_string(&r, &s, &sl) || sl == 0)
-                goto done;
-            free(id);
-            id = strdup(s);
-        } else if (fj_value(&r, &v, &sl)) {
-            goto done;
-        }
-        if (fj_peek(&r) == ',') {
-            r.p++;
-            continue;
-        }
-        break;
-    }
-
-done:
-    free(copy);
-    return id;
-}
-
-int changelog_value_decode(char *buf, size_t len, const char *key,
-                           size_t key_len, struct changelog_value *out,
-                           char *errstr, size_t n)
-{
-    static const char *const names[] = {"counter_party_id",
-                                        "counter_party_address",
-                                        "query_checksum", "policy_checksum"};
-    const char *fields[4] = {NULL, NULL, NULL, NULL};
-    const char *edr = NULL;
-    size_t edr_len = 0;
-    struct fj_reader r = {.p = buf, .end = buf + len, .base = buf};
-    char ck[EDR_CONNECTION_KEY_LEN + 1];
-
-    memset(out, 0, sizeof(*out));
-    if (fj_expect(&r, '{'))
-        goto bad;
-    while (fj_peek(&r) != '}') {
-        char *name, *s;
-        size_t nl, sl;
-        if (fj_string(&r, &name, &nl) || fj_expect(&r, ':'))
-            goto bad;
-        int f = -1;
-        for (int i = 0; i < 4; i++)
-            if (strcmp(name, names[i]) == 0)
-                f = i;
-        if (f >= 0) {
-            if (fj_string(&r, &s, &sl))
-                goto bad;
-            if (sl == 0 || strlen(s) != sl) {
-                cl_err(errstr, n, "%s is empty or holds a NUL", names[f]);
-                return -1;
-            }
-            fields[f] = s;
-        } else if (strcmp(name, "edr") == 0) {
-            if (fj_value(&r, &edr, &edr_len))
-                goto bad;
-        } else {
-            const char *v;
-            if (fj_value(&r, &v, &sl))
-                goto bad;
-        }
-        if (fj_peek(&r) == ',')
-            r.p++;
-        else if (fj_peek(&r) != '}')
-            goto bad;
-    }
-    r.p++;
-    if (fj_peek(&r) != -1)
-        goto bad;
-    for (int i = 0; i < 4; i++) {
-        if (!fields[i]) {
-            cl_err(errstr, n, "no %s", names[i]);
-            return -1;
-        }
-    }
-    if (!edr || !fj_is_object(edr, edr_len)) {
-        cl_err(errstr, n, "edr is missing or not an object");
-        return -1;
-    }
-    out->key = (struct edr_key){fields[0], fields[1], fields[2], fields[3]};
-    edr_connection_key(&out->key, ck);
-    if (key_len != EDR_CONNECTION_KEY_LEN || memcmp(ck, key, key_len) != 0) {
-        cl_err(errstr, n, "record key is not the connection key of its value");
-        return -1;
-    }
-    out->transfer_id = cl_transfer_id(edr, edr_len);
-    if (!out->transfer_id) {
-        cl_err(errstr, n, "edr has no transferProcessId string");
-        return -1;
-    }
-    out->entry_json = edr;
-    out->entry_len = edr_len;
-    return 0;
-
-bad:
-    cl_err(errstr, n, "malformed value at byte %zu: %s", fj_pos(&r),
-           r.err ? r.err : "unexpected input");
-    return -1;
-}
-
-void changelog_value_clear(struct changelog_value *v)
-{
-    if (!v)
-        return;
-    free(v->transfer_id);
-    v->transfer_id = NULL;
-}
 
 /* ---- ownership ---------------------------------------------------------- */
 
@@ -348,8 +176,8 @@ static int cl_read_positions(struct changelog *cl, char *errstr, size_t n)
     for (int i = 0; !err && i < l->cnt; i++)
         err = l->elems[i].err;
     if (err) {
-        cl_err(errstr, n, "changelog: committed offsets of %s: %s",
-               cl->source_topic, rd_kafka_err2str(err));
+        edr_errf(errstr, n, "changelog: committed offsets of %s: %s",
+                 cl->source_topic, rd_kafka_err2str(err));
         rc = CHANGELOG_TRANSIENT;
         goto done;
     }
@@ -384,7 +212,7 @@ int changelog_poll(struct changelog *cl, char *errstr, size_t n)
     rd_kafka_poll(cl->producer, 0);
     if (cl->fatal || rd_kafka_fatal_error(cl->producer, buf, sizeof(buf))) {
         cl->fatal = 1;
-        cl_err(errstr, n, "changelog producer: fatal error: %s", buf);
+        edr_errf(errstr, n, "changelog producer: fatal error: %s", buf);
         return CHANGELOG_FATAL;
     }
     pthread_mutex_lock(&cl->mu);
@@ -406,7 +234,7 @@ static int cl_props(rd_kafka_conf_t *conf, const struct changelog_conf *c,
         char name[256];
         const char *eq = strchr(prop, '=');
         if (!eq || (size_t)(eq - prop) >= sizeof(name)) {
-            cl_err(errstr, n, "changelog: bad -X property");
+            edr_errf(errstr, n, "changelog: bad -X property");
             return -1;
         }
         memcpy(name, prop, (size_t)(eq - prop));
@@ -425,7 +253,7 @@ static rd_kafka_t *cl_client(rd_kafka_type_t type, rd_kafka_conf_t *conf,
 
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        cl_err(errstr, n, "changelog: kafka client: %s", buf);
+        edr_errf(errstr, n, "changelog: kafka client: %s", buf);
     }
     return rk; /* conf now owned by rk, or destroyed */
 }
@@ -444,7 +272,7 @@ int changelog_open(const struct changelog_conf *c, struct changelog **out,
 
     *out = NULL;
     if (!cl) {
-        cl_err(errstr, n, "changelog: out of memory");
+        edr_errf(errstr, n, "changelog: out of memory");
         return CHANGELOG_FATAL;
     }
     pthread_mutex_init(&cl->mu, NULL);
@@ -457,7 +285,7 @@ int changelog_open(const struct changelog_conf *c, struct changelog **out,
     group = malloc(gl);
     txn_id = malloc(tl);
     if (!cl->source_topic || !cl->changelog_topic || !group || !txn_id) {
-        cl_err(errstr, n, "changelog: out of memory");
+        edr_errf(errstr, n, "changelog: out of memory");
         goto done;
     }
     snprintf(group, gl, "%s.changelog", c->group_id);
@@ -507,8 +335,8 @@ int changelog_open(const struct changelog_conf *c, struct changelog **out,
     rd_kafka_resp_err_t err = rd_kafka_subscribe(cl->consumer, sub);
     rd_kafka_topic_partition_list_destroy(sub);
     if (err) {
-        cl_err(errstr, n, "changelog: subscribe to %s: %s", cl->source_topic,
-               rd_kafka_err2str(err));
+        edr_errf(errstr, n, "changelog: subscribe to %s: %s", cl->source_topic,
+                 rd_kafka_err2str(err));
         goto done;
     }
 
@@ -516,8 +344,8 @@ int changelog_open(const struct changelog_conf *c, struct changelog **out,
         rd_kafka_init_transactions(cl->producer, cl->timeout_ms);
     if (e) {
         rc = rd_kafka_error_is_fatal(e) ? CHANGELOG_FATAL : CHANGELOG_TRANSIENT;
-        cl_err(errstr, n, "changelog: init transactions (%s): %s", txn_id,
-               rd_kafka_error_string(e));
+        edr_errf(errstr, n, "changelog: init transactions (%s): %s", txn_id,
+                 rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         goto done;
     }
@@ -572,7 +400,7 @@ static int cl_abort(struct changelog *cl, char *errstr, size_t n)
         return CHANGELOG_OK;
     }
     int fatal = rd_kafka_error_is_fatal(e);
-    cl_err(errstr, n, "changelog: abort: %s", rd_kafka_error_string(e));
+    edr_errf(errstr, n, "changelog: abort: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     if (fatal) {
         cl->fatal = 1;
@@ -590,7 +418,7 @@ static int cl_txn_fail(struct changelog *cl, rd_kafka_error_t *e,
     int must_abort = rd_kafka_error_txn_requires_abort(e);
     int retriable = rd_kafka_error_is_retriable(e);
 
-    cl_err(errstr, n, "changelog: %s: %s", what, rd_kafka_error_string(e));
+    edr_errf(errstr, n, "changelog: %s: %s", what, rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     if (fatal) {
         /* PRODUCER_FENCED: another process runs with this worker's
@@ -658,10 +486,10 @@ static int cl_produce(struct changelog *cl, const struct changelog_change *ch,
 
     edr_connection_key(&ch->key, key);
     if (ch->entry_json && changelog_value_encode(ch, &val, &len) != 0) {
-        cl_err(errstr, n,
-               "changelog: entry of partition %d is not a JSON "
-               "object or out of memory",
-               (int)ch->partition);
+        edr_errf(errstr, n,
+                 "changelog: entry of partition %d is not a JSON "
+                 "object or out of memory",
+                 (int)ch->partition);
         return CHANGELOG_FATAL;
     }
     for (;;) {
@@ -677,9 +505,9 @@ static int cl_produce(struct changelog *cl, const struct changelog_change *ch,
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
             edr_clock_ms() >= deadline) {
             free(val);
-            cl_err(errstr, n, "changelog: produce to %s [%d]: %s",
-                   cl->changelog_topic, (int)ch->partition,
-                   rd_kafka_err2str(err));
+            edr_errf(errstr, n, "changelog: produce to %s [%d]: %s",
+                     cl->changelog_topic, (int)ch->partition,
+                     rd_kafka_err2str(err));
             return err == RD_KAFKA_RESP_ERR__FATAL ? CHANGELOG_FATAL
                                                    : CHANGELOG_TRANSIENT;
         }
@@ -698,7 +526,7 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
     if (written)
         *written = 0;
     if (cl->fatal) {
-        cl_err(errstr, n, "changelog: the producer had a fatal error");
+        edr_errf(errstr, n, "changelog: the producer had a fatal error");
         return CHANGELOG_FATAL;
     }
     rc = cl_resolve(cl, errstr, n);
@@ -708,10 +536,10 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
         if (cl_src_index(src, n_src, ch[i].partition) < 0) {
             /* The offset commit is what fences a zombie: never write a
              * partition's records without it. */
-            cl_err(errstr, n,
-                   "changelog: change of partition %d without its source "
-                   "offset",
-                   (int)ch[i].partition);
+            edr_errf(errstr, n,
+                     "changelog: change of partition %d without its source "
+                     "offset",
+                     (int)ch[i].partition);
             return CHANGELOG_FATAL;
         }
     }

@@ -5,6 +5,7 @@
  * record per key is kept in an open-addressing table keyed by the
  * connection key (already a SHA-256, so its first hex digits hash). */
 #include "worker/changelog_restore.h"
+#include "base/errstr.h"
 
 #include "base/clock.h"
 #include "schemas/text.h"
@@ -18,20 +19,6 @@
 #include <string.h>
 
 #define CR_DEFAULT_TIMEOUT_MS 120000
-
-static void cr_err(char *errstr, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void cr_err(char *errstr, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errstr || n == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, n, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- latest record per key --------------------------------------------- */
 
@@ -146,7 +133,7 @@ static rd_kafka_t *cr_client(const struct changelog_restore_conf *c,
         const char *eq = strchr(prop, '=');
         char name[256];
         if (!eq || (size_t)(eq - prop) >= sizeof(name)) {
-            cr_err(errstr, n, "changelog restore: bad -X property");
+            edr_errf(errstr, n, "changelog restore: bad -X property");
             goto fail;
         }
         memcpy(name, prop, (size_t)(eq - prop));
@@ -159,7 +146,7 @@ static rd_kafka_t *cr_client(const struct changelog_restore_conf *c,
             goto fail;
     rd_kafka_t *rk = rd_kafka_new(type, conf, buf, sizeof(buf));
     if (!rk) {
-        cr_err(errstr, n, "changelog restore: kafka client: %s", buf);
+        edr_errf(errstr, n, "changelog restore: kafka client: %s", buf);
         goto fail;
     }
     return rk; /* conf now owned by rk */
@@ -222,7 +209,7 @@ int changelog_restore(const struct changelog_restore_conf *c,
     memset(out, 0, sizeof(*out));
     if ((size_t)snprintf(group, sizeof(group), "%s.changelog", c->group_id) >=
         sizeof(group)) {
-        cr_err(errstr, n, "changelog restore: group id too long");
+        edr_errf(errstr, n, "changelog restore: group id too long");
         return CHANGELOG_FATAL;
     }
     const char *const consumer_props[] = {"group.id",
@@ -257,9 +244,10 @@ int changelog_restore(const struct changelog_restore_conf *c,
         goto done;
     }
     if (src_parts != cl_parts || src_parts <= 0) {
-        cr_err(errstr, n,
-               "EDR_CHANGELOG_TOPIC %s has %d partitions, EDR_TOPIC %s has %d",
-               c->changelog_topic, cl_parts, c->source_topic, src_parts);
+        edr_errf(
+            errstr, n,
+            "EDR_CHANGELOG_TOPIC %s has %d partitions, EDR_TOPIC %s has %d",
+            c->changelog_topic, cl_parts, c->source_topic, src_parts);
         goto done;
     }
 
@@ -272,8 +260,8 @@ int changelog_restore(const struct changelog_restore_conf *c,
     for (int i = 0; !err && i < committed->cnt; i++)
         err = committed->elems[i].err;
     if (err) {
-        cr_err(errstr, n, "changelog restore: committed offsets of %s: %s",
-               c->source_topic, rd_kafka_err2str(err));
+        edr_errf(errstr, n, "changelog restore: committed offsets of %s: %s",
+                 c->source_topic, rd_kafka_err2str(err));
         rc = CHANGELOG_TRANSIENT;
         goto done;
     }
@@ -284,7 +272,7 @@ int changelog_restore(const struct changelog_restore_conf *c,
     done = calloc((size_t)cl_parts, 1);
     assign = rd_kafka_topic_partition_list_new(cl_parts);
     if (!high || !hpos || !done) {
-        cr_err(errstr, n, "changelog restore: out of memory");
+        edr_errf(errstr, n, "changelog restore: out of memory");
         goto done;
     }
     int left = 0;
@@ -295,8 +283,8 @@ int changelog_restore(const struct changelog_restore_conf *c,
             rd_kafka_query_watermark_offsets(admin, c->changelog_topic, p, &lo,
                                              &high[p], cr_remaining(deadline));
         if (err) {
-            cr_err(errstr, n, "changelog restore: end of %s [%d]: %s",
-                   c->changelog_topic, p, rd_kafka_err2str(err));
+            edr_errf(errstr, n, "changelog restore: end of %s [%d]: %s",
+                     c->changelog_topic, p, rd_kafka_err2str(err));
             rc = CHANGELOG_TRANSIENT;
             goto done;
         }
@@ -312,19 +300,19 @@ int changelog_restore(const struct changelog_restore_conf *c,
     /* 3. Read until the read_committed end of every partition has passed
      * its watermark: every transaction with records below it resolved. */
     if (left > 0 && (err = rd_kafka_assign(rk, assign)) != 0) {
-        cr_err(errstr, n, "changelog restore: assign %s: %s",
-               c->changelog_topic, rd_kafka_err2str(err));
+        edr_errf(errstr, n, "changelog restore: assign %s: %s",
+                 c->changelog_topic, rd_kafka_err2str(err));
         goto done;
     }
     const char *last_err = NULL;
     char last_buf[256];
     while (left > 0) {
         if (edr_clock_ms() >= deadline) {
-            cr_err(errstr, n,
-                   "changelog restore: %d partition(s) of %s not read to "
-                   "their end within %d ms%s%s",
-                   left, c->changelog_topic, timeout, last_err ? ": " : "",
-                   last_err ? last_err : "");
+            edr_errf(errstr, n,
+                     "changelog restore: %d partition(s) of %s not read to "
+                     "their end within %d ms%s%s",
+                     left, c->changelog_topic, timeout, last_err ? ": " : "",
+                     last_err ? last_err : "");
             rc = CHANGELOG_TRANSIENT;
             goto done;
         }
@@ -353,7 +341,7 @@ int changelog_restore(const struct changelog_restore_conf *c,
                 key[EDR_CONNECTION_KEY_LEN] = '\0';
                 if (cr_put(&t, key, p, m->payload, m->len) != 0) {
                     rd_kafka_message_destroy(m);
-                    cr_err(errstr, n, "changelog restore: out of memory");
+                    edr_errf(errstr, n, "changelog restore: out of memory");
                     goto done;
                 }
             }
@@ -385,7 +373,7 @@ int changelog_restore(const struct changelog_restore_conf *c,
         int stop = cb(&e, user);
         changelog_value_clear(&v);
         if (stop) {
-            cr_err(errstr, n, "changelog restore: stopped by the caller");
+            edr_errf(errstr, n, "changelog restore: stopped by the caller");
             rc = CHANGELOG_STOPPED;
             goto done;
         }
@@ -394,7 +382,7 @@ int changelog_restore(const struct changelog_restore_conf *c,
 
     res.positions = calloc((size_t)src_parts, sizeof(*res.positions));
     if (!res.positions) {
-        cr_err(errstr, n, "changelog restore: out of memory");
+        edr_errf(errstr, n, "changelog restore: out of memory");
         goto done;
     }
     res.n_positions = (size_t)src_parts;

@@ -4,6 +4,7 @@
  * and creating the changelog with the broker's defaults (cleanup.policy
  * delete) is exactly what must not happen. */
 #include "worker/topic_admin.h"
+#include "base/errstr.h"
 
 #include "base/clock.h"
 
@@ -12,20 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void ta_err(char *errstr, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void ta_err(char *errstr, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errstr || n == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, n, fmt, ap);
-    va_end(ap);
-}
 
 /* Partitions of topic, how many have a leader, and partition 0's replica
  * count. TOPIC_ADMIN_INVALID when unknown, TRANSIENT when no answer. */
@@ -42,7 +29,7 @@ static int ta_metadata(rd_kafka_t *rk, const char *topic, int *partitions,
     rd_kafka_resp_err_t err =
         rd_kafka_metadata(rk, 1, NULL, &md, TOPIC_ADMIN_TIMEOUT_MS);
     if (err) {
-        ta_err(errstr, n, "metadata: %s", rd_kafka_err2str(err));
+        edr_errf(errstr, n, "metadata: %s", rd_kafka_err2str(err));
         return TOPIC_ADMIN_TRANSIENT;
     }
     for (int i = 0; i < md->topic_cnt; i++) {
@@ -52,8 +39,8 @@ static int ta_metadata(rd_kafka_t *rk, const char *topic, int *partitions,
         if (t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
             break;
         if (t->err) {
-            ta_err(errstr, n, "metadata of %s: %s", topic,
-                   rd_kafka_err2str(t->err));
+            edr_errf(errstr, n, "metadata of %s: %s", topic,
+                     rd_kafka_err2str(t->err));
             rc = TOPIC_ADMIN_TRANSIENT;
             goto done;
         }
@@ -68,7 +55,7 @@ static int ta_metadata(rd_kafka_t *rk, const char *topic, int *partitions,
         rc = TOPIC_ADMIN_OK;
         goto done;
     }
-    ta_err(errstr, n, "topic %s does not exist", topic);
+    edr_errf(errstr, n, "topic %s does not exist", topic);
 
 done:
     rd_kafka_metadata_destroy(md);
@@ -92,7 +79,7 @@ ta_options(rd_kafka_t *rk, rd_kafka_admin_op_t op, char *errstr, size_t n)
     rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, op);
 
     if (!opts) {
-        ta_err(errstr, n, "admin options: out of memory");
+        edr_errf(errstr, n, "admin options: out of memory");
         return NULL;
     }
     if (rd_kafka_AdminOptions_set_request_timeout(opts, TOPIC_ADMIN_TIMEOUT_MS,
@@ -100,7 +87,7 @@ ta_options(rd_kafka_t *rk, rd_kafka_admin_op_t op, char *errstr, size_t n)
         (op == RD_KAFKA_ADMIN_OP_CREATETOPICS &&
          rd_kafka_AdminOptions_set_operation_timeout(
              opts, TOPIC_ADMIN_TIMEOUT_MS, buf, sizeof(buf)))) {
-        ta_err(errstr, n, "admin options: %s", buf);
+        edr_errf(errstr, n, "admin options: %s", buf);
         rd_kafka_AdminOptions_destroy(opts);
         return NULL;
     }
@@ -129,19 +116,19 @@ static int ta_describe(rd_kafka_t *rk, const char *topic,
     if (!res || !opts || !q) {
         if (!opts)
             goto done;
-        ta_err(errstr, n, "describe %s: out of memory", topic);
+        edr_errf(errstr, n, "describe %s: out of memory", topic);
         goto done;
     }
     rd_kafka_DescribeConfigs(rk, &res, 1, opts, q);
     ev = rd_kafka_queue_poll(q, TOPIC_ADMIN_TIMEOUT_MS + 5000);
     if (!ev) {
-        ta_err(errstr, n, "describe configs of %s: no answer within %d ms",
-               topic, TOPIC_ADMIN_TIMEOUT_MS + 5000);
+        edr_errf(errstr, n, "describe configs of %s: no answer within %d ms",
+                 topic, TOPIC_ADMIN_TIMEOUT_MS + 5000);
         goto done;
     }
     if (rd_kafka_event_error(ev)) {
-        ta_err(errstr, n, "describe configs of %s: %s", topic,
-               rd_kafka_event_error_string(ev));
+        edr_errf(errstr, n, "describe configs of %s: %s", topic,
+                 rd_kafka_event_error_string(ev));
         goto done;
     }
     size_t cnt = 0;
@@ -149,7 +136,7 @@ static int ta_describe(rd_kafka_t *rk, const char *topic,
         rd_kafka_DescribeConfigs_result_resources(
             rd_kafka_event_DescribeConfigs_result(ev), &cnt);
     if (cnt != 1) {
-        ta_err(errstr, n, "describe configs of %s: %zu results", topic, cnt);
+        edr_errf(errstr, n, "describe configs of %s: %zu results", topic, cnt);
         goto done;
     }
     rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(rs[0]);
@@ -159,8 +146,8 @@ static int ta_describe(rd_kafka_t *rk, const char *topic,
     }
     if (err) {
         const char *s = rd_kafka_ConfigResource_error_string(rs[0]);
-        ta_err(errstr, n, "describe configs of %s: %s", topic,
-               s ? s : rd_kafka_err2str(err));
+        edr_errf(errstr, n, "describe configs of %s: %s", topic,
+                 s ? s : rd_kafka_err2str(err));
         goto done;
     }
     *exists = 1;
@@ -233,10 +220,10 @@ static int ta_retention(rd_kafka_t *rk, const char *topic,
         return rc;
     if (!vals[0][0] || ta_parse_i64(vals[1], &out->retention_ms) ||
         ta_parse_i64(vals[2], &out->retention_bytes)) {
-        ta_err(errstr, n,
-               "topic %s: unreadable retention settings (cleanup.policy=%s "
-               "retention.ms=%s retention.bytes=%s)",
-               topic, vals[0], vals[1], vals[2]);
+        edr_errf(errstr, n,
+                 "topic %s: unreadable retention settings (cleanup.policy=%s "
+                 "retention.ms=%s retention.bytes=%s)",
+                 topic, vals[0], vals[1], vals[2]);
         return TOPIC_ADMIN_INVALID;
     }
     snprintf(out->cleanup_policy, sizeof(out->cleanup_policy), "%s", vals[0]);
@@ -252,7 +239,7 @@ int topic_admin_retention(rd_kafka_t *rk, const char *topic,
     int rc = ta_retention(rk, topic, out, &exists, errstr, n);
 
     if (rc == TOPIC_ADMIN_OK && !exists) {
-        ta_err(errstr, n, "topic %s does not exist", topic);
+        edr_errf(errstr, n, "topic %s does not exist", topic);
         return TOPIC_ADMIN_INVALID;
     }
     return rc;
@@ -273,13 +260,13 @@ static int ta_create(rd_kafka_t *rk, const char *topic, int partitions,
     nt =
         rd_kafka_NewTopic_new(topic, partitions, replication, buf, sizeof(buf));
     if (!nt) {
-        ta_err(errstr, n, "EDR_CHANGELOG_TOPIC %s: %s", topic, buf);
+        edr_errf(errstr, n, "EDR_CHANGELOG_TOPIC %s: %s", topic, buf);
         return TOPIC_ADMIN_INVALID;
     }
     if (rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact") ||
         rd_kafka_NewTopic_set_config(nt, "max.message.bytes",
                                      TOPIC_ADMIN_CHANGELOG_MAX_BYTES)) {
-        ta_err(errstr, n, "create %s: cannot set its configuration", topic);
+        edr_errf(errstr, n, "create %s: cannot set its configuration", topic);
         goto done;
     }
     opts = ta_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, errstr, n);
@@ -289,20 +276,20 @@ static int ta_create(rd_kafka_t *rk, const char *topic, int partitions,
     rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
     ev = rd_kafka_queue_poll(q, TOPIC_ADMIN_TIMEOUT_MS + 5000);
     if (!ev) {
-        ta_err(errstr, n, "create %s: no answer within %d ms", topic,
-               TOPIC_ADMIN_TIMEOUT_MS + 5000);
+        edr_errf(errstr, n, "create %s: no answer within %d ms", topic,
+                 TOPIC_ADMIN_TIMEOUT_MS + 5000);
         goto done;
     }
     if (rd_kafka_event_error(ev)) {
-        ta_err(errstr, n, "create %s: %s", topic,
-               rd_kafka_event_error_string(ev));
+        edr_errf(errstr, n, "create %s: %s", topic,
+                 rd_kafka_event_error_string(ev));
         goto done;
     }
     size_t cnt = 0;
     const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(
         rd_kafka_event_CreateTopics_result(ev), &cnt);
     if (cnt != 1) {
-        ta_err(errstr, n, "create %s: %zu results", topic, cnt);
+        edr_errf(errstr, n, "create %s: %zu results", topic, cnt);
         goto done;
     }
     rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[0]);
@@ -314,13 +301,13 @@ static int ta_create(rd_kafka_t *rk, const char *topic, int partitions,
                err == RD_KAFKA_RESP_ERR_INVALID_CONFIG ||
                err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
                err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED) {
-        ta_err(errstr, n, "EDR_CHANGELOG_TOPIC %s cannot be created: %s", topic,
-               msg ? msg : rd_kafka_err2str(err));
+        edr_errf(errstr, n, "EDR_CHANGELOG_TOPIC %s cannot be created: %s",
+                 topic, msg ? msg : rd_kafka_err2str(err));
         rc = TOPIC_ADMIN_INVALID;
         goto done;
     } else if (err) {
-        ta_err(errstr, n, "create %s: %s", topic,
-               msg ? msg : rd_kafka_err2str(err));
+        edr_errf(errstr, n, "create %s: %s", topic,
+                 msg ? msg : rd_kafka_err2str(err));
         goto done;
     }
     rc = TOPIC_ADMIN_OK;
@@ -353,8 +340,8 @@ static int ta_wait_ready(rd_kafka_t *rk, const char *topic, int *partitions,
         edr_sleep_ms(100);
     }
     if (rc != TOPIC_ADMIN_TRANSIENT)
-        ta_err(errstr, n, "topic %s: %d of %d partitions ready after %d ms",
-               topic, led, *partitions, TOPIC_ADMIN_TIMEOUT_MS);
+        edr_errf(errstr, n, "topic %s: %d of %d partitions ready after %d ms",
+                 topic, led, *partitions, TOPIC_ADMIN_TIMEOUT_MS);
     return TOPIC_ADMIN_TRANSIENT;
 }
 
@@ -367,28 +354,28 @@ static int ta_verify(rd_kafka_t *rk, const char *changelog_topic,
     int rc = ta_wait_ready(rk, changelog_topic, &partitions, errstr, n);
 
     if (!ta_policy_has(r->cleanup_policy, "compact")) {
-        ta_err(errstr, n,
-               "EDR_CHANGELOG_TOPIC %s is not compacted (cleanup.policy=%s, "
-               "needs compact)",
-               changelog_topic, r->cleanup_policy);
+        edr_errf(errstr, n,
+                 "EDR_CHANGELOG_TOPIC %s is not compacted (cleanup.policy=%s, "
+                 "needs compact)",
+                 changelog_topic, r->cleanup_policy);
         return TOPIC_ADMIN_INVALID;
     }
     if (r->can_delete) {
-        ta_err(errstr, n,
-               "EDR_CHANGELOG_TOPIC %s has cleanup.policy=%s with "
-               "retention.ms=%lld retention.bytes=%lld: retention could "
-               "delete live state (needs compact, or both retentions -1)",
-               changelog_topic, r->cleanup_policy, (long long)r->retention_ms,
-               (long long)r->retention_bytes);
+        edr_errf(errstr, n,
+                 "EDR_CHANGELOG_TOPIC %s has cleanup.policy=%s with "
+                 "retention.ms=%lld retention.bytes=%lld: retention could "
+                 "delete live state (needs compact, or both retentions -1)",
+                 changelog_topic, r->cleanup_policy, (long long)r->retention_ms,
+                 (long long)r->retention_bytes);
         return TOPIC_ADMIN_INVALID;
     }
     if (rc != TOPIC_ADMIN_OK)
         return rc;
     if (partitions != want_partitions) {
-        ta_err(errstr, n,
-               "EDR_CHANGELOG_TOPIC %s has %d partitions, EDR_TOPIC has %d "
-               "(they must be equal)",
-               changelog_topic, partitions, want_partitions);
+        edr_errf(errstr, n,
+                 "EDR_CHANGELOG_TOPIC %s has %d partitions, EDR_TOPIC has %d "
+                 "(they must be equal)",
+                 changelog_topic, partitions, want_partitions);
         return TOPIC_ADMIN_INVALID;
     }
     return TOPIC_ADMIN_OK;
@@ -402,8 +389,8 @@ int topic_admin_ensure_changelog(rd_kafka_t *rk, const char *source_topic,
     int partitions, led, rf, exists, already, rc;
 
     if (strcmp(source_topic, changelog_topic) == 0) {
-        ta_err(errstr, n, "EDR_CHANGELOG_TOPIC %s is EDR_TOPIC itself",
-               changelog_topic);
+        edr_errf(errstr, n, "EDR_CHANGELOG_TOPIC %s is EDR_TOPIC itself",
+                 changelog_topic);
         return TOPIC_ADMIN_INVALID;
     }
     rc = ta_metadata(rk, source_topic, &partitions, &led, &rf, errstr, n);
@@ -412,7 +399,8 @@ int topic_admin_ensure_changelog(rd_kafka_t *rk, const char *source_topic,
     if (rc != TOPIC_ADMIN_OK)
         return rc;
     if (partitions <= 0 || rf <= 0) {
-        ta_err(errstr, n, "topic %s: no partition 0 in metadata", source_topic);
+        edr_errf(errstr, n, "topic %s: no partition 0 in metadata",
+                 source_topic);
         return TOPIC_ADMIN_TRANSIENT;
     }
     rc = ta_retention(rk, changelog_topic, &r, &exists, errstr, n);
@@ -432,8 +420,8 @@ int topic_admin_ensure_changelog(rd_kafka_t *rk, const char *source_topic,
         if (rc != TOPIC_ADMIN_OK)
             return rc;
         if (!exists) {
-            ta_err(errstr, n, "topic %s: created elsewhere, not visible yet",
-                   changelog_topic);
+            edr_errf(errstr, n, "topic %s: created elsewhere, not visible yet",
+                     changelog_topic);
             return TOPIC_ADMIN_TRANSIENT;
         }
     }
