@@ -12,6 +12,8 @@
  * changes a count (same key, same counter_party_id). */
 #include "stores/mem_table_int.h"
 
+#include "base/hex.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,25 +101,6 @@ int mem_table_count(struct mem_table *t, const char *substring, uint64_t *out,
     return mem_table_count_ex(t, substring, out, NULL, err);
 }
 
-static int mt_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-static void mt_hex(const unsigned char ck[32], char out[65])
-{
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[ck[i] >> 4];
-        out[2 * i + 1] = hex[ck[i] & 15];
-    }
-    out[64] = '\0';
-}
-
 int mem_table_list_ex(struct mem_table *t, const char *substring,
                       const char *cursor, size_t limit, struct store_list *out,
                       struct mem_scan_stats *stats, struct store_err *err)
@@ -137,8 +120,8 @@ int mem_table_list_ex(struct mem_table *t, const char *substring,
         if (strlen(cursor) != 64)
             return store_fail(err, STORE_INVALID, "malformed cursor");
         for (int i = 0; i < 32; i++) {
-            int hi = mt_hexval(cursor[2 * i]),
-                lo = mt_hexval(cursor[2 * i + 1]);
+            int hi = edr_hex_digit(cursor[2 * i], EDR_HEX_LOWER_ONLY),
+                lo = edr_hex_digit(cursor[2 * i + 1], EDR_HEX_LOWER_ONLY);
             if (hi < 0 || lo < 0)
                 return store_fail(err, STORE_INVALID, "malformed cursor");
             after[i] = (unsigned char)(hi << 4 | lo);
@@ -192,7 +175,7 @@ int mem_table_list_ex(struct mem_table *t, const char *substring,
         if (more) {
             out->next_cursor = malloc(65);
             if (out->next_cursor)
-                mt_hex(last, out->next_cursor);
+                edr_hex_encode(out->next_cursor, last, 32);
             else
                 rc = STORE_TRANSIENT;
         }
