@@ -856,7 +856,10 @@ static int sc_f_check(struct store *st, const struct sc_ffix *fx,
                 want[b] = t;
             }
     uint64_t c = UINT64_MAX;
-    CU_ASSERT_EQUAL(st->ops->count(st, f, &c, &err), STORE_OK);
+    int crc = st->ops->count(st, f, &c, &err);
+    CU_ASSERT_EQUAL(crc, STORE_OK);
+    if (crc != STORE_OK)
+        fprintf(stderr, "count: %s\n", err.msg);
     CU_ASSERT_EQUAL(c, (uint64_t)n_want);
     if (c != (uint64_t)n_want)
         fprintf(stderr, "filter {%s,%s,%s,%s}: count %llu, want %d\n",
