@@ -92,3 +92,37 @@ void mt_sec_unlink(struct mem_table *t, const struct mem_entry *e)
                    mt_hash_str(t->seed, mem_entry_field(e, 6), e->asset_len),
                    e);
 }
+
+/* How many slots of s hold e, probing from its hash (so a slot that
+ * lost its probe chain is not counted). */
+static size_t mt_sec_holds(const struct mem_sec *s, uint64_t hash,
+                           const struct mem_entry *e)
+{
+    size_t n = 0;
+    if (!s->cap)
+        return 0;
+    for (size_t i = mt_sec_first(s, hash); s->slots[i].e; i = mt_sec_next(s, i))
+        n += s->slots[i].e == e && s->slots[i].hash == hash;
+    return n;
+}
+
+int mem_table_sec_check(const struct mem_table *t)
+{
+    size_t with_asset = 0;
+    for (size_t i = 0; i < t->cap; i++) {
+        const struct mem_entry *e = t->slots[i].e;
+        if (!e)
+            continue;
+        uint64_t h = mt_hash_str(t->seed, mem_entry_field(e, 4), e->len[4]);
+        if (mt_sec_holds(&t->by_tid, h, e) != 1)
+            return -1;
+        if (e->has_asset) {
+            with_asset++;
+            h = mt_hash_str(t->seed, mem_entry_field(e, 6), e->asset_len);
+            if (mt_sec_holds(&t->by_asset, h, e) != 1)
+                return -1;
+        }
+    }
+    return t->by_tid.count == t->count && t->by_asset.count == with_asset ? 0
+                                                                          : -1;
+}

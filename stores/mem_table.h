@@ -205,6 +205,10 @@ int mem_table_get_by_transfer_id(struct mem_table *t, const char *transfer_id,
  * t->count entries in ascending key order; *n how many it holds. Writer
  * mutex held. */
 int mem_table_index_check(const struct mem_table *t, size_t *n);
+/* Checks the secondary indexes (tests): 0 when each holds every entry
+ * exactly once (by_asset: those with an assetId) and nothing else.
+ * Writer mutex held. */
+int mem_table_sec_check(const struct mem_table *t);
 int mem_table_load_offsets(struct mem_table *t, const char *topic,
                            struct store_offset **out, size_t *n,
                            struct store_err *err);
