@@ -2,12 +2,13 @@
  *
  * One open-addressing hash table keyed by the four key strings (no nested
  * maps) for lookups, an ordered index (a B+tree by connection key,
- * mem_index.c) for list() and count(), plus the Kafka offsets per (topic,
- * partition). Every entry is one allocation holding its four keys,
- * transfer id and JSON. Readers take a
- * read lock; the single writer takes a writer mutex for the whole write and
- * the write lock only to link or unlink prepared entries, so readers are
- * blocked for microseconds, never during allocation or I/O.
+ * mem_index.c) for list() and count(), two secondary indexes (transfer
+ * id, assetId: mem_sec.c) for get_by_transfer_id and the exact filters,
+ * plus the Kafka offsets per (topic, partition). Every entry is one allocation
+ * holding its four keys, transfer id and JSON. Readers take a read lock; the
+ * single writer takes a writer mutex for the whole write and the write lock
+ * only to link or unlink prepared entries, so readers are blocked for
+ * microseconds, never during allocation or I/O.
  *
  * Writes go in two steps so a durable store can persist between them:
  * mem_table_prepare() validates a batch and allocates everything it will

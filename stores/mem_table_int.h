@@ -5,6 +5,7 @@
  *   mem_entry.c   one stored entry: layout, key match, connection key
  *   mem_table.c   lifecycle and writes: prepare, commit, abort, clear
  *   mem_index.c   the ordered index: a B+tree by connection key
+ *   mem_sec.c     secondary indexes: entries by transfer id and assetId
  *   mem_read.c    point lookups, offsets
  *   mem_list.c    list() and count(): chunked walks of the index
  *
