@@ -9,6 +9,9 @@
  * a compaction's rename and truncation are recognised and skipped. */
 #include "stores/file_store_int.h"
 
+#include "base/hex.h"
+#include "schemas/json_scan.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +56,7 @@ int fs_encode_batch(struct file_store *fs, const struct store_batch *b,
         if (op->kind == STORE_OP_PUT) {
             /* Embedded verbatim, so it must be JSON or the file would not
              * read back. */
-            if (!fj_is_object(op->entry_json, op->entry_len))
+            if (!json_is_object(op->entry_json, op->entry_len))
                 return store_fail(err, STORE_INVALID,
                                   "op %zu: entry is not a JSON object", i);
             fj_lit(o, "{\"op\":\"put\",");
@@ -231,10 +234,11 @@ bad:
 static int fs_frame_check(const char *buf, size_t len, size_t pos,
                           size_t *frame)
 {
-    uint32_t plen, crc;
+    uint64_t plen, crc;
     const char *h = buf + pos;
     if (len - pos < FS_FRAME_HDR || h[8] != ' ' || h[17] != '\n' ||
-        fs_hex32(h, &plen) != 0 || fs_hex32(h + 9, &crc) != 0)
+        edr_hex_parse(h, 8, EDR_HEX_LOWER_ONLY, &plen) != 0 ||
+        edr_hex_parse(h + 9, 8, EDR_HEX_LOWER_ONLY, &crc) != 0)
         return -1;
     *frame = FS_FRAME_HDR + (size_t)plen + 1;
     if (*frame > len - pos)

@@ -1,6 +1,7 @@
 /* file_json.c: see file_json.h. */
 #include "stores/file_json.h"
 
+#include "schemas/json_scan.h"
 #include "schemas/text.h"
 
 #include <pthread.h>
@@ -251,12 +252,7 @@ static const char *fj_skip(const char *p, const char *end, int depth)
 
 int fj_is_object(const char *p, size_t n)
 {
-    const char *end = p + n;
-    const char *q = fj_skip_ws(p, end);
-    if (q >= end || *q != '{')
-        return 0;
-    q = fj_skip(q, end, 0);
-    return q && fj_skip_ws(q, end) == end;
+    return json_is_object(p, n);
 }
 
 /* ---- reader ------------------------------------------------------------ */

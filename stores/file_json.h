@@ -33,7 +33,8 @@ void fj_i64(struct fj_buf *b, int64_t v);
 void fj_u64(struct fj_buf *b, uint64_t v);
 
 /* ---- validation ------------------------------------------------------- */
-/* 1 when [p, p+n) is exactly one JSON object (whitespace around allowed). */
+/* json_is_object (schemas/json_scan.h), the project's one check; kept
+ * only for worker/changelog.c until it calls json_is_object itself. */
 int fj_is_object(const char *p, size_t n);
 
 /* ---- reader ----------------------------------------------------------- */

@@ -199,19 +199,3 @@ int fs_parse_offset(struct fj_reader *r, struct fs_ops *o, char **topic)
     } while (fj_peek(r) == ',' && (r->p++, 1));
     return fj_expect(r, '}');
 }
-
-int fs_hex32(const char *p, uint32_t *out)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                       : -1;
-        if (d < 0)
-            return -1;
-        v = v << 4 | (uint32_t)d;
-    }
-    *out = v;
-    return 0;
-}

@@ -8,6 +8,8 @@
 #include "stores/fault.h"
 #include "stores/file_store_int.h"
 
+#include "base/hex.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -165,10 +167,10 @@ int fs_load_snapshot(struct file_store *fs, struct store_err *err)
      * before it; checked first, as parsing decodes strings in place. */
     static const char tag[] = "\"crc32\":\"";
     const size_t tail = sizeof(tag) - 1 + 8 + 3;
-    uint32_t want;
+    uint64_t want;
     if (len < tail || memcmp(buf + len - tail, tag, sizeof(tag) - 1) != 0 ||
         memcmp(buf + len - 3, "\"}\n", 3) != 0 ||
-        fs_hex32(buf + len - 11, &want) != 0) {
+        edr_hex_parse(buf + len - 11, 8, EDR_HEX_LOWER_ONLY, &want) != 0) {
         r.p = buf + len;
         r.err = "no checksum at its end: truncated?";
         goto corrupt;

@@ -95,22 +95,22 @@ static int fs_get_transfer_id(struct store *st, const struct edr_key *k,
 static int fs_count(struct store *st, const struct store_filter *f,
                     uint64_t *out, struct store_err *err)
 {
-    if (!store_filter_party_only(f))
-        return store_fail(err, STORE_INVALID,
-                          "%s store: this filter is not supported yet", "file");
-    const char *substring = f ? f->party_substring : NULL;
-    return mem_table_count(&fs_of(st)->t, substring, out, err);
+    return mem_table_count_filter(&fs_of(st)->t, f, out, NULL, err);
 }
 
 static int fs_list(struct store *st, const struct store_filter *f,
                    const char *cursor, size_t limit, struct store_list *out,
                    struct store_err *err)
 {
-    if (!store_filter_party_only(f))
-        return store_fail(err, STORE_INVALID,
-                          "%s store: this filter is not supported yet", "file");
-    const char *substring = f ? f->party_substring : NULL;
-    return mem_table_list(&fs_of(st)->t, substring, cursor, limit, out, err);
+    return mem_table_list_filter(&fs_of(st)->t, f, cursor, limit, out, NULL,
+                                 err);
+}
+
+static int fs_get_by_transfer_id(struct store *st, const char *transfer_id,
+                                 struct store_record *out,
+                                 struct store_err *err)
+{
+    return mem_table_get_by_transfer_id(&fs_of(st)->t, transfer_id, out, err);
 }
 
 static int fs_load_offsets(struct store *st, const char *topic,
@@ -152,6 +152,7 @@ static const struct store_ops file_store_ops = {
     .get_transfer_id = fs_get_transfer_id,
     .count = fs_count,
     .list = fs_list,
+    .get_by_transfer_id = fs_get_by_transfer_id,
     .clear_party = fs_clear_party,
     .load_offsets = fs_load_offsets,
     .close = fs_close,

@@ -73,7 +73,6 @@ int fs_parse_offset(struct fj_reader *r, struct fs_ops *o, char **topic);
 /* Applies parsed ops (and offsets) through the same path as apply(). */
 int fs_apply_parsed(struct file_store *fs, struct fs_ops *o, const char *topic,
                     struct store_err *err);
-int fs_hex32(const char *p, uint32_t *out);
 /* The reader's err when parsing stopped for want of memory (a reason to
  * retry the open, not corruption): compared by address. */
 extern const char fs_oom[];

@@ -57,6 +57,11 @@ uint64_t mt_hash_key(uint64_t seed, const char *const f[4], const size_t len[4])
     return h;
 }
 
+uint64_t mt_hash_str(uint64_t seed, const char *s, size_t n)
+{
+    return mt_hash_bytes(seed, s, n);
+}
+
 /* ---- slots ------------------------------------------------------------ */
 
 size_t mt_find(const struct mem_slot *slots, size_t cap, uint64_t hash,

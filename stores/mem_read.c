@@ -31,6 +31,9 @@ int mt_copy_record(const struct mem_entry *e, int with_json,
             return -1;
         r->entry_len = e->json_len;
     }
+    if (e->has_asset &&
+        !(r->asset_id = mt_dup(mem_entry_field(e, 6), e->asset_len)))
+        return -1;
     return 0;
 }
 
@@ -92,6 +95,39 @@ int mem_table_get_transfer_id(struct mem_table *t, const struct edr_key *k,
     pthread_rwlock_unlock(&t->lock);
     if (rc == STORE_TRANSIENT)
         return store_fail(err, rc, "out of memory");
+    return rc;
+}
+
+int mem_table_get_by_transfer_id(struct mem_table *t, const char *transfer_id,
+                                 struct store_record *out,
+                                 struct store_err *err)
+{
+    int rc = STORE_NOT_FOUND;
+    *out = (struct store_record){0};
+    if (!transfer_id)
+        return store_fail(err, STORE_INVALID, "missing transfer id");
+    size_t n = strlen(transfer_id);
+    uint64_t h = mt_hash_str(t->seed, transfer_id, n);
+
+    pthread_rwlock_rdlock(&t->lock);
+    const struct mem_sec *s = &t->by_tid;
+    const struct mem_entry *best = NULL;
+    for (size_t i = s->cap ? mt_sec_first(s, h) : 0; s->cap && s->slots[i].e;
+         i = mt_sec_next(s, i)) {
+        const struct mem_entry *e = s->slots[i].e;
+        if (s->slots[i].hash != h || e->len[4] != n ||
+            memcmp(mem_entry_field(e, 4), transfer_id, n) != 0)
+            continue;
+        if (!best || memcmp(e->ck, best->ck, 32) < 0)
+            best = e;
+    }
+    if (best)
+        rc = mt_copy_record(best, 1, out) == 0 ? STORE_OK : STORE_TRANSIENT;
+    pthread_rwlock_unlock(&t->lock);
+    if (rc == STORE_TRANSIENT) {
+        store_record_clear(out);
+        return store_fail(err, rc, "out of memory");
+    }
     return rc;
 }
 

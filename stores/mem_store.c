@@ -45,24 +45,22 @@ static int ms_get_transfer_id(struct store *st, const struct edr_key *k,
 static int ms_count(struct store *st, const struct store_filter *f,
                     uint64_t *out, struct store_err *err)
 {
-    if (!store_filter_party_only(f))
-        return store_fail(err, STORE_INVALID,
-                          "%s store: this filter is not supported yet",
-                          "memory");
-    const char *substring = f ? f->party_substring : NULL;
-    return mem_table_count(ms_table(st), substring, out, err);
+    return mem_table_count_filter(ms_table(st), f, out, NULL, err);
 }
 
 static int ms_list(struct store *st, const struct store_filter *f,
                    const char *cursor, size_t limit, struct store_list *out,
                    struct store_err *err)
 {
-    if (!store_filter_party_only(f))
-        return store_fail(err, STORE_INVALID,
-                          "%s store: this filter is not supported yet",
-                          "memory");
-    const char *substring = f ? f->party_substring : NULL;
-    return mem_table_list(ms_table(st), substring, cursor, limit, out, err);
+    return mem_table_list_filter(ms_table(st), f, cursor, limit, out, NULL,
+                                 err);
+}
+
+static int ms_get_by_transfer_id(struct store *st, const char *transfer_id,
+                                 struct store_record *out,
+                                 struct store_err *err)
+{
+    return mem_table_get_by_transfer_id(ms_table(st), transfer_id, out, err);
 }
 
 static int ms_clear_party(struct store *st, const char *substring,
@@ -105,6 +103,7 @@ static const struct store_ops mem_store_ops = {
     .get_transfer_id = ms_get_transfer_id,
     .count = ms_count,
     .list = ms_list,
+    .get_by_transfer_id = ms_get_by_transfer_id,
     .clear_party = ms_clear_party,
     .load_offsets = ms_load_offsets,
     .close = ms_close,

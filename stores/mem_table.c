@@ -52,6 +52,8 @@ void mem_table_destroy(struct mem_table *t)
     for (size_t i = 0; i < t->cap; i++)
         mt_entry_free(t->slots[i].e);
     free(t->slots);
+    free(t->by_tid.slots);
+    free(t->by_asset.slots);
     mt_index_destroy(t);
     for (size_t i = 0; i < t->n_offs; i++)
         free(t->offs[i].topic);
@@ -142,7 +144,7 @@ static int mt_fence(const struct mem_table *t, const struct store_batch *b,
 int mem_table_prepare(struct mem_table *t, const struct store_batch *b,
                       struct mem_prep *p, struct store_err *err)
 {
-    size_t n_puts;
+    size_t n_puts, n_assets = 0;
     memset(p, 0, sizeof(*p));
     int rc = mt_validate(b, &n_puts, err);
     if (rc != STORE_OK)
@@ -173,12 +175,22 @@ int mem_table_prepare(struct mem_table *t, const struct store_batch *b,
             mem_table_abort(p);
             return store_fail(err, STORE_INVALID, "op %zu: key too large", i);
         }
-        p->nodes[i] =
-            mt_entry_new(mt_hash_key(t->seed, f, len), f, len, op->transfer_id,
-                         tid_len, op->entry_json, op->entry_len);
+        uint64_t h = mt_hash_key(t->seed, f, len);
+        /* The writer mutex is held: the slots can be read unlocked. */
+        size_t at = mt_find(t->slots, t->cap, h, f, len);
+        p->nodes[i] = mt_entry_new(h, f, len, op->transfer_id, tid_len,
+                                   op->entry_json, op->entry_len,
+                                   at != SIZE_MAX ? t->slots[at].e->ck : NULL);
         if (!p->nodes[i])
             goto oom;
+        n_assets += p->nodes[i]->has_asset;
     }
+
+    /* The secondary indexes, as the slots below: room for every put. */
+    if (n_puts > 0 &&
+        (mt_sec_reserve(&t->by_tid, n_puts, &p->new_tid) != 0 ||
+         mt_sec_reserve(&t->by_asset, n_assets, &p->new_asset) != 0))
+        goto oom;
 
     /* Index nodes too: commit takes them from the pool. */
     if (n_puts > 0 && mt_index_reserve(t, n_puts) != 0)
@@ -247,6 +259,8 @@ static void mt_prep_free(struct mem_prep *p)
     }
     free(p->old_slots_to_free);
     free(p->old_offs_to_free);
+    free(p->old_sec_to_free[0]);
+    free(p->old_sec_to_free[1]);
     memset(p, 0, sizeof(*p));
 }
 
@@ -257,6 +271,8 @@ void mem_table_abort(struct mem_prep *p)
             mt_entry_free(p->nodes[i]);
     free(p->new_slots);
     free(p->new_offs);
+    free(p->new_tid.slots);
+    free(p->new_asset.slots);
     mt_prep_free(p);
 }
 
@@ -272,6 +288,8 @@ void mem_table_commit(struct mem_table *t, struct store_batch *b,
         t->cap = p->new_cap;
         p->new_slots = NULL;
     }
+    p->old_sec_to_free[0] = mt_sec_swap(&t->by_tid, &p->new_tid);
+    p->old_sec_to_free[1] = mt_sec_swap(&t->by_asset, &p->new_asset);
     for (size_t i = 0; i < b->n_ops; i++) {
         const struct store_op *op = &b->ops[i];
         const char *f[4];
@@ -287,13 +305,21 @@ void mem_table_commit(struct mem_table *t, struct store_batch *b,
             }
             size_t at = mt_find(t->slots, t->cap, e->hash, f, len);
             if (at != SIZE_MAX) {
-                /* Same key, same connection key: counts do not change. */
-                mt_index_replace(t, t->slots[at].e, e);
-                p->garbage[p->n_garbage++] = t->slots[at].e;
+                /* Same key, same connection key: the ordered index keeps
+                 * its place; the transfer id or asset id may change, so
+                 * the secondary indexes and filtered counts follow. */
+                struct mem_entry *old = t->slots[at].e;
+                mt_index_replace(t, old, e);
+                mt_sec_unlink(t, old);
+                mt_sec_link(t, e);
+                mt_scans_note(t, old, -1);
+                mt_scans_note(t, e, +1);
+                p->garbage[p->n_garbage++] = old;
                 t->slots[at].e = e;
             } else {
                 mt_insert_new(t->slots, t->cap, e);
                 mt_index_insert(t, e);
+                mt_sec_link(t, e);
                 t->count++;
                 mt_scans_note(t, e, +1);
             }
@@ -310,6 +336,7 @@ void mem_table_commit(struct mem_table *t, struct store_batch *b,
                 continue;
             mt_remove_at(t->slots, t->cap, at);
             mt_index_remove(t, e);
+            mt_sec_unlink(t, e);
             mt_scans_note(t, e, -1);
             t->count--;
             p->garbage[p->n_garbage++] = e;
@@ -385,6 +412,7 @@ void mem_table_clear_commit(struct mem_table *t, struct mem_entry **victims,
             i = (i + 1) & mask;
         mt_remove_at(t->slots, t->cap, i);
         mt_index_remove(t, victims[k]);
+        mt_sec_unlink(t, victims[k]);
         mt_scans_note(t, victims[k], -1);
         t->count--;
     }

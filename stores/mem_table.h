@@ -2,12 +2,13 @@
  *
  * One open-addressing hash table keyed by the four key strings (no nested
  * maps) for lookups, an ordered index (a B+tree by connection key,
- * mem_index.c) for list() and count(), plus the Kafka offsets per (topic,
- * partition). Every entry is one allocation holding its four keys,
- * transfer id and JSON. Readers take a
- * read lock; the single writer takes a writer mutex for the whole write and
- * the write lock only to link or unlink prepared entries, so readers are
- * blocked for microseconds, never during allocation or I/O.
+ * mem_index.c) for list() and count(), two secondary indexes (transfer
+ * id, assetId: mem_sec.c) for get_by_transfer_id and the exact filters,
+ * plus the Kafka offsets per (topic, partition). Every entry is one allocation
+ * holding its four keys, transfer id and JSON. Readers take a read lock; the
+ * single writer takes a writer mutex for the whole write and the write lock
+ * only to link or unlink prepared entries, so readers are blocked for
+ * microseconds, never during allocation or I/O.
  *
  * Writes go in two steps so a durable store can persist between them:
  * mem_table_prepare() validates a batch and allocates everything it will
@@ -28,11 +29,16 @@
 /* The ordered index's depth can reach log16(entries) + 2. */
 #define MEM_INDEX_MAX_DEPTH 16
 
-/* One stored entry: header + "cpid\0addr\0query\0policy\0tid\0json\0". */
+/* One stored entry: header +
+ * "cpid\0addr\0query\0policy\0tid\0json\0" and, when the entry has a
+ * string assetId (a top-level member of its JSON), the decoded assetId and
+ * a NUL after the JSON. */
 struct mem_entry {
     uint64_t hash;
     uint32_t len[5]; /* counter_party_id, address, query, policy, tid */
     uint32_t json_len;
+    uint32_t asset_len;   /* bytes of the decoded assetId */
+    uint32_t has_asset;   /* 1: the entry has a string assetId */
     unsigned char ck[32]; /* the raw SHA-256 connection key */
     char data[];
 };
@@ -43,7 +49,7 @@ struct mem_index_node; /* mem_index.c */
  * behind its position, so the result is exact although the scan lets the
  * writer in between chunks. */
 struct mem_scan {
-    const char *substring;
+    const struct store_filter *filter;
     unsigned char pos[32]; /* entries with ck <= pos are counted */
     int started;           /* pos is set */
     int64_t delta;         /* writer's corrections */
@@ -54,6 +60,16 @@ struct mem_scan {
 struct mem_slot {
     uint64_t hash;
     struct mem_entry *e; /* NULL: empty */
+};
+
+/* A secondary index: entries by the hash of one of their strings (the
+ * transfer id, the assetId), open addressing with linear probing as the
+ * main slots; a value held by several entries has several slots. Changed
+ * with the main slots, in the same commit. */
+struct mem_sec {
+    struct mem_slot *slots; /* NULL until the first entry */
+    size_t cap;             /* power of two, or 0 */
+    size_t count;
 };
 
 struct mem_offset {
@@ -80,6 +96,9 @@ struct mem_table {
      * about 5 MiB for batches of 500 at a million entries). */
     struct mem_index_node *pool;
     size_t n_pool, pool_want;
+    /* Secondary indexes for get_by_transfer_id and the transfer id and
+     * asset id filters of count and list (mem_sec.c). */
+    struct mem_sec by_tid, by_asset;
     /* Counts in progress. Linked and unlinked under the read lock plus
      * scan_mu; the writer walks them under the write lock. */
     struct mem_scan *scans;
@@ -94,7 +113,8 @@ struct mem_prep {
     size_t n_ops, n_garbage;
     struct mem_slot *new_slots; /* grown table, swapped in by commit */
     size_t new_cap;
-    struct mem_offset *new_offs; /* grown offsets array, or NULL */
+    struct mem_sec new_tid, new_asset; /* grown secondary indexes */
+    struct mem_offset *new_offs;       /* grown offsets array, or NULL */
     size_t new_cap_offs;
     char **topics; /* one strdup per offset slot the batch adds */
     size_t n_topics;
@@ -102,6 +122,7 @@ struct mem_prep {
     struct mem_entry *inline_garbage[MEM_PREP_INLINE];
     void *old_slots_to_free;
     void *old_offs_to_free;
+    void *old_sec_to_free[2];
 };
 
 int mem_table_init(struct mem_table *t, struct store_err *err);
@@ -164,15 +185,37 @@ int mem_table_count_ex(struct mem_table *t, const char *substring,
 int mem_table_list_ex(struct mem_table *t, const char *substring,
                       const char *cursor, size_t limit, struct store_list *out,
                       struct mem_scan_stats *stats, struct store_err *err);
+/* The same with every filter of store.h (NULL: all). An exact transfer
+ * id or asset id is looked up in its secondary index (the read lock held
+ * for the entries that hold that value); otherwise a chunked walk of the
+ * ordered index as above. */
+int mem_table_count_filter(struct mem_table *t, const struct store_filter *f,
+                           uint64_t *out, struct mem_scan_stats *stats,
+                           struct store_err *err);
+int mem_table_list_filter(struct mem_table *t, const struct store_filter *f,
+                          const char *cursor, size_t limit,
+                          struct store_list *out, struct mem_scan_stats *stats,
+                          struct store_err *err);
+/* get_by_transfer_id (store.h): the entry with that transfer id and the
+ * smallest connection key, with its JSON and asset id. */
+int mem_table_get_by_transfer_id(struct mem_table *t, const char *transfer_id,
+                                 struct store_record *out,
+                                 struct store_err *err);
+
 /* Checks the index against the table (tests): 0 when it holds exactly
  * t->count entries in ascending key order; *n how many it holds. Writer
  * mutex held. */
 int mem_table_index_check(const struct mem_table *t, size_t *n);
+/* Checks the secondary indexes (tests): 0 when each holds every entry
+ * exactly once (by_asset: those with an assetId) and nothing else.
+ * Writer mutex held. */
+int mem_table_sec_check(const struct mem_table *t);
 int mem_table_load_offsets(struct mem_table *t, const char *topic,
                            struct store_offset **out, size_t *n,
                            struct store_err *err);
 
-/* Field i of e: 0..3 the key fields, 4 the transfer id, 5 the JSON. */
+/* Field i of e: 0..3 the key fields, 4 the transfer id, 5 the JSON, 6
+ * the decoded assetId (only when e->has_asset). */
 const char *mem_entry_field(const struct mem_entry *e, int i);
 
 #endif

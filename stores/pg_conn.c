@@ -432,8 +432,10 @@ void pg_reader_give(struct pg_store *s, PGconn *c)
 /* Runs one prepared statement outside a pipeline. On a lost link *cp is
  * finished and set to NULL. Returns the result (caller clears) or NULL
  * with *rc and err set. */
-PGresult *pg_exec(PGconn **cp, enum pg_stmt st, int n, const char *const *vals,
-                  int *rc, struct store_err *err)
+/* pg_exec and pg_exec_sql: a prepared statement (name) or text (sql). */
+static PGresult *pg_exec_any(PGconn **cp, const char *name, const char *sql,
+                             int n, const char *const *vals, int *rc,
+                             struct store_err *err)
 {
     if (fault_hit(FAULT_QUERY)) {
         *rc = pg_fault(cp, err);
@@ -441,7 +443,9 @@ PGresult *pg_exec(PGconn **cp, enum pg_stmt st, int n, const char *const *vals,
     }
     int io = PG_IO_BROKEN;
     PGresult *res = NULL;
-    if (PQsendQueryPrepared(*cp, pg_stmts[st].name, n, vals, NULL, NULL, 0))
+    int sent = name ? PQsendQueryPrepared(*cp, name, n, vals, NULL, NULL, 0)
+                    : PQsendQueryParams(*cp, sql, n, NULL, vals, NULL, NULL, 0);
+    if (sent)
         res = pg_collect(*cp, &io);
     ExecStatusType es = PQresultStatus(res);
     if (res && (es == PGRES_TUPLES_OK || es == PGRES_COMMAND_OK)) {
@@ -456,4 +460,16 @@ PGresult *pg_exec(PGconn **cp, enum pg_stmt st, int n, const char *const *vals,
         *cp = NULL;
     }
     return NULL;
+}
+
+PGresult *pg_exec(PGconn **cp, enum pg_stmt st, int n, const char *const *vals,
+                  int *rc, struct store_err *err)
+{
+    return pg_exec_any(cp, pg_stmts[st].name, NULL, n, vals, rc, err);
+}
+
+PGresult *pg_exec_sql(PGconn **cp, const char *sql, int n,
+                      const char *const *vals, int *rc, struct store_err *err)
+{
+    return pg_exec_any(cp, NULL, sql, n, vals, rc, err);
 }

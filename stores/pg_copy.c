@@ -6,6 +6,7 @@
  * (pg_jsonb_safe), which the pipeline path uses too. */
 #include "stores/pg_internal.h"
 
+#include "base/hex.h"
 #include "schemas/edr_key.h"
 #include "stores/fault.h"
 
@@ -16,20 +17,10 @@
 
 static int pg_hex4(const char *p, const char *end)
 {
-    int v = 0;
-    if (end - p < 4)
+    uint64_t v;
+    if (end - p < 4 || edr_hex_parse(p, 4, EDR_HEX_ANY_CASE, &v) != 0)
         return -1;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
+    return (int)v;
 }
 
 /* jsonb rejects two escapes that JSON text allows: \u0000 and unpaired

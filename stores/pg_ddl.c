@@ -33,16 +33,17 @@ int pg_run(PGconn *c, const char *sql, int n, const char *const *vals,
 
 /* Returns 1 when the tables, the index and every column exist, so a
  * worker without the right to create anything can still start. */
-static int pg_schema_present(PGconn *c, const char *const names[3])
+static int pg_schema_present(PGconn *c, const char *const names[4])
 {
     int io;
     PGresult *res = pg_query(
         c,
         "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL "
-        "AND to_regclass($3) IS NOT NULL AND EXISTS (SELECT 1 FROM "
+        "AND to_regclass($3) IS NOT NULL AND to_regclass($4) IS NOT NULL "
+        "AND EXISTS (SELECT 1 FROM "
         "pg_attribute WHERE attrelid = to_regclass($1) AND attname = "
         "'edr_text' AND NOT attisdropped)",
-        3, names, &io);
+        4, names, &io);
     int yes = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
               !strcmp(PQgetvalue(res, 0, 0), "t");
     PQclear(res);
@@ -54,13 +55,15 @@ static int pg_schema_present(PGconn *c, const char *const names[3])
  * returns an entry exactly as it was given (store.h). */
 int pg_create_schema(struct pg_store *s, PGconn *c, struct store_err *err)
 {
-    char sql[4][1024];
+    char sql[5][1024];
     char qindex[PG_STORE_TABLE_MAX + 8 + 3];
+    char qasset[PG_STORE_TABLE_MAX + 8 + 3];
     const char *lock_key[] = {PG_DDL_LOCK_KEY};
     int rc;
 
     /* The table name was validated; the index name fits 63 bytes too. */
     pg_quote(qindex, sizeof(qindex), s->table, "_tp_idx");
+    pg_quote(qasset, sizeof(qasset), s->table, "_as_idx");
     snprintf(sql[0], sizeof(sql[0]),
              "CREATE TABLE IF NOT EXISTS %s ("
              "connection_key text COLLATE \"C\" PRIMARY KEY, "
@@ -88,7 +91,15 @@ int pg_create_schema(struct pg_store *s, PGconn *c, struct store_err *err)
              "ALTER TABLE %s ADD COLUMN IF NOT EXISTS edr_text text",
              s->qtable);
 
-    const char *names[3] = {s->qtable, s->qoffsets, qindex};
+    /* The asset id filters (v2): = and LIKE 'prefix%' on the first
+     * PG_ASSET_CHARS characters, byte-wise (text_pattern_ops), whatever
+     * the database's collation. Added to a v1 table in place. */
+    snprintf(sql[4], sizeof(sql[4]),
+             "CREATE INDEX IF NOT EXISTS %s ON %s "
+             "(left(" PG_ASSET_EXPR ", %d) text_pattern_ops)",
+             qasset, s->qtable, PG_ASSET_CHARS);
+
+    const char *names[4] = {s->qtable, s->qoffsets, qindex, qasset};
     if (pg_schema_present(c, names))
         return STORE_OK;
     if ((rc = pg_run(c, "BEGIN", 0, NULL, err)) != STORE_OK)
@@ -96,7 +107,7 @@ int pg_create_schema(struct pg_store *s, PGconn *c, struct store_err *err)
     if ((rc = pg_run(c, "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock_key,
                      err)) != STORE_OK)
         goto out;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if ((rc = pg_run(c, sql[i], 0, NULL, err)) != STORE_OK)
             goto out;
     rc = pg_run(c, "COMMIT", 0, NULL, err);

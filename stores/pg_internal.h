@@ -77,10 +77,25 @@ enum pg_stmt {
     PG_LIST_SUB,
     PG_LIST_CUR,
     PG_LIST_CUR_SUB,
+    PG_BY_TID,
     PG_ESTIMATE,
     PG_OFFSETS,
     PG_NSTMT
 };
+
+/* The columns of a list item, in this order: connection_key, the four
+ * key fields, transfer_process_id, and the entry's string assetId or
+ * NULL. */
+#define PG_ASSET_EXPR "(edr->>'assetId')"
+#define PG_ROW_COLS                                                            \
+    "connection_key, counter_party_id, counter_party_address, "                \
+    "query_checksum, policy_checksum, transfer_process_id, "                   \
+    "CASE WHEN jsonb_typeof(edr->'assetId') = 'string' THEN " PG_ASSET_EXPR    \
+    " END"
+/* The asset id index holds the first PG_ASSET_CHARS characters (a B-tree
+ * entry must stay under ~2.7 kB): left(assetId, PG_ASSET_CHARS) with
+ * text_pattern_ops serves both = and LIKE 'prefix%'. */
+#define PG_ASSET_CHARS 512
 
 /* One prepared statement: its name and text, {t} and {o} standing for the
  * quoted table and offsets table (pg_expand()). */
@@ -169,6 +184,10 @@ PGconn *pg_reader_take(struct pg_store *s, int *rc, struct store_err *err);
 void pg_reader_give(struct pg_store *s, PGconn *c);
 PGresult *pg_exec(PGconn **cp, enum pg_stmt st, int n, const char *const *vals,
                   int *rc, struct store_err *err);
+/* As pg_exec, with statement text sent unnamed (planned with the values
+ * at hand, so a LIKE prefix or an expression index can be used). */
+PGresult *pg_exec_sql(PGconn **cp, const char *sql, int n,
+                      const char *const *vals, int *rc, struct store_err *err);
 
 /* ---- pg_ddl.c ---- */
 int pg_run(PGconn *c, const char *sql, int n, const char *const *vals,
@@ -200,6 +219,22 @@ int pg_count(struct store *st, const struct store_filter *f, uint64_t *out,
              struct store_err *err);
 int pg_list(struct store *st, const struct store_filter *f, const char *cursor,
             size_t limit, struct store_list *out, struct store_err *err);
+int pg_get_by_transfer_id(struct store *st, const char *transfer_id,
+                          struct store_record *out, struct store_err *err);
+/* The text of a count (list = 0) or list (list = 1) filtered by f after
+ * cursor (may be NULL), for pg_exec_sql: only parameters carry values.
+ * vals gets *n parameters pointing into f, cursor, lim and q's buffers.
+ * Returns NULL when out of memory; free() the text and pg_filter_free(q).
+ * Exposed so a test can EXPLAIN exactly what the store runs. */
+struct pg_filter_bufs {
+    char *like, *like_short; /* LIKE patterns of the asset id prefix */
+    char *bytes; /* the prefix as bytea text, when it is not UTF-8 */
+};
+char *pg_filter_sql(const struct pg_store *s, int list,
+                    const struct store_filter *f, const char *cursor,
+                    const char *lim, const char *vals[8], int *n,
+                    struct pg_filter_bufs *q);
+void pg_filter_free(struct pg_filter_bufs *q);
 int pg_estimate(struct pg_store *s, uint64_t *out, struct store_err *err);
 int pg_load_offsets(struct store *st, const char *topic,
                     struct store_offset **out, size_t *n,

@@ -71,9 +71,7 @@ const struct pg_stmt_def pg_stmts[PG_NSTMT] = {
                       "SELECT count(*) FROM {t} "
                       "WHERE strpos(counter_party_id, $1) > 0",
                       1},
-#define PG_LIST_COLS                                                           \
-    "SELECT connection_key, counter_party_id, counter_party_address, "         \
-    "query_checksum, policy_checksum, transfer_process_id FROM {t} "
+#define PG_LIST_COLS "SELECT " PG_ROW_COLS " FROM {t} "
     [PG_LIST] = {"edr_list", PG_LIST_COLS "ORDER BY connection_key LIMIT $1",
                  1},
     [PG_LIST_SUB] = {"edr_list_sub",
@@ -90,6 +88,13 @@ const struct pg_stmt_def pg_stmts[PG_NSTMT] = {
                                       "ORDER BY connection_key LIMIT $3",
                          3},
 #undef PG_LIST_COLS
+    /* Several holders: the smallest connection key (schemas/README.md
+     * §2); the hash index finds them. */
+    [PG_BY_TID] = {"edr_by_tid",
+                   "SELECT " PG_ROW_COLS ", coalesce(edr_text, edr::text), "
+                   "edr_text IS NULL FROM {t} WHERE transfer_process_id = $1 "
+                   "ORDER BY connection_key LIMIT 1",
+                   1},
     /* The server's running count of live rows (pg_store_estimate()): no
      * scan. $1 is the quoted table name. */
     [PG_ESTIMATE] = {"edr_estimate",

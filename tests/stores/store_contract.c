@@ -631,6 +631,366 @@ static void test_list_paging(void)
     store_close(st);
 }
 
+/* ---- v2: get_by_transfer_id and the filters --------------------------- */
+
+static int sc_put_json(struct store *st, const struct edr_key *k,
+                       const char *tid, const char *json)
+{
+    struct store_err err = {0};
+    int rc = store_put(st, k, tid, json, strlen(json), &err);
+    if (rc != STORE_OK)
+        fprintf(stderr, "put: %s\n", err.msg);
+    return rc;
+}
+
+/* The record get_by_transfer_id gives for tid: 0 when it is the entry at
+ * want (all fields), -1 when another or none. */
+static int sc_by_tid_is(struct store *st, const char *tid,
+                        const struct sc_key *want, const char *want_json)
+{
+    struct store_record r = {0};
+    struct store_err err = {0};
+    int rc = st->ops->get_by_transfer_id(st, tid, &r, &err);
+    CU_ASSERT_EQUAL(rc, STORE_OK);
+    if (rc != STORE_OK)
+        return -1;
+    int ok = !strcmp(r.counter_party_id, want->cpid) &&
+             !strcmp(r.counter_party_address, want->addr) &&
+             !strcmp(r.query_checksum, want->query) &&
+             !strcmp(r.policy_checksum, want->policy) &&
+             !strcmp(r.transfer_id, tid) && r.entry_json &&
+             r.entry_len == strlen(want_json) &&
+             !strcmp(r.entry_json, want_json);
+    store_record_clear(&r);
+    return ok ? 0 : -1;
+}
+
+static void test_get_by_transfer_id(void)
+{
+    struct store *st = sc_open();
+    struct store_record r = {0};
+    struct store_err err = {0};
+    static struct sc_key ks[6];
+    char cks[6][EDR_CONNECTION_KEY_LEN + 1];
+    char json[6][256];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st->ops->get_by_transfer_id);
+    CU_ASSERT_EQUAL(st->ops->get_by_transfer_id(st, "tp-x", &r, &err),
+                    STORE_NOT_FOUND);
+    CU_ASSERT_PTR_NULL(r.entry_json);
+
+    for (int i = 0; i < 6; i++) {
+        sc_key_num(&ks[i], 700 + i);
+        edr_connection_key(&ks[i].k, cks[i]);
+    }
+    /* One holder: every field, the asset id and the JSON come back. */
+    snprintf(json[0], sizeof(json[0]),
+             "{\"assetId\":\"asset-one\",\"transferProcessId\":\"tp-one\"}");
+    CU_ASSERT_EQUAL_FATAL(sc_put_json(st, &ks[0].k, "tp-one", json[0]),
+                          STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(st->ops->get_by_transfer_id(st, "tp-one", &r, &err),
+                          STORE_OK);
+    CU_ASSERT_STRING_EQUAL(r.counter_party_id, ks[0].cpid);
+    CU_ASSERT_STRING_EQUAL(r.counter_party_address, ks[0].addr);
+    CU_ASSERT_STRING_EQUAL(r.query_checksum, ks[0].query);
+    CU_ASSERT_STRING_EQUAL(r.policy_checksum, ks[0].policy);
+    CU_ASSERT_STRING_EQUAL(r.transfer_id, "tp-one");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r.asset_id);
+    CU_ASSERT_STRING_EQUAL(r.asset_id, "asset-one");
+    CU_ASSERT_STRING_EQUAL(r.entry_json, json[0]);
+    CU_ASSERT_EQUAL(r.entry_len, strlen(json[0]));
+    store_record_clear(&r);
+    CU_ASSERT_EQUAL(st->ops->get_by_transfer_id(st, "tp-on", &r, &err),
+                    STORE_NOT_FOUND);
+    CU_ASSERT_EQUAL(st->ops->get_by_transfer_id(st, "tp-one-", &r, &err),
+                    STORE_NOT_FOUND);
+
+    /* Five connections share a transfer id: the smallest key wins. */
+    int order[5] = {1, 2, 3, 4, 5};
+    for (int a = 0; a < 5; a++) /* sort by connection key */
+        for (int b = a + 1; b < 5; b++)
+            if (strcmp(cks[order[b]], cks[order[a]]) < 0) {
+                int t = order[a];
+                order[a] = order[b];
+                order[b] = t;
+            }
+    for (int i = 1; i < 6; i++) {
+        snprintf(json[i], sizeof(json[i]),
+                 "{\"transferProcessId\":\"tp-shared\",\"n\":%d}", i);
+        CU_ASSERT_EQUAL_FATAL(sc_put_json(st, &ks[i].k, "tp-shared", json[i]),
+                              STORE_OK);
+    }
+    int m = order[0];
+    CU_ASSERT_EQUAL(sc_by_tid_is(st, "tp-shared", &ks[m], json[m]), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        st->ops->get_by_transfer_id(st, "tp-shared", &r, &err), STORE_OK);
+    CU_ASSERT_PTR_NULL(r.asset_id); /* that entry has no assetId */
+    store_record_clear(&r);
+
+    /* The smallest is deleted: the next one answers. */
+    CU_ASSERT_EQUAL(store_delete(st, &ks[m].k, NULL, &err), STORE_OK);
+    m = order[1];
+    CU_ASSERT_EQUAL(sc_by_tid_is(st, "tp-shared", &ks[m], json[m]), 0);
+    /* It is renewed under a new transfer id: it moves there. */
+    snprintf(json[m], sizeof(json[m]),
+             "{\"transferProcessId\":\"tp-renewed\",\"n\":%d}", m);
+    CU_ASSERT_EQUAL(sc_put_json(st, &ks[m].k, "tp-renewed", json[m]), STORE_OK);
+    CU_ASSERT_EQUAL(sc_by_tid_is(st, "tp-renewed", &ks[m], json[m]), 0);
+    m = order[2];
+    CU_ASSERT_EQUAL(sc_by_tid_is(st, "tp-shared", &ks[m], json[m]), 0);
+    /* Renewed in place with the same transfer id: the new JSON. */
+    snprintf(json[m], sizeof(json[m]),
+             "{\"transferProcessId\":\"tp-shared\",\"n\":%d,\"v\":2}", m);
+    CU_ASSERT_EQUAL(sc_put_json(st, &ks[m].k, "tp-shared", json[m]), STORE_OK);
+    CU_ASSERT_EQUAL(sc_by_tid_is(st, "tp-shared", &ks[m], json[m]), 0);
+    if (sc_b->reopen) {
+        st = sc_reopen(st);
+        CU_ASSERT_EQUAL(sc_by_tid_is(st, "tp-shared", &ks[m], json[m]), 0);
+        CU_ASSERT_EQUAL(sc_by_tid_is(st, "tp-one", &ks[0], json[0]), 0);
+    }
+    /* Everyone with it gone: not found. */
+    for (int j = 2; j < 5; j++)
+        CU_ASSERT_EQUAL(store_delete(st, &ks[order[j]].k, "tp-shared", &err),
+                        STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->get_by_transfer_id(st, "tp-shared", &r, &err),
+                    STORE_NOT_FOUND);
+    uint64_t removed = 0;
+    CU_ASSERT_EQUAL(st->ops->clear_party(st, ks[order[1]].cpid, &removed, &err),
+                    STORE_OK);
+    CU_ASSERT_EQUAL(removed, 1);
+    CU_ASSERT_EQUAL(st->ops->get_by_transfer_id(st, "tp-renewed", &r, &err),
+                    STORE_NOT_FOUND);
+    CU_ASSERT_EQUAL(sc_by_tid_is(st, "tp-one", &ks[0], json[0]), 0);
+    store_close(st);
+}
+
+/* The filter fixture: SC_F_N entries whose party, transfer id and
+ * assetId vary with i, and a model of which ones each filter keeps. */
+#define SC_F_N 60
+struct sc_ffix {
+    struct sc_key ks[SC_F_N];
+    char cks[SC_F_N][EDR_CONNECTION_KEY_LEN + 1];
+    char tid[SC_F_N][16];
+    const char *asset[SC_F_N]; /* the decoded string assetId or NULL */
+    int gone[SC_F_N];          /* deleted */
+};
+
+static const char *sc_f_json(int kind, const char *tid, char *buf, size_t n)
+{
+    /* 0, 1: plain; 2: escapes (decoded "asset-été"); 3: assetId only
+     * nested; 4: a number; 5: another case. */
+    static const char *const pre[6] = {"\"assetId\":\"asset-alpha-1\",",
+                                       "\"assetId\":\"asset-alpha_2%\",",
+                                       "",
+                                       "\"x\":{\"assetId\":\"asset-alpha-1\"},",
+                                       "\"assetId\":42,",
+                                       ""};
+    static const char *const post[6] = {
+        "",
+        "",
+        ",\"assetId\":\"asset-\\u00e9t\\u00e9\"",
+        ",\"y\":[\"assetId\",{\"assetId\":\"asset-alpha-1\"}]",
+        "",
+        ",\"assetId\":\"Asset-alpha-caps\""};
+    snprintf(buf, n, "{%s\"@id\":\"%s\",\"transferProcessId\":\"%s\"%s}",
+             pre[kind], tid, tid, post[kind]);
+    return buf;
+}
+
+static void sc_f_fill(struct store *st, struct sc_ffix *fx)
+{
+    static const char *const assets[6] = {"asset-alpha-1",
+                                          "asset-alpha_2%",
+                                          "asset-\xc3\xa9t\xc3\xa9",
+                                          NULL,
+                                          NULL,
+                                          "Asset-alpha-caps"};
+    for (int i = 0; i < SC_F_N; i++) {
+        char cpid[64], json[512];
+        if (i % 3 == 0)
+            snprintf(cpid, sizeof(cpid), "%sBPNL000000000065",
+                     i % 2 ? "did:web:wallet.example.com:" : "");
+        else
+            snprintf(cpid, sizeof(cpid), "BPNL%012d", 2000 + i);
+        sc_key_make(&fx->ks[i], cpid, 3000 + i);
+        edr_connection_key(&fx->ks[i].k, fx->cks[i]);
+        snprintf(fx->tid[i], sizeof(fx->tid[i]), "tp-%d", i % 10);
+        fx->asset[i] = assets[i % 6];
+        sc_f_json(i % 6, fx->tid[i], json, sizeof(json));
+        CU_ASSERT_EQUAL_FATAL(sc_put_json(st, &fx->ks[i].k, fx->tid[i], json),
+                              STORE_OK);
+    }
+}
+
+static int sc_f_model(const struct sc_ffix *fx, int i,
+                      const struct store_filter *f)
+{
+    if (f->party_substring && !strstr(fx->ks[i].cpid, f->party_substring))
+        return 0;
+    if (f->transfer_id && strcmp(fx->tid[i], f->transfer_id) != 0)
+        return 0;
+    if ((f->asset_id || f->asset_id_prefix) && !fx->asset[i])
+        return 0;
+    if (f->asset_id && strcmp(fx->asset[i], f->asset_id) != 0)
+        return 0;
+    if (f->asset_id_prefix && strncmp(fx->asset[i], f->asset_id_prefix,
+                                      strlen(f->asset_id_prefix)) != 0)
+        return 0;
+    return 1;
+}
+
+/* count and list (pages of `page`) of f against the model; returns how
+ * many entries matched. */
+static int sc_f_check(struct store *st, const struct sc_ffix *fx,
+                      const struct store_filter *f, size_t page)
+{
+    struct store_err err = {0};
+    int want[SC_F_N], n_want = 0;
+    for (int i = 0; i < SC_F_N; i++)
+        if (!fx->gone[i] && sc_f_model(fx, i, f))
+            want[n_want++] = i;
+    for (int a = 0; a < n_want; a++) /* by connection key */
+        for (int b = a + 1; b < n_want; b++)
+            if (strcmp(fx->cks[want[b]], fx->cks[want[a]]) < 0) {
+                int t = want[a];
+                want[a] = want[b];
+                want[b] = t;
+            }
+    uint64_t c = UINT64_MAX;
+    int crc = st->ops->count(st, f, &c, &err);
+    CU_ASSERT_EQUAL(crc, STORE_OK);
+    if (crc != STORE_OK)
+        fprintf(stderr, "count: %s\n", err.msg);
+    CU_ASSERT_EQUAL(c, (uint64_t)n_want);
+    if (c != (uint64_t)n_want)
+        fprintf(stderr, "filter {%s,%s,%s,%s}: count %llu, want %d\n",
+                f->party_substring ? f->party_substring : "-",
+                f->transfer_id ? f->transfer_id : "-",
+                f->asset_id ? f->asset_id : "-",
+                f->asset_id_prefix ? f->asset_id_prefix : "-",
+                (unsigned long long)c, n_want);
+    char *cursor = NULL;
+    int got = 0, pages = 0;
+    for (;;) {
+        struct store_list l = {0};
+        int rc = st->ops->list(st, f, cursor, page, &l, &err);
+        CU_ASSERT_EQUAL_FATAL(rc, STORE_OK);
+        CU_ASSERT(l.n_items <= page);
+        for (size_t j = 0; j < l.n_items; j++) {
+            const struct store_record *r = &l.items[j];
+            struct edr_key k = {r->counter_party_id, r->counter_party_address,
+                                r->query_checksum, r->policy_checksum};
+            char ck[EDR_CONNECTION_KEY_LEN + 1];
+            edr_connection_key(&k, ck);
+            CU_ASSERT_FATAL(got < n_want);
+            int i = want[got++];
+            CU_ASSERT_STRING_EQUAL(ck, fx->cks[i]);
+            CU_ASSERT_STRING_EQUAL(r->transfer_id, fx->tid[i]);
+            CU_ASSERT_PTR_NULL(r->entry_json);
+            if (fx->asset[i]) {
+                CU_ASSERT_PTR_NOT_NULL(r->asset_id);
+                if (r->asset_id)
+                    CU_ASSERT_STRING_EQUAL(r->asset_id, fx->asset[i]);
+            } else {
+                CU_ASSERT_PTR_NULL(r->asset_id);
+            }
+        }
+        free(cursor);
+        cursor = l.next_cursor;
+        l.next_cursor = NULL;
+        if (cursor) {
+            CU_ASSERT_EQUAL(l.n_items, page);
+        }
+        store_list_clear(&l);
+        if (!cursor || ++pages > SC_F_N)
+            break;
+    }
+    free(cursor);
+    CU_ASSERT_EQUAL(got, n_want);
+    return n_want;
+}
+
+static void test_filters(void)
+{
+    static struct sc_ffix fx;
+    struct store *st = sc_open();
+    memset(&fx, 0, sizeof(fx)); /* static: the last suite left it changed */
+    sc_f_fill(st, &fx);
+    static const struct store_filter fs[] = {
+        {0},
+        {.party_substring = "BPNL000000000065"},
+        {.transfer_id = "tp-3"},
+        {.transfer_id = "tp-"},
+        {.transfer_id = "nope"},
+        {.asset_id = "asset-alpha-1"},
+        {.asset_id = "asset-alpha"},
+        {.asset_id = "42"},
+        {.asset_id = "asset-\xc3\xa9t\xc3\xa9"},
+        {.asset_id = "asset-alpha_2%"},
+        {.asset_id_prefix = "asset-alpha"},
+        {.asset_id_prefix = "asset-"},
+        {.asset_id_prefix = ""},
+        {.asset_id_prefix = "asset-alpha_"},
+        {.asset_id_prefix = "asset-alpha%"},
+        {.asset_id_prefix = "asset-alpha-1x"},
+        {.asset_id_prefix = "asset-\xc3"},
+        {.asset_id_prefix = "ASSET"},
+        {.party_substring = "BPNL000000000065", .asset_id_prefix = "asset-"},
+        {.party_substring = "65", .transfer_id = "tp-0"},
+        {.transfer_id = "tp-3", .asset_id = "asset-alpha_2%"},
+        {.transfer_id = "tp-2", .asset_id_prefix = "asset-"},
+        {.asset_id = "asset-alpha-1", .asset_id_prefix = "asset-alpha"},
+        {.asset_id = "asset-alpha-1", .asset_id_prefix = "asset-beta"},
+        {.party_substring = "BPNL000000000065",
+         .transfer_id = "tp-6",
+         .asset_id = "asset-alpha-1",
+         .asset_id_prefix = "asset-a"},
+    };
+    int n[sizeof(fs) / sizeof(fs[0])];
+    for (size_t i = 0; i < sizeof(fs) / sizeof(fs[0]); i++)
+        n[i] = sc_f_check(st, &fx, &fs[i], i % 2 ? 4 : 1000);
+    /* The fixture is what the model says it is (the filters bite). */
+    CU_ASSERT_EQUAL(n[0], SC_F_N);
+    CU_ASSERT_EQUAL(n[1], SC_F_N / 3);
+    CU_ASSERT_EQUAL(n[2], 6);
+    CU_ASSERT_EQUAL(n[3], 0);
+    CU_ASSERT_EQUAL(n[5], 10);
+    CU_ASSERT_EQUAL(n[6], 0);
+    CU_ASSERT_EQUAL(n[7], 0);
+    CU_ASSERT_EQUAL(n[8], 10);
+    CU_ASSERT_EQUAL(n[10], 20);
+    CU_ASSERT_EQUAL(n[12], 40);
+    CU_ASSERT_EQUAL(n[13], 10);
+    CU_ASSERT_EQUAL(n[14], 0);
+    CU_ASSERT_EQUAL(n[17], 0);
+    CU_ASSERT(n[18] > 0 && n[18] < n[1]);
+    CU_ASSERT_EQUAL(n[20], 2);
+    CU_ASSERT_EQUAL(n[24], 2); /* 6 and 36 */
+
+    /* Writes move entries in and out of every filter. */
+    struct store_err err = {0};
+    char json[512];
+    fx.asset[5] = "asset-alpha-1"; /* was Asset-alpha-caps, tp-5 */
+    snprintf(fx.tid[5], sizeof(fx.tid[5]), "tp-3");
+    sc_f_json(0, fx.tid[5], json, sizeof(json));
+    CU_ASSERT_EQUAL(sc_put_json(st, &fx.ks[5].k, fx.tid[5], json), STORE_OK);
+    fx.asset[12] = NULL; /* was asset-alpha-1: now a number */
+    sc_f_json(4, fx.tid[12], json, sizeof(json));
+    CU_ASSERT_EQUAL(sc_put_json(st, &fx.ks[12].k, fx.tid[12], json), STORE_OK);
+    CU_ASSERT_EQUAL(store_delete(st, &fx.ks[13].k, NULL, &err), STORE_OK);
+    fx.gone[13] = 1;
+    CU_ASSERT_EQUAL(sc_f_check(st, &fx, &fs[2], 2), 6);  /* 5 in, 13 out */
+    CU_ASSERT_EQUAL(sc_f_check(st, &fx, &fs[5], 3), 10); /* 5 in, 12 out */
+    CU_ASSERT_EQUAL(sc_f_check(st, &fx, &fs[20], 1), 1);
+    sc_f_check(st, &fx, &fs[10], 4);
+    sc_f_check(st, &fx, &fs[12], 1000);
+    if (sc_b->reopen) {
+        st = sc_reopen(st);
+        for (size_t i = 0; i < sizeof(fs) / sizeof(fs[0]); i++)
+            sc_f_check(st, &fx, &fs[i], 7);
+    }
+    store_close(st);
+}
+
 static void test_offsets_roundtrip(void)
 {
     struct store *st = sc_open();
@@ -1236,6 +1596,10 @@ void store_contract_register(const struct store_contract_backend *b)
     CU_add_test(s, "returned records are copies", test_returned_copy);
     CU_add_test(s, "unicode and 1 KiB keys", test_unicode_and_long_keys);
     CU_add_test(s, "list paging in connection-key order", test_list_paging);
+    CU_add_test(s, "get_by_transfer_id: smallest key, delete, renew",
+                test_get_by_transfer_id);
+    CU_add_test(s, "filters: party, transfer id, asset id, prefix",
+                test_filters);
     CU_add_test(s, "offsets round-trip per topic", test_offsets_roundtrip);
     CU_add_test(s, "offset fence: a stale batch applies nothing",
                 test_offset_fence);

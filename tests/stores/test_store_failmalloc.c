@@ -77,12 +77,12 @@ static char *fm_join_sorted(char **lines, size_t n)
     return s.p;
 }
 
-static char *fm_line(const char *const f[6])
+static char *fm_line(const char *const f[7])
 {
     struct fm_str s = {0};
-    for (int i = 0; i < 6; i++) {
-        fm_adds(&s, f[i]);
-        fm_adds(&s, i < 5 ? "|" : "");
+    for (int i = 0; i < 7; i++) {
+        fm_adds(&s, f[i] ? f[i] : "(none)");
+        fm_adds(&s, i < 6 ? "|" : "");
     }
     return s.p;
 }
@@ -97,9 +97,10 @@ static char *fm_dump_table(struct mem_table *t)
         const struct mem_entry *e = t->slots[i].e;
         if (!e)
             continue;
-        const char *f[6];
+        const char *f[7];
         for (int j = 0; j < 6; j++)
             f[j] = mem_entry_field(e, j);
+        f[6] = e->has_asset ? mem_entry_field(e, 6) : NULL;
         lines[n++] = fm_line(f);
         seen++;
         /* Reachable by lookup (the probe chains survived). */
@@ -110,6 +111,9 @@ static char *fm_dump_table(struct mem_table *t)
         store_record_clear(&r);
     }
     CU_ASSERT_EQUAL(seen, t->count);
+    /* The ordered and secondary indexes hold exactly the table. */
+    CU_ASSERT_EQUAL(mem_table_index_check(t, NULL), 0);
+    CU_ASSERT_EQUAL(mem_table_sec_check(t), 0);
     for (size_t i = 0; i < t->n_offs; i++) {
         char buf[256];
         snprintf(buf, sizeof(buf), "~%s/%d=%lld", t->offs[i].topic,
@@ -136,9 +140,23 @@ static char *fm_dump_store(struct store *st)
             struct edr_key k = {it->counter_party_id, it->counter_party_address,
                                 it->query_checksum, it->policy_checksum};
             CU_ASSERT_EQUAL_FATAL(st->ops->get(st, &k, &r, &err), STORE_OK);
-            const char *f[6] = {r.counter_party_id, r.counter_party_address,
+            const char *f[7] = {r.counter_party_id, r.counter_party_address,
                                 r.query_checksum,   r.policy_checksum,
-                                r.transfer_id,      r.entry_json};
+                                r.transfer_id,      r.entry_json,
+                                it->asset_id};
+            /* The transfer id and asset id indexes find it too. */
+            struct store_record br;
+            CU_ASSERT_EQUAL(
+                st->ops->get_by_transfer_id(st, r.transfer_id, &br, &err),
+                STORE_OK);
+            CU_ASSERT(br.query_checksum &&
+                      !strcmp(br.query_checksum, r.query_checksum));
+            store_record_clear(&br);
+            uint64_t na = 0;
+            struct store_filter af = {.transfer_id = r.transfer_id,
+                                      .asset_id = it->asset_id};
+            CU_ASSERT_EQUAL(st->ops->count(st, &af, &na, &err), STORE_OK);
+            CU_ASSERT_EQUAL(na, 1);
             if (n == cap) {
                 cap = cap ? cap * 2 : 1024;
                 lines = realloc(lines, (cap + 1) * sizeof(*lines));
@@ -184,9 +202,11 @@ static void fm_key(struct fm_keybuf *kb, int i, int version,
     snprintf(kb->cpid, sizeof(kb->cpid), "BPNL%012d", i % 7);
     snprintf(kb->q, sizeof(kb->q), "q%d", i);
     snprintf(kb->tid, sizeof(kb->tid), "tp-%d-%d", i, version);
-    int n =
-        snprintf(kb->json, sizeof(kb->json),
-                 "{\"transferProcessId\":\"%s\",\"v\":%d}", kb->tid, version);
+    /* Every entry has an assetId: the asset index grows with the table. */
+    int n = snprintf(kb->json, sizeof(kb->json),
+                     "{\"transferProcessId\":\"%s\",\"assetId\":\"a-%d\","
+                     "\"v\":%d}",
+                     kb->tid, (i + version) % 13, version);
     op->key =
         (struct edr_key){kb->cpid, "https://p.example.com/dsp", kb->q, "pol"};
     op->transfer_id = kb->tid;
