@@ -200,7 +200,14 @@ out:
             await_first_assignment(in);
         log_info("kafka: closing the consumer");
         if (in->group_mode) {
-            rd_kafka_resp_err_t err = rd_kafka_commit(in->rk, NULL, 0);
+            /* Asynchronous on purpose: librdkafka holds a commit back
+             * while a rebalance is in progress, and only this thread
+             * serves the rebalance, so a synchronous commit here could
+             * wait out the request timeout (seen: > 30 s in 1 of 50
+             * SIGTERMs). These offsets only inform lag tools; the store's
+             * offsets table is what the worker resumes from. Close still
+             * sends it. */
+            rd_kafka_resp_err_t err = rd_kafka_commit(in->rk, NULL, 1);
             if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
                 log_warn("kafka: final commit: %s", rd_kafka_err2str(err));
         }
