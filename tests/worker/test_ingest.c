@@ -14,6 +14,7 @@
 #include "schemas/sha256.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
+#include "tests/support/ingest_model.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
 #include "tests/support/proc_util.h"
@@ -35,218 +36,12 @@
 #define N_KEYS 30
 #define PG_OUTAGE_PORT 15440
 
-/* ---- the model ----------------------------------------------------------- */
-
-struct conn {
-    char party[48], address[64], query[24], policy[24];
-    int present;
-    char tid[48]; /* stored transferProcessId */
-    int version;  /* n in the stored entry */
-    int next_version;
-    char last_event[1024]; /* for duplicates */
-};
-
-struct model {
-    struct conn c[N_KEYS];
-    unsigned rng;
-    int n_events;
-};
-
-static unsigned rnd(struct model *m)
-{
-    m->rng = m->rng * 1103515245u + 12345u;
-    return (m->rng >> 8) & 0xffffff;
-}
-
-static void model_init(struct model *m, const char *tag, unsigned seed)
-{
-    memset(m, 0, sizeof(*m));
-    m->rng = seed;
-    for (int k = 0; k < N_KEYS; k++) {
-        struct conn *c = &m->c[k];
-        snprintf(c->party, sizeof(c->party), "BPNL-%s-%02d", tag, k % 7);
-        snprintf(c->address, sizeof(c->address),
-                 "https://provider-%d.example.com/dsp", k);
-        snprintf(c->query, sizeof(c->query), "q%d", k);
-        snprintf(c->policy, sizeof(c->policy), "p%d", k % 3);
-    }
-}
-
-static struct edr_key conn_key(const struct conn *c)
-{
-    return (struct edr_key){c->party, c->address, c->query, c->policy};
-}
-
-/* Writes the next event into buf and applies it to the model. *k gets
- * the connection. Kinds: negotiated, renewed, expired (current transfer),
- * stale expired (an older transfer: no change), expired without transfer
- * id, and an exact duplicate of the connection's previous event. */
-static size_t model_next(struct model *m, char *buf, size_t cap, int *k)
-{
-    int key = (int)(rnd(m) % N_KEYS);
-    struct conn *c = &m->c[key];
-    unsigned kind = rnd(m) % 10;
-    int n = 0;
-    *k = key;
-    m->n_events++;
-    if (kind == 9 && c->last_event[0]) {
-        /* Redelivery of the same event: applying it again changes
-         * nothing, in the worker as in the model. */
-        n = snprintf(buf, cap, "%s", c->last_event);
-        return (size_t)n;
-    }
-    if (kind <= 4 || !c->present) {
-        int v = ++c->next_version;
-        const char *type =
-            c->present && kind % 2 ? "edr.renewed" : "edr.negotiated";
-        snprintf(c->tid, sizeof(c->tid), "tp-%d-%d", key, v);
-        n = snprintf(buf, cap,
-                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
-                     "\"source\":\"urn:test\",\"type\":\"%s\","
-                     "\"data\":{\"counter_party_id\":\"%s\","
-                     "\"counter_party_address\":\"%s\","
-                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
-                     "\"edr\":{\"@type\":\"EDR\",\"@context\":{\"a\":\"b\"},"
-                     "\"providerId\":\"P\",\"transferProcessId\":\"%s\","
-                     "\"endpoint\":\"https://dp/%d\",\"n\":%d}}}",
-                     m->n_events, type, c->party, c->address, c->query,
-                     c->policy, c->tid, key, v);
-        c->present = 1;
-        c->version = v;
-    } else if (kind <= 6) {
-        n = snprintf(buf, cap,
-                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
-                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
-                     "\"data\":{\"counter_party_id\":\"%s\","
-                     "\"counter_party_address\":\"%s\","
-                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
-                     "\"transfer_process_id\":\"%s\"}}",
-                     m->n_events, c->party, c->address, c->query, c->policy,
-                     c->tid);
-        c->present = 0;
-    } else if (kind == 7) {
-        /* Stale: a transfer this connection had before. */
-        n = snprintf(buf, cap,
-                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
-                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
-                     "\"data\":{\"counter_party_id\":\"%s\","
-                     "\"counter_party_address\":\"%s\","
-                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
-                     "\"transfer_process_id\":\"tp-%d-0\"}}",
-                     m->n_events, c->party, c->address, c->query, c->policy,
-                     key);
-    } else {
-        n = snprintf(buf, cap,
-                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
-                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
-                     "\"data\":{\"counter_party_id\":\"%s\","
-                     "\"counter_party_address\":\"%s\","
-                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\"}}",
-                     m->n_events, c->party, c->address, c->query, c->policy);
-        c->present = 0;
-    }
-    snprintf(c->last_event, sizeof(c->last_event), "%s", buf);
-    return (size_t)n;
-}
-
-static int model_count(const struct model *m)
-{
-    int n = 0;
-    for (int k = 0; k < N_KEYS; k++)
-        n += m->c[k].present;
-    return n;
-}
-
-static const char *str_of(yajl_val v)
-{
-    const char *s = v ? YAJL_GET_STRING(v) : NULL;
-    return s ? s : "";
-}
-
-/* Checks one stored entry (a parsed object) against the model. */
-static int entry_matches(yajl_val obj, const struct conn *c)
-{
-    const char *tp_path[] = {"transferProcessId", NULL};
-    const char *n_path[] = {"n", NULL};
-    const char *type_path[] = {"@type", NULL};
-    const char *prov_path[] = {"providerId", NULL};
-    const char *ctx_path[] = {"@context", NULL};
-    yajl_val tp = yajl_tree_get(obj, tp_path, yajl_t_string);
-    yajl_val n = yajl_tree_get(obj, n_path, yajl_t_number);
-    return tp && strcmp(str_of(tp), c->tid) == 0 && n && YAJL_IS_INTEGER(n) &&
-           YAJL_GET_INTEGER(n) == c->version &&
-           !yajl_tree_get(obj, type_path, yajl_t_any) &&
-           !yajl_tree_get(obj, prov_path, yajl_t_any) &&
-           !yajl_tree_get(obj, ctx_path, yajl_t_any);
-}
-
-/* Compares a store with the model; returns the number of differences
- * (printing the first few when loud). */
-static int verify_store(struct store *st, const struct model *m, int loud)
-{
-    int bad = 0;
-    for (int k = 0; k < N_KEYS; k++) {
-        const struct conn *c = &m->c[k];
-        struct edr_key key = conn_key(c);
-        struct store_record r = {0};
-        struct store_err err = {0};
-        int rc = st->ops->get(st, &key, &r, &err);
-        int ok;
-        if (!c->present) {
-            ok = rc == STORE_NOT_FOUND;
-        } else if (rc != STORE_OK) {
-            ok = 0;
-        } else {
-            yajl_val v = yajl_tree_parse(r.entry_json, NULL, 0);
-            ok = v && entry_matches(v, c) && strcmp(r.transfer_id, c->tid) == 0;
-            yajl_tree_free(v);
-        }
-        if (!ok && loud && bad < 5)
-            fprintf(stderr, "\n  key %d: want %s %s, store rc %d tid %s", k,
-                    c->present ? "present" : "absent", c->tid, rc,
-                    r.transfer_id ? r.transfer_id : "-");
-        bad += !ok;
-        store_record_clear(&r);
-    }
-    uint64_t n = 0;
-    struct store_err err = {0};
-    if (st->ops->count(st, STORE_FILTER_PARTY(NULL), &n, &err) != STORE_OK ||
-        n != (uint64_t)model_count(m)) {
-        if (loud)
-            fprintf(stderr, "\n  count %" PRIu64 ", want %d", n,
-                    model_count(m));
-        bad++;
-    }
-    return bad;
-}
-
-/* ---- Kafka ----------------------------------------------------------------
- */
-
-struct sent {
-    int32_t partition;
-    int64_t offset;
-    int err;
-};
-
-static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op)
-{
-    (void)rk;
-    (void)op;
-    struct sent *s = msg->_private;
-    if (s) {
-        s->partition = msg->partition;
-        s->offset = msg->offset;
-        s->err = msg->err ? -1 : 1;
-    }
-}
-
 static rd_kafka_t *producer_new(const char *brokers)
 {
     static const char *const props[] = {"enable.idempotence", "true",
                                         "linger.ms", "1", NULL};
-    return test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props, dr_cb, NULL,
-                                 NULL, 0);
+    return test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props, model_dr_cb,
+                                 NULL, NULL, 0);
 }
 
 /* Produces value with the connection key (or raw key when k < 0) and
@@ -258,7 +53,7 @@ static int produce(rd_kafka_t *rk, const char *topic, const struct model *m,
     char ckey[EDR_CONNECTION_KEY_LEN + 1];
     const char *key = raw_key;
     if (k >= 0) {
-        struct edr_key ek = conn_key(&m->c[k]);
+        struct edr_key ek = model_conn_key(&m->c[k]);
         edr_connection_key(&ek, ckey);
         key = ckey;
     }
@@ -503,13 +298,14 @@ static int verify_rpc(redisContext *rc, const char *prefix,
         yajl_val v = rpc_call(rc, prefix, "get_connection", c);
         yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
         yajl_val res = v ? yajl_tree_get(v, result_path, yajl_t_object) : NULL;
-        int ok = st && (c->present ? strcmp(str_of(st), "ok") == 0 && res &&
-                                         entry_matches(res, c)
-                                   : strcmp(str_of(st), "not_found") == 0);
+        int ok =
+            st && (c->present ? strcmp(model_str_of(st), "ok") == 0 && res &&
+                                    model_entry_matches(res, c)
+                              : strcmp(model_str_of(st), "not_found") == 0);
         if (!ok && loud && bad < 5)
             fprintf(stderr, "\n  key %d: want %s %s, got %s", k,
                     c->present ? "present" : "absent", c->tid,
-                    st ? str_of(st) : "no reply");
+                    st ? model_str_of(st) : "no reply");
         bad += !ok;
         yajl_tree_free(v);
     }
@@ -534,7 +330,7 @@ static void test_memory_store(void)
     struct run r;
     struct model m;
     run_init(&r, "mem");
-    model_init(&m, "mem", 11);
+    model_init(&m, "mem", 11, N_KEYS);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers && test_env("EDR_REDIS_URL"));
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
@@ -617,7 +413,7 @@ static void test_new_partitions(void)
     struct model m;
     char errstr[512];
     run_init(&r, "grow");
-    model_init(&m, "grow", 66);
+    model_init(&m, "grow", 66, N_KEYS);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers && test_env("EDR_REDIS_URL"));
     CU_ASSERT_FATAL(test_kafka_create_topic(brokers, r.topic, 2, errstr,
@@ -673,7 +469,7 @@ static void test_file_store_restart(void)
     struct model m;
     struct store_err err = {0};
     run_init(&r, "file");
-    model_init(&m, "file", 22);
+    model_init(&m, "file", 22, N_KEYS);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
@@ -695,7 +491,7 @@ static void test_file_store_restart(void)
 
     struct store *st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-    CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
+    CU_ASSERT_EQUAL(model_verify_store(st, &m, 1), 0);
     store_close(st);
 
     /* Once more, killed right after a start: nothing lost either. */
@@ -706,7 +502,7 @@ static void test_file_store_restart(void)
     CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
     st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-    int bad = verify_store(st, &m, 1);
+    int bad = model_verify_store(st, &m, 1);
     CU_ASSERT_EQUAL(bad, 0);
     store_close(st);
     if (bad)
@@ -758,7 +554,7 @@ static int wait_pg(const char *dsn, const char *table, const struct model *m,
         struct store_err err = {0};
         struct store *st = pg_store_open(dsn, table, &err);
         if (st) {
-            bad = verify_store(st, m, 0);
+            bad = model_verify_store(st, m, 0);
             store_close(st);
         }
         if (bad)
@@ -772,7 +568,7 @@ static void test_postgres_group(void)
     struct run r;
     struct model m;
     run_init(&r, "pg");
-    model_init(&m, "pg", 33);
+    model_init(&m, "pg", 33, N_KEYS);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     const char *dsn = test_env("EDR_PG_DSN");
     CU_ASSERT_FATAL(brokers && dsn);
@@ -819,7 +615,7 @@ static void test_postgres_group(void)
     struct store *st = pg_store_open(dsn, r.table, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     if (bad)
-        verify_store(st, &m, 1);
+        model_verify_store(st, &m, 1);
     /* Give the last batch's offsets a moment, then all must be at the end. */
     int off_bad = -1;
     for (int i = 0; i < 20 && off_bad != 0; i++) {
@@ -961,7 +757,7 @@ static void test_dead_letters(void)
     struct model m;
     struct store_err err = {0};
     run_init(&r, "dlq");
-    model_init(&m, "dlq", 44);
+    model_init(&m, "dlq", 44, N_KEYS);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
@@ -1009,7 +805,7 @@ static void test_dead_letters(void)
     CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
     struct store *st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-    CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
+    CU_ASSERT_EQUAL(model_verify_store(st, &m, 1), 0);
     store_close(st);
 
     /* The dead-letter topic holds each rejected event once, unchanged,
@@ -1146,7 +942,7 @@ static void test_dead_letter_too_large(void)
     struct store_err err = {0};
     char errstr[512];
     run_init(&r, "dlqbig");
-    model_init(&m, "dlqbig", 77);
+    model_init(&m, "dlqbig", 77, N_KEYS);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(test_kafka_create_topic(brokers, r.topic, 1, errstr,
@@ -1180,7 +976,7 @@ static void test_dead_letter_too_large(void)
         worker_kill(pid);
     struct store *st = file_store_open(r.file, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-    CU_ASSERT_EQUAL(verify_store(st, &m, 1), 0);
+    CU_ASSERT_EQUAL(model_verify_store(st, &m, 1), 0);
     store_close(st);
 
     struct sha256 s;
@@ -1310,7 +1106,7 @@ static int hold_present(redisContext *rc, const char *prefix, int from, int to)
         snprintf(c.policy, sizeof(c.policy), "p");
         yajl_val v = rpc_call(rc, prefix, "get_connection", &c);
         yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
-        n += st && strcmp(str_of(st), "ok") == 0;
+        n += st && strcmp(model_str_of(st), "ok") == 0;
         yajl_tree_free(v);
     }
     return n;
@@ -1413,7 +1209,7 @@ static void test_postgres_outage(void)
     struct ops_pg pg = {0};
     char dsn[256], env_dsn[300];
     run_init(&r, "pgdown");
-    model_init(&m, "pgdown", 55);
+    model_init(&m, "pgdown", 55, N_KEYS);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
@@ -1470,7 +1266,7 @@ static void test_postgres_rebalance_outage(void)
     struct ops_pg pg = {0};
     char dsn[256], env_dsn[300];
     run_init(&r, "pgrebal");
-    model_init(&m, "pgrebal", 88);
+    model_init(&m, "pgrebal", 88, N_KEYS);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);

@@ -19,6 +19,7 @@
 #include "schemas/sha256.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
+#include "tests/support/ingest_model.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
 
@@ -36,212 +37,6 @@
 #include <yajl/yajl_tree.h>
 
 #define N_KEYS 40
-/* ---- the model ----------------------------------------------------------- */
-
-struct conn {
-    char party[48], address[64], query[24], policy[24];
-    int present;
-    char tid[48]; /* stored transferProcessId */
-    int version;  /* n in the stored entry */
-    int next_version;
-    char last_event[1024]; /* for duplicates */
-};
-
-struct model {
-    struct conn c[N_KEYS];
-    unsigned rng;
-    int n_events;
-};
-
-static unsigned rnd(struct model *m)
-{
-    m->rng = m->rng * 1103515245u + 12345u;
-    return (m->rng >> 8) & 0xffffff;
-}
-
-static void model_init(struct model *m, const char *tag, unsigned seed)
-{
-    memset(m, 0, sizeof(*m));
-    m->rng = seed;
-    for (int k = 0; k < N_KEYS; k++) {
-        struct conn *c = &m->c[k];
-        snprintf(c->party, sizeof(c->party), "BPNL-%s-%02d", tag, k % 7);
-        snprintf(c->address, sizeof(c->address),
-                 "https://provider-%d.example.com/dsp", k);
-        snprintf(c->query, sizeof(c->query), "q%d", k);
-        snprintf(c->policy, sizeof(c->policy), "p%d", k % 3);
-    }
-}
-
-static struct edr_key conn_key(const struct conn *c)
-{
-    return (struct edr_key){c->party, c->address, c->query, c->policy};
-}
-
-/* Writes the next event into buf and applies it to the model. *k gets
- * the connection. Kinds: negotiated, renewed, expired (current transfer),
- * stale expired (an older transfer: no change), expired without transfer
- * id, and an exact duplicate of the connection's previous event. */
-static size_t model_next(struct model *m, char *buf, size_t cap, int *k)
-{
-    int key = (int)(rnd(m) % N_KEYS);
-    struct conn *c = &m->c[key];
-    unsigned kind = rnd(m) % 10;
-    int n = 0;
-    *k = key;
-    m->n_events++;
-    if (kind == 9 && c->last_event[0]) {
-        /* Redelivery of the same event: applying it again changes
-         * nothing, in the worker as in the model. */
-        n = snprintf(buf, cap, "%s", c->last_event);
-        return (size_t)n;
-    }
-    if (kind <= 4 || !c->present) {
-        int v = ++c->next_version;
-        const char *type =
-            c->present && kind % 2 ? "edr.renewed" : "edr.negotiated";
-        snprintf(c->tid, sizeof(c->tid), "tp-%d-%d", key, v);
-        n = snprintf(buf, cap,
-                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
-                     "\"source\":\"urn:test\",\"type\":\"%s\","
-                     "\"data\":{\"counter_party_id\":\"%s\","
-                     "\"counter_party_address\":\"%s\","
-                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
-                     "\"edr\":{\"@type\":\"EDR\",\"@context\":{\"a\":\"b\"},"
-                     "\"providerId\":\"P\",\"transferProcessId\":\"%s\","
-                     "\"endpoint\":\"https://dp/%d\",\"n\":%d}}}",
-                     m->n_events, type, c->party, c->address, c->query,
-                     c->policy, c->tid, key, v);
-        c->present = 1;
-        c->version = v;
-    } else if (kind <= 6) {
-        n = snprintf(buf, cap,
-                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
-                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
-                     "\"data\":{\"counter_party_id\":\"%s\","
-                     "\"counter_party_address\":\"%s\","
-                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
-                     "\"transfer_process_id\":\"%s\"}}",
-                     m->n_events, c->party, c->address, c->query, c->policy,
-                     c->tid);
-        c->present = 0;
-    } else if (kind == 7) {
-        /* Stale: a transfer this connection had before. */
-        n = snprintf(buf, cap,
-                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
-                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
-                     "\"data\":{\"counter_party_id\":\"%s\","
-                     "\"counter_party_address\":\"%s\","
-                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\","
-                     "\"transfer_process_id\":\"tp-%d-0\"}}",
-                     m->n_events, c->party, c->address, c->query, c->policy,
-                     key);
-    } else {
-        n = snprintf(buf, cap,
-                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\","
-                     "\"source\":\"urn:test\",\"type\":\"edr.expired\","
-                     "\"data\":{\"counter_party_id\":\"%s\","
-                     "\"counter_party_address\":\"%s\","
-                     "\"query_checksum\":\"%s\",\"policy_checksum\":\"%s\"}}",
-                     m->n_events, c->party, c->address, c->query, c->policy);
-        c->present = 0;
-    }
-    snprintf(c->last_event, sizeof(c->last_event), "%s", buf);
-    return (size_t)n;
-}
-
-static int model_count(const struct model *m)
-{
-    int n = 0;
-    for (int k = 0; k < N_KEYS; k++)
-        n += m->c[k].present;
-    return n;
-}
-
-static const char *str_of(yajl_val v)
-{
-    const char *s = v ? YAJL_GET_STRING(v) : NULL;
-    return s ? s : "";
-}
-
-/* Checks one stored entry (a parsed object) against the model. */
-static int entry_matches(yajl_val obj, const struct conn *c)
-{
-    const char *tp_path[] = {"transferProcessId", NULL};
-    const char *n_path[] = {"n", NULL};
-    const char *type_path[] = {"@type", NULL};
-    const char *prov_path[] = {"providerId", NULL};
-    const char *ctx_path[] = {"@context", NULL};
-    yajl_val tp = yajl_tree_get(obj, tp_path, yajl_t_string);
-    yajl_val n = yajl_tree_get(obj, n_path, yajl_t_number);
-    return tp && strcmp(str_of(tp), c->tid) == 0 && n && YAJL_IS_INTEGER(n) &&
-           YAJL_GET_INTEGER(n) == c->version &&
-           !yajl_tree_get(obj, type_path, yajl_t_any) &&
-           !yajl_tree_get(obj, prov_path, yajl_t_any) &&
-           !yajl_tree_get(obj, ctx_path, yajl_t_any);
-}
-
-/* Compares a store with the model; returns the number of differences
- * (printing the first few when loud). */
-static int verify_store(struct store *st, const struct model *m, int loud)
-{
-    int bad = 0;
-    for (int k = 0; k < N_KEYS; k++) {
-        const struct conn *c = &m->c[k];
-        struct edr_key key = conn_key(c);
-        struct store_record r = {0};
-        struct store_err err = {0};
-        int rc = st->ops->get(st, &key, &r, &err);
-        int ok;
-        if (!c->present) {
-            ok = rc == STORE_NOT_FOUND;
-        } else if (rc != STORE_OK) {
-            ok = 0;
-        } else {
-            yajl_val v = yajl_tree_parse(r.entry_json, NULL, 0);
-            ok = v && entry_matches(v, c) && strcmp(r.transfer_id, c->tid) == 0;
-            yajl_tree_free(v);
-        }
-        if (!ok && loud && bad < 5)
-            fprintf(stderr, "\n  key %d: want %s %s, store rc %d tid %s", k,
-                    c->present ? "present" : "absent", c->tid, rc,
-                    r.transfer_id ? r.transfer_id : "-");
-        bad += !ok;
-        store_record_clear(&r);
-    }
-    uint64_t n = 0;
-    struct store_err err = {0};
-    if (st->ops->count(st, STORE_FILTER_PARTY(NULL), &n, &err) != STORE_OK ||
-        n != (uint64_t)model_count(m)) {
-        if (loud)
-            fprintf(stderr, "\n  count %" PRIu64 ", want %d", n,
-                    model_count(m));
-        bad++;
-    }
-    return bad;
-}
-
-/* ---- Kafka ----------------------------------------------------------------
- */
-
-struct sent {
-    int32_t partition;
-    int64_t offset;
-    int err;
-};
-
-static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op)
-{
-    (void)rk;
-    (void)op;
-    struct sent *s = msg->_private;
-    if (s) {
-        s->partition = msg->partition;
-        s->offset = msg->offset;
-        s->err = msg->err ? -1 : 1;
-    }
-}
-
 static rd_kafka_t *producer_new(const char *brokers)
 {
     char errstr[512];
@@ -251,7 +46,7 @@ static rd_kafka_t *producer_new(const char *brokers)
     rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
                       sizeof(errstr));
     rd_kafka_conf_set(conf, "linger.ms", "1", errstr, sizeof(errstr));
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_dr_msg_cb(conf, model_dr_cb);
     return rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 }
 
@@ -264,7 +59,7 @@ static int produce(rd_kafka_t *rk, const char *topic, const struct model *m,
     char ckey[EDR_CONNECTION_KEY_LEN + 1];
     const char *key = raw_key;
     if (k >= 0) {
-        struct edr_key ek = conn_key(&m->c[k]);
+        struct edr_key ek = model_conn_key(&m->c[k]);
         edr_connection_key(&ek, ckey);
         key = ckey;
     }
@@ -362,13 +157,14 @@ static int verify_rpc(redisContext *rc, const char *prefix,
         yajl_val v = rpc_call(rc, prefix, "get_connection", c);
         yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
         yajl_val res = v ? yajl_tree_get(v, result_path, yajl_t_object) : NULL;
-        int ok = st && (c->present ? strcmp(str_of(st), "ok") == 0 && res &&
-                                         entry_matches(res, c)
-                                   : strcmp(str_of(st), "not_found") == 0);
+        int ok =
+            st && (c->present ? strcmp(model_str_of(st), "ok") == 0 && res &&
+                                    model_entry_matches(res, c)
+                              : strcmp(model_str_of(st), "not_found") == 0);
         if (!ok && loud && bad < 5)
             fprintf(stderr, "\n  key %d: want %s %s, got %s", k,
                     c->present ? "present" : "absent", c->tid,
-                    st ? str_of(st) : "no reply");
+                    st ? model_str_of(st) : "no reply");
         bad += !ok;
         yajl_tree_free(v);
     }
@@ -459,7 +255,7 @@ static int changelog_diff(const char *src, const char *cl, const char *group,
     int bad = -1;
     if (changelog_restore(&conf, put_cb, st, &r, errstr, sizeof(errstr)) ==
         CHANGELOG_OK) {
-        bad = verify_store(st, m, loud);
+        bad = model_verify_store(st, m, loud);
         for (size_t i = 0; i < r.n_positions; i++)
             if (r.positions[i].next_offset != want[r.positions[i].partition]) {
                 if (loud)
@@ -555,7 +351,7 @@ static void test_restore_memory_and_file(void)
     rd_kafka_t *rk = producer_new(brokers);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
     struct model m;
-    model_init(&m, "rs", 4242);
+    model_init(&m, "rs", 4242, N_KEYS);
     CU_ASSERT_EQUAL_FATAL(produce_events(rk, topic, &m, 400, 0), 0);
 
     /* (c) file worker A writes the changelog of the whole history. */
@@ -620,7 +416,7 @@ static void test_restore_memory_and_file(void)
     struct store_err err;
     struct store *st = file_store_open(path, &err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-    bad = verify_store(st, &m, 1);
+    bad = model_verify_store(st, &m, 1);
     CU_ASSERT_EQUAL(bad, 0);
     store_close(st);
 
@@ -654,7 +450,7 @@ static void test_zombie_writer(void)
     rd_kafka_t *rk = producer_new(brokers);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
     struct model m;
-    model_init(&m, "rz", 777);
+    model_init(&m, "rz", 777, N_KEYS);
     CU_ASSERT_EQUAL_FATAL(produce_events(rk, topic, &m, 200, 0), 0);
 
     struct worker w[3];
