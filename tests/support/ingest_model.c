@@ -209,3 +209,86 @@ void model_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op)
         s->err = msg->err ? -1 : 1;
     }
 }
+
+/* ---- lookups over Redis ---- */
+
+redisContext *model_redis_connect(void)
+{
+    const char *url = test_env("EDR_REDIS_URL");
+    struct redis_url u;
+    char err[256];
+    int failure;
+    if (!url || redis_url_parse(url, &u, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\n  EDR_REDIS_URL: %s\n", url ? err : "not set");
+        return NULL;
+    }
+    redisContext *c = redis_url_connect(&u, 10000, &failure, err, sizeof(err));
+    redis_url_clear(&u);
+    if (!c)
+        fprintf(stderr, "\n  redis: %s\n", err);
+    return c;
+}
+
+/* One request; the parsed reply (yajl_tree_free) or NULL. */
+yajl_val model_rpc_call(redisContext *rc, const char *prefix, const char *op,
+                        const struct conn *c)
+{
+    static int seq;
+    char req[2048], reply_to[128], list[128];
+    snprintf(reply_to, sizeof(reply_to), "%s:reply:%d", prefix, ++seq);
+    snprintf(list, sizeof(list), "%s:requests", prefix);
+    if (c)
+        snprintf(req, sizeof(req),
+                 "{\"id\":\"r%d\",\"reply_to\":\"%s\",\"op\":\"%s\","
+                 "\"args\":{\"counter_party_id\":\"%s\","
+                 "\"counter_party_address\":\"%s\",\"query_checksum\":\"%s\","
+                 "\"policy_checksum\":\"%s\"}}",
+                 seq, reply_to, op, c->party, c->address, c->query, c->policy);
+    else
+        snprintf(req, sizeof(req),
+                 "{\"id\":\"r%d\",\"reply_to\":\"%s\",\"op\":\"%s\","
+                 "\"args\":{}}",
+                 seq, reply_to, op);
+    freeReplyObject(redisCommand(rc, "LPUSH %s %s", list, req));
+    redisReply *rep = redisCommand(rc, "BLPOP %s 5", reply_to);
+    yajl_val v = NULL;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
+        v = yajl_tree_parse(rep->element[1]->str, NULL, 0);
+    freeReplyObject(rep);
+    return v;
+}
+
+int model_verify_rpc(redisContext *rc, const char *prefix,
+                     const struct model *m, int loud)
+{
+    const char *status_path[] = {"status", NULL};
+    const char *result_path[] = {"result", NULL};
+    int bad = 0;
+    for (int k = 0; k < m->n_keys; k++) {
+        const struct conn *c = &m->c[k];
+        yajl_val v = model_rpc_call(rc, prefix, "get_connection", c);
+        yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
+        yajl_val res = v ? yajl_tree_get(v, result_path, yajl_t_object) : NULL;
+        int ok =
+            st && (c->present ? strcmp(model_str_of(st), "ok") == 0 && res &&
+                                    model_entry_matches(res, c)
+                              : strcmp(model_str_of(st), "not_found") == 0);
+        if (!ok && loud && bad < 5)
+            fprintf(stderr, "\n  key %d: want %s %s, got %s", k,
+                    c->present ? "present" : "absent", c->tid,
+                    st ? model_str_of(st) : "no reply");
+        bad += !ok;
+        yajl_tree_free(v);
+    }
+    const char *count_path[] = {"result", NULL};
+    yajl_val v = model_rpc_call(rc, prefix, "count", NULL);
+    yajl_val n = v ? yajl_tree_get(v, count_path, yajl_t_number) : NULL;
+    if (!n || YAJL_GET_INTEGER(n) != model_count(m)) {
+        if (loud)
+            fprintf(stderr, "\n  count %lld, want %d",
+                    n ? YAJL_GET_INTEGER(n) : -1LL, model_count(m));
+        bad++;
+    }
+    yajl_tree_free(v);
+    return bad;
+}

@@ -9,6 +9,7 @@
 #include "schemas/edr_key.h"
 #include "stores/store.h"
 
+#include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,5 +48,11 @@ const char *model_str_of(yajl_val v);
 int model_entry_matches(yajl_val obj, const struct conn *c);
 int model_verify_store(struct store *st, const struct model *m, int loud);
 void model_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op);
+
+redisContext *model_redis_connect(void);
+yajl_val model_rpc_call(redisContext *rc, const char *prefix, const char *op,
+                        const struct conn *c);
+int model_verify_rpc(redisContext *rc, const char *prefix,
+                     const struct model *m, int loud);
 
 #endif

@@ -241,87 +241,6 @@ static int setup_topic(const struct run *r)
 
 /* The local stack's Redis, through the worker's own URL rules
  * (worker/redis_url.h: credentials, database). NULL, said on stderr. */
-static redisContext *redis_connect(void)
-{
-    const char *url = test_env("EDR_REDIS_URL");
-    struct redis_url u;
-    char err[256];
-    int failure;
-    if (!url || redis_url_parse(url, &u, err, sizeof(err)) != 0) {
-        fprintf(stderr, "\n  EDR_REDIS_URL: %s\n", url ? err : "not set");
-        return NULL;
-    }
-    redisContext *c = redis_url_connect(&u, 10000, &failure, err, sizeof(err));
-    redis_url_clear(&u);
-    if (!c)
-        fprintf(stderr, "\n  redis: %s\n", err);
-    return c;
-}
-
-/* One request; the parsed reply (yajl_tree_free) or NULL. */
-static yajl_val rpc_call(redisContext *rc, const char *prefix, const char *op,
-                         const struct conn *c)
-{
-    static int seq;
-    char req[2048], reply_to[128], list[128];
-    snprintf(reply_to, sizeof(reply_to), "%s:reply:%d", prefix, ++seq);
-    snprintf(list, sizeof(list), "%s:requests", prefix);
-    if (c)
-        snprintf(req, sizeof(req),
-                 "{\"id\":\"r%d\",\"reply_to\":\"%s\",\"op\":\"%s\","
-                 "\"args\":{\"counter_party_id\":\"%s\","
-                 "\"counter_party_address\":\"%s\",\"query_checksum\":\"%s\","
-                 "\"policy_checksum\":\"%s\"}}",
-                 seq, reply_to, op, c->party, c->address, c->query, c->policy);
-    else
-        snprintf(req, sizeof(req),
-                 "{\"id\":\"r%d\",\"reply_to\":\"%s\",\"op\":\"%s\","
-                 "\"args\":{}}",
-                 seq, reply_to, op);
-    freeReplyObject(redisCommand(rc, "LPUSH %s %s", list, req));
-    redisReply *rep = redisCommand(rc, "BLPOP %s 5", reply_to);
-    yajl_val v = NULL;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
-        v = yajl_tree_parse(rep->element[1]->str, NULL, 0);
-    freeReplyObject(rep);
-    return v;
-}
-
-static int verify_rpc(redisContext *rc, const char *prefix,
-                      const struct model *m, int loud)
-{
-    const char *status_path[] = {"status", NULL};
-    const char *result_path[] = {"result", NULL};
-    int bad = 0;
-    for (int k = 0; k < N_KEYS; k++) {
-        const struct conn *c = &m->c[k];
-        yajl_val v = rpc_call(rc, prefix, "get_connection", c);
-        yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
-        yajl_val res = v ? yajl_tree_get(v, result_path, yajl_t_object) : NULL;
-        int ok =
-            st && (c->present ? strcmp(model_str_of(st), "ok") == 0 && res &&
-                                    model_entry_matches(res, c)
-                              : strcmp(model_str_of(st), "not_found") == 0);
-        if (!ok && loud && bad < 5)
-            fprintf(stderr, "\n  key %d: want %s %s, got %s", k,
-                    c->present ? "present" : "absent", c->tid,
-                    st ? model_str_of(st) : "no reply");
-        bad += !ok;
-        yajl_tree_free(v);
-    }
-    const char *count_path[] = {"result", NULL};
-    yajl_val v = rpc_call(rc, prefix, "count", NULL);
-    yajl_val n = v ? yajl_tree_get(v, count_path, yajl_t_number) : NULL;
-    if (!n || YAJL_GET_INTEGER(n) != model_count(m)) {
-        if (loud)
-            fprintf(stderr, "\n  count %lld, want %d",
-                    n ? YAJL_GET_INTEGER(n) : -1LL, model_count(m));
-        bad++;
-    }
-    yajl_tree_free(v);
-    return bad;
-}
-
 /* ---- the tests ------------------------------------------------------------
  */
 
@@ -344,16 +263,16 @@ static void test_memory_store(void)
     /* Events produced while it runs are applied too. */
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 2), 0);
 
-    redisContext *rc = redis_connect();
+    redisContext *rc = model_redis_connect();
     CU_ASSERT_FATAL(rc && !rc->err);
     int bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
-        bad = verify_rpc(rc, r.prefix, &m, 0);
+        bad = model_verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
             edr_sleep_ms(500);
     }
     if (bad)
-        verify_rpc(rc, r.prefix, &m, 1);
+        model_verify_rpc(rc, r.prefix, &m, 1);
     CU_ASSERT_EQUAL(bad, 0);
 
     /* A second worker rebuilds the same state from the log alone. */
@@ -361,7 +280,7 @@ static void test_memory_store(void)
     pid = worker_start(env, NULL, r.log);
     bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
-        bad = verify_rpc(rc, r.prefix, &m, 0);
+        bad = model_verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
             edr_sleep_ms(500);
     }
@@ -425,11 +344,11 @@ static void test_new_partitions(void)
                          "EDR_STORE=memory", "EDR_HTTP_ADDR=off", NULL};
     pid_t pid = worker_start(env, NULL, r.log);
     CU_ASSERT_EQUAL(wait_assigned(r.log, "", 30), 0);
-    redisContext *rc = redis_connect();
+    redisContext *rc = model_redis_connect();
     CU_ASSERT_FATAL(rc && !rc->err);
     int bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
-        bad = verify_rpc(rc, r.prefix, &m, 0);
+        bad = model_verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
             edr_sleep_ms(500);
     }
@@ -448,12 +367,12 @@ static void test_new_partitions(void)
     CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
     bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
-        bad = verify_rpc(rc, r.prefix, &m, 0);
+        bad = model_verify_rpc(rc, r.prefix, &m, 0);
         if (bad)
             edr_sleep_ms(500);
     }
     if (bad)
-        verify_rpc(rc, r.prefix, &m, 1);
+        model_verify_rpc(rc, r.prefix, &m, 1);
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL(ops_worker_stop(pid, 10000), 0);
     if (bad)
@@ -1104,7 +1023,7 @@ static int hold_present(redisContext *rc, const char *prefix, int from, int to)
         snprintf(c.address, sizeof(c.address), "https://h/");
         snprintf(c.query, sizeof(c.query), "q");
         snprintf(c.policy, sizeof(c.policy), "p");
-        yajl_val v = rpc_call(rc, prefix, "get_connection", &c);
+        yajl_val v = model_rpc_call(rc, prefix, "get_connection", &c);
         yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
         n += st && strcmp(model_str_of(st), "ok") == 0;
         yajl_tree_free(v);
@@ -1144,7 +1063,7 @@ static void test_dead_letter_hold(void)
     const char *env[] = {r.env_topic,        r.env_dlq,           r.env_prefix,
                          "EDR_STORE=memory", "EDR_HTTP_ADDR=off", NULL};
     pid_t pid = worker_start(env, NULL, r.log);
-    redisContext *rc = redis_connect();
+    redisContext *rc = model_redis_connect();
     CU_ASSERT_FATAL(rc && !rc->err);
     /* Before the bad event (partition 0) and the other partition: all. */
     int before = 0, other = 0;

@@ -102,85 +102,6 @@ static int produce_events(rd_kafka_t *rk, const char *topic, struct model *m,
 
 /* ---- lookups over Redis (memory store) --------------------------------- */
 
-static redisContext *redis_connect(void)
-{
-    const char *url = test_env("EDR_REDIS_URL");
-    char host[128] = "127.0.0.1";
-    int port = 6379, db = 0;
-    if (!url || sscanf(url, "redis://%127[^:]:%d/%d", host, &port, &db) < 2)
-        return NULL;
-    redisContext *c = redisConnect(host, port);
-    if (c && !c->err && db) {
-        redisReply *rep = redisCommand(c, "SELECT %d", db);
-        freeReplyObject(rep);
-    }
-    return c;
-}
-
-/* One request; the parsed reply (yajl_tree_free) or NULL. */
-static yajl_val rpc_call(redisContext *rc, const char *prefix, const char *op,
-                         const struct conn *c)
-{
-    static int seq;
-    char req[2048], reply_to[128], list[128];
-    snprintf(reply_to, sizeof(reply_to), "%s:reply:%d", prefix, ++seq);
-    snprintf(list, sizeof(list), "%s:requests", prefix);
-    if (c)
-        snprintf(req, sizeof(req),
-                 "{\"id\":\"r%d\",\"reply_to\":\"%s\",\"op\":\"%s\","
-                 "\"args\":{\"counter_party_id\":\"%s\","
-                 "\"counter_party_address\":\"%s\",\"query_checksum\":\"%s\","
-                 "\"policy_checksum\":\"%s\"}}",
-                 seq, reply_to, op, c->party, c->address, c->query, c->policy);
-    else
-        snprintf(req, sizeof(req),
-                 "{\"id\":\"r%d\",\"reply_to\":\"%s\",\"op\":\"%s\","
-                 "\"args\":{}}",
-                 seq, reply_to, op);
-    freeReplyObject(redisCommand(rc, "LPUSH %s %s", list, req));
-    redisReply *rep = redisCommand(rc, "BLPOP %s 5", reply_to);
-    yajl_val v = NULL;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
-        v = yajl_tree_parse(rep->element[1]->str, NULL, 0);
-    freeReplyObject(rep);
-    return v;
-}
-
-static int verify_rpc(redisContext *rc, const char *prefix,
-                      const struct model *m, int loud)
-{
-    const char *status_path[] = {"status", NULL};
-    const char *result_path[] = {"result", NULL};
-    int bad = 0;
-    for (int k = 0; k < N_KEYS; k++) {
-        const struct conn *c = &m->c[k];
-        yajl_val v = rpc_call(rc, prefix, "get_connection", c);
-        yajl_val st = v ? yajl_tree_get(v, status_path, yajl_t_string) : NULL;
-        yajl_val res = v ? yajl_tree_get(v, result_path, yajl_t_object) : NULL;
-        int ok =
-            st && (c->present ? strcmp(model_str_of(st), "ok") == 0 && res &&
-                                    model_entry_matches(res, c)
-                              : strcmp(model_str_of(st), "not_found") == 0);
-        if (!ok && loud && bad < 5)
-            fprintf(stderr, "\n  key %d: want %s %s, got %s", k,
-                    c->present ? "present" : "absent", c->tid,
-                    st ? model_str_of(st) : "no reply");
-        bad += !ok;
-        yajl_tree_free(v);
-    }
-    const char *count_path[] = {"result", NULL};
-    yajl_val v = rpc_call(rc, prefix, "count", NULL);
-    yajl_val n = v ? yajl_tree_get(v, count_path, yajl_t_number) : NULL;
-    if (!n || YAJL_GET_INTEGER(n) != model_count(m)) {
-        if (loud)
-            fprintf(stderr, "\n  count %lld, want %d",
-                    n ? YAJL_GET_INTEGER(n) : -1LL, model_count(m));
-        bad++;
-    }
-    yajl_tree_free(v);
-    return bad;
-}
-
 /* ---- the changelog and the source's log -------------------------------- */
 
 #define PARTS 2
@@ -378,18 +299,18 @@ static void test_restore_memory_and_file(void)
     CU_ASSERT_EQUAL_FATAL(produce_events(rk, topic, &m, 100, 0), 0);
     worker_run(&b, "b", "memory", NULL, topic, dlq, group);
     CU_ASSERT_EQUAL(wait_log(b.log, "restored ", WAIT_S), 0);
-    redisContext *rc = redis_connect();
+    redisContext *rc = model_redis_connect();
     CU_ASSERT_PTR_NOT_NULL_FATAL(rc);
     bad = -1;
     deadline = edr_clock_ms() + WAIT_S * 1000;
     while (bad != 0 && edr_clock_ms() < deadline) {
         if (ops_wait_status(b.http, "/readyz", 200, 1000) == 0)
-            bad = verify_rpc(rc, b.prefix, &m, 0);
+            bad = model_verify_rpc(rc, b.prefix, &m, 0);
         if (bad != 0)
             edr_sleep_ms(300);
     }
     if (bad != 0) {
-        verify_rpc(rc, b.prefix, &m, 1);
+        model_verify_rpc(rc, b.prefix, &m, 1);
         ops_dump_log(b.log, 30);
     }
     CU_ASSERT_EQUAL(bad, 0);
@@ -505,18 +426,18 @@ static void test_zombie_writer(void)
     /* A fresh worker after the history is gone: exactly the model. */
     CU_ASSERT_EQUAL_FATAL(delete_records(rk, topic, hw), 0);
     worker_run(&w[2], "z2", "memory", NULL, topic, dlq, group);
-    redisContext *rc = redis_connect();
+    redisContext *rc = model_redis_connect();
     CU_ASSERT_PTR_NOT_NULL_FATAL(rc);
     bad = -1;
     deadline = edr_clock_ms() + WAIT_S * 1000;
     while (bad != 0 && edr_clock_ms() < deadline) {
         if (ops_wait_status(w[2].http, "/readyz", 200, 1000) == 0)
-            bad = verify_rpc(rc, w[2].prefix, &m, 0);
+            bad = model_verify_rpc(rc, w[2].prefix, &m, 0);
         if (bad != 0)
             edr_sleep_ms(300);
     }
     if (bad != 0)
-        verify_rpc(rc, w[2].prefix, &m, 1);
+        model_verify_rpc(rc, w[2].prefix, &m, 1);
     CU_ASSERT_EQUAL(bad, 0);
     for (int i = 0; i < 3; i++)
         CU_ASSERT_EQUAL(ops_worker_stop(w[i].pid, 20000), 0);
