@@ -67,19 +67,28 @@ static int pg_key_check(const struct edr_key *k, struct store_err *err)
     return STORE_OK;
 }
 
-int pg_get(struct store *st, const struct edr_key *k, struct store_record *out,
-           struct store_err *err)
+/* The one-row read of statement `stmt` by the connection key of k: the
+ * result (PQclear it), or NULL with *rc and err set. */
+static PGresult *pg_read_by_key(struct store *st, enum pg_stmt stmt,
+                                const struct edr_key *k, int *rc,
+                                struct store_err *err)
 {
     char key[EDR_CONNECTION_KEY_LEN + 1];
     const char *vals[1] = {key};
+    if ((*rc = pg_key_check(k, err)) != STORE_OK)
+        return NULL;
+    edr_connection_key(k, key);
+    return pg_read((struct pg_store *)st, stmt, 1, vals, rc, err);
+}
+
+int pg_get(struct store *st, const struct edr_key *k, struct store_record *out,
+           struct store_err *err)
+{
     PGresult *res;
     int rc;
 
     *out = (struct store_record){0};
-    if ((rc = pg_key_check(k, err)) != STORE_OK)
-        return rc;
-    edr_connection_key(k, key);
-    if (!(res = pg_read((struct pg_store *)st, PG_GET, 1, vals, &rc, err)))
+    if (!(res = pg_read_by_key(st, PG_GET, k, &rc, err)))
         return rc;
     if (PQntuples(res) == 0) {
         rc = STORE_NOT_FOUND;
@@ -111,16 +120,11 @@ out:
 int pg_get_transfer_id(struct store *st, const struct edr_key *k, char **out,
                        struct store_err *err)
 {
-    char key[EDR_CONNECTION_KEY_LEN + 1];
-    const char *vals[1] = {key};
     PGresult *res;
     int rc;
 
     *out = NULL;
-    if ((rc = pg_key_check(k, err)) != STORE_OK)
-        return rc;
-    edr_connection_key(k, key);
-    if (!(res = pg_read((struct pg_store *)st, PG_TID, 1, vals, &rc, err)))
+    if (!(res = pg_read_by_key(st, PG_TID, k, &rc, err)))
         return rc;
     if (PQntuples(res) == 0)
         rc = STORE_NOT_FOUND;
