@@ -284,11 +284,14 @@ class Scenario:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                dead = [w.name for w in self.workers
+                dead = [w for w in self.workers
                         if w.proc and not w.alive() and w.proc.returncode
                         not in (None, -9)]
                 if dead and not self.live_workers():
-                    raise Failure("no worker alive (exited: %s)" % dead)
+                    raise Failure("no worker alive (exited: %s)" % "; ".join(
+                        "%s rc %d: %s" % (w.name, w.proc.returncode,
+                                          " / ".join(w.last_errors()))
+                        for w in dead))
                 reps = rpc.call_many(
                     [("get_connection", model.by_key[k].fields())
                      for k in want], timeout=3)

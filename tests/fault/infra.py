@@ -79,6 +79,19 @@ class Worker:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def last_errors(self, n=5):
+        """The last n error/fatal lines of this worker's log (librdkafka's
+        connect noise left out): what a CI report needs when it died."""
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+        keep = [l for l in lines
+                if (" ERROR " in l or "FATAL" in l or "fatal" in l)
+                and "Connection refused" not in l]
+        return [l[:300] for l in keep[-n:]]
+
     def kill(self):
         if self.alive():
             self.proc.send_signal(signal.SIGKILL)
