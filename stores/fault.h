@@ -3,9 +3,9 @@
  * store is exactly before or exactly after the operation.
  *
  * Stores call fault_hit() just before each real write, fsync, rename or
- * query; disarmed it costs one relaxed atomic load. The worker can arm it
- * from the environment (worker/fault_env.h) for the fault-tolerance
- * suite.
+ * query (and the changelog writer before each transaction); disarmed it costs
+ * one relaxed atomic load. The worker can arm it from the environment
+ * (worker/fault_env.h) for the fault-tolerance suite.
  *
  * A test hook, as SQLite's SQLITE_TEST: only the test build (compile
  * definition EDR_TEST_HOOKS, the *_testhooks libraries, edr-worker-test)
@@ -19,6 +19,7 @@ enum fault_point {
     FAULT_FSYNC,  /* file: fsync(2) */
     FAULT_RENAME, /* file: rename(2) */
     FAULT_QUERY,  /* postgres: sending a query or pipeline */
+    FAULT_TXN,    /* changelog: a transaction (the producer's fatal error) */
     FAULT_POINTS
 };
 

@@ -7,6 +7,7 @@
 
 #include "base/clock.h"
 #include "base/errstr.h"
+#include "stores/fault.h"
 #include "stores/file_json.h"
 #include "worker/config_parse.h"
 
@@ -221,6 +222,18 @@ int changelog_poll(struct changelog *cl, char *errstr, size_t n)
     if (pending > 0)
         return cl_read_positions(cl, errstr, n);
     return CHANGELOG_OK;
+}
+
+int changelog_recoverable(struct changelog *cl)
+{
+    char buf[256];
+    rd_kafka_resp_err_t code =
+        rd_kafka_fatal_error(cl->producer, buf, sizeof(buf));
+    return code != RD_KAFKA_RESP_ERR_NO_ERROR &&
+           code != RD_KAFKA_RESP_ERR_PRODUCER_FENCED &&
+           code != RD_KAFKA_RESP_ERR__FENCED &&
+           code != RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH &&
+           code != RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 }
 
 /* ---- open / close ------------------------------------------------------ */
@@ -559,6 +572,9 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
     if (offs->cnt == 0)
         goto done; /* nothing owned: nothing to write */
 
+    if (fault_hit(FAULT_TXN)) /* test build only: stores/fault.h */
+        rd_kafka_test_fatal_error(
+            cl->producer, RD_KAFKA_RESP_ERR_INVALID_TXN_STATE, "EDR_FAULT=txn");
     rd_kafka_error_t *e = rd_kafka_begin_transaction(cl->producer);
     if (e) {
         rc = cl_txn_fail(cl, e, "begin transaction", errstr, n);

@@ -158,6 +158,15 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
                     size_t n_ch, const struct store_offset *src, size_t n_src,
                     size_t *written, char *errstr, size_t n);
 
+/* After CHANGELOG_FATAL: 1 when the producer's fatal error is one a new
+ * producer clears, so the caller should close and reopen the writer (a
+ * broker restarted mid-transaction can leave librdkafka's transaction
+ * manager in a fatal INVALID_TXN_STATE). 0 when it is not: a newer
+ * producer with this worker's transactional.id fenced it (a duplicate
+ * EDR_WORKER_ID, or this process is the zombie), or the failure was not
+ * the producer's (out of memory, a caller bug). */
+int changelog_recoverable(struct changelog *cl);
+
 /* Leaves the ownership group and closes both clients (an open transaction
  * is aborted). NULL is fine. */
 void changelog_close(struct changelog *cl);

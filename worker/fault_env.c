@@ -21,10 +21,9 @@ static void on_disarm_signal(int sig)
 int fault_env_init(char *errstr, size_t errstr_size)
 {
     static const char *const names[FAULT_POINTS] = {
-        [FAULT_WRITE] = "write",
-        [FAULT_FSYNC] = "fsync",
-        [FAULT_RENAME] = "rename",
-        [FAULT_QUERY] = "query",
+        [FAULT_WRITE] = "write",   [FAULT_FSYNC] = "fsync",
+        [FAULT_RENAME] = "rename", [FAULT_QUERY] = "query",
+        [FAULT_TXN] = "txn",
     };
     const char *v = getenv("EDR_FAULT");
     if (!v || !v[0])
@@ -42,7 +41,7 @@ int fault_env_init(char *errstr, size_t errstr_size)
         colon[1] < '0' || colon[1] > '9') {
         snprintf(errstr, errstr_size,
                  "invalid setting EDR_FAULT: \"%.64s\" is not "
-                 "write|fsync|rename|query:N (N >= 1)",
+                 "write|fsync|rename|query|txn:N (N >= 1)",
                  v);
         return -1;
     }
@@ -52,7 +51,9 @@ int fault_env_init(char *errstr, size_t errstr_size)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     sigaction(SIGUSR2, &sa, NULL);
-    fault_arm((enum fault_point)point, (unsigned)nth, 1);
+    /* A disk stays full; a producer's fatal error happens once (the writer
+     * that replaces it must be able to work). */
+    fault_arm((enum fault_point)point, (unsigned)nth, point != FAULT_TXN);
     log_warn("test build: EDR_FAULT=%s armed; SIGUSR2 disarms it", v);
     return 0;
 }

@@ -1,11 +1,14 @@
 /* fault_env.h: arms the stores' fault injection (stores/fault.h) from the
  * environment, for the fault-tolerance suite (tests/fault/).
  *
- *   EDR_FAULT=point:nth   point is write, fsync, rename or query; the nth
+ *   EDR_FAULT=point:nth   point is write, fsync, rename, query or txn; the nth
  *                         call from start fails, and every call after it
  *                         (a disk that stays full, a server that stays
  *                         away), until the process gets SIGUSR2, which
  *                         disarms every point (space freed, server back).
+ *                         txn: the nth changelog transaction meets a fatal
+ *                         producer error (once), as a broker restarted
+ *                         mid-transaction can cause.
  *
  * Unset: nothing is armed and SIGUSR2 keeps its default action.
  *

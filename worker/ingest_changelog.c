@@ -159,6 +159,26 @@ void ingest_changelog_close(struct ingest *in)
     in->n_clp = 0;
 }
 
+/* After CHANGELOG_FATAL: when a new producer clears the failure, closes
+ * the writer and opens a new one, the way a rebalance would: every owned
+ * partition starts over as CL_NEW, so its catch-up rewrites what the
+ * aborted transaction held. 1 when reopened (or stopped meanwhile), 0 when
+ * the failure stays fatal. */
+static int reopen_writer(struct ingest *in, const char *errstr)
+{
+    if (!in->cl || !changelog_recoverable(in->cl))
+        return 0;
+    log_error("changelog: %s; the writer is reopened and catches up from "
+              "the source",
+              errstr);
+    metrics_retry("kafka");
+    changelog_close(in->cl);
+    in->cl = NULL;
+    if (in->clp)
+        memset(in->clp, 0, (size_t)in->n_clp * sizeof(*in->clp));
+    return ingest_changelog_open(in) != ROUND_CONFIG;
+}
+
 static struct cl_part *cl_part(struct ingest *in, int32_t p)
 {
     if (p < 0)
@@ -342,6 +362,10 @@ static int write_keys(struct ingest *in, const struct cl_keys *ks,
             break;
         }
         if (rc != CHANGELOG_TRANSIENT) {
+            if (rc == CHANGELOG_FATAL && reopen_writer(in, errstr)) {
+                rc = CHANGELOG_FENCED; /* nothing written; caught up later */
+                break;
+            }
             log_error("changelog: fatal error: %s", errstr);
             break;
         }
@@ -485,8 +509,10 @@ void ingest_changelog_poll(struct ingest *in)
         return;
     int rc = changelog_poll(in->cl, errstr, sizeof(errstr));
     if (rc == CHANGELOG_FATAL) {
-        log_error("changelog: %s", errstr);
-        in->fatal = 1;
+        if (!reopen_writer(in, errstr)) {
+            log_error("changelog: %s", errstr);
+            in->fatal = 1;
+        }
         return;
     }
     if (rc == CHANGELOG_TRANSIENT && cl_warn_allowed(in))
@@ -511,7 +537,8 @@ void ingest_changelog_poll(struct ingest *in)
             int r = catch_up(in, p, from, q);
             if (r == CHANGELOG_OK)
                 c->state = CL_READY;
-            else if (r == CHANGELOG_FATAL)
+            else if (r == CHANGELOG_FATAL &&
+                     !reopen_writer(in, "catch-up failed"))
                 in->fatal = 1;
             /* TRANSIENT / FENCED: the next poll looks again */
             if (r != CHANGELOG_OK)

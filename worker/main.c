@@ -66,7 +66,7 @@ static void print_help(FILE *out)
             "                         at start; prints {\"applied\": n, "
             "\"seconds\": s,\n"
             "                         \"events_per_s\": r}\n"
-            "  EDR_FAULT=point:N      fail the Nth write|fsync|rename|query "
+            "  EDR_FAULT=point:N      fail the Nth write|fsync|rename|query|txn "
             "and every\n"
             "                         one after it, until SIGUSR2\n"
             "  EDR_FILE_COMPACT_MIN   file store: compaction threshold in "

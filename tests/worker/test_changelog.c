@@ -23,13 +23,16 @@
  *   one-partition source; the owner is frozen (not polled) past
  *   max.poll.interval.ms, the other takes the role and writes; the frozen
  *   one's write then returns CHANGELOG_FENCED and a read_committed restore
- *   shows none of its late records.
+ *   shows none of its late records;
+ * - a fatal producer error (EDR_FAULT=txn) is recoverable by a new writer
+ *   of the same id; being fenced by a twin with that id is not.
  * Topics and groups have unique names. Every wait is on a condition with
  * a deadline. */
 #include "base/clock.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
+#include "stores/fault.h"
 #include "worker/changelog.h"
 #include "worker/changelog_restore.h"
 #include "worker/topic_admin.h"
@@ -516,6 +519,70 @@ static void test_round_trip(void)
     rd_kafka_destroy(rk);
 }
 
+/* A fatal producer error (EDR_FAULT=txn, as a broker restart can leave
+ * librdkafka's transaction manager in INVALID_TXN_STATE) is one a new
+ * writer clears: changelog_recoverable says so, and a writer reopened
+ * with the same id writes again. Fencing by a newer writer with the same
+ * transactional.id (a duplicate worker id) is not recoverable. */
+static void test_fatal_recoverable(void)
+{
+    rd_kafka_t *rk = admin_new();
+    char *src = test_unique_name("cl_src");
+    char *cl = test_unique_name("cl_log");
+    char *group = test_unique_name("cl_grp");
+    char err[512] = "";
+    size_t written = 0;
+
+    create_topic(rk, src, 1, NULL);
+    CU_ASSERT_EQUAL_FATAL(
+        topic_admin_ensure_changelog(rk, src, cl, err, sizeof(err)),
+        TOPIC_ADMIN_CREATED);
+    struct changelog *w = writer_open(src, cl, group, "wf", NULL, 0);
+    CU_ASSERT_FATAL(wait_owns(w, NULL, 1));
+    struct changelog_change b1[] = {
+        put(0, "cp-a", "{\"transferProcessId\":\"tp-f\"}")};
+    struct store_offset o1[] = {{0, 3, -1}};
+    CU_ASSERT_EQUAL(changelog_recoverable(w), 0); /* no error yet */
+
+    fault_arm(FAULT_TXN, 1, 0);
+    CU_ASSERT_EQUAL(
+        changelog_write(w, b1, 1, o1, 1, &written, err, sizeof(err)),
+        CHANGELOG_FATAL);
+    fault_disarm_all();
+    CU_ASSERT_EQUAL(written, 0);
+    CU_ASSERT_EQUAL(changelog_recoverable(w), 1);
+    changelog_close(w);
+
+    w = writer_open(src, cl, group, "wf", NULL, 0);
+    CU_ASSERT_FATAL(wait_owns(w, NULL, 1));
+    CU_ASSERT_EQUAL(
+        changelog_write(w, b1, 1, o1, 1, &written, err, sizeof(err)),
+        CHANGELOG_OK);
+    CU_ASSERT_EQUAL(written, 1);
+    struct restored r;
+    struct changelog_restore_result res;
+    CU_ASSERT_EQUAL_FATAL(restore(src, cl, group, &r, &res), CHANGELOG_OK);
+    CU_ASSERT_EQUAL(r.n, 1);
+    CU_ASSERT_EQUAL(res.records, 1); /* the failed write left nothing */
+    CU_ASSERT_EQUAL_FATAL(res.n_positions, 1);
+    CU_ASSERT_EQUAL(res.positions[0].next_offset, 3);
+    changelog_restore_result_clear(&res);
+
+    /* A second writer with the same id fences the first for good. */
+    struct changelog *twin = writer_open(src, cl, group, "wf", NULL, 0);
+    struct store_offset o2[] = {{0, 4, -1}};
+    int rc = changelog_write(w, b1, 1, o2, 1, &written, err, sizeof(err));
+    CU_ASSERT_EQUAL(rc, CHANGELOG_FATAL);
+    CU_ASSERT_EQUAL(changelog_recoverable(w), 0);
+    changelog_close(twin);
+    changelog_close(w);
+
+    free(src);
+    free(cl);
+    free(group);
+    rd_kafka_destroy(rk);
+}
+
 static void test_zombie_fenced(void)
 {
     rd_kafka_t *rk = admin_new();
@@ -795,6 +862,8 @@ static void register_suites(void)
     CU_add_test(s, "retention settings", test_retention);
     CU_add_test(s, "write and restore round trip", test_round_trip);
     CU_add_test(s, "zombie writer is fenced", test_zombie_fenced);
+    CU_add_test(s, "a fatal producer error is recoverable",
+                test_fatal_recoverable);
     CU_add_test(s, "unreachable broker is transient",
                 test_unreachable_is_transient);
 }
