@@ -55,30 +55,31 @@ static void print_help(FILE *out)
                  "store and\nanswers lookups over Redis. Every setting is an "
                  "environment variable and\na flag; the flag wins.\n\n");
     config_print_settings(out);
-    fprintf(out,
-            "\nOther flags:\n"
-            "  --help                 this text\n"
-            "  --version              print the version\n"
+    fprintf(
+        out,
+        "\nOther flags:\n"
+        "  --help                 this text\n"
+        "  --version              print the version\n"
 #ifdef EDR_TEST_HOOKS
-            "\nTest build (edr-worker-test) only:\n"
-            "  --exit-when-caught-up  stop once every partition is applied "
-            "up to its end\n"
-            "                         at start; prints {\"applied\": n, "
-            "\"seconds\": s,\n"
-            "                         \"events_per_s\": r}\n"
-            "  EDR_FAULT=point:N      fail the Nth write|fsync|rename|query|txn "
-            "and every\n"
-            "                         one after it, until SIGUSR2\n"
-            "  EDR_FILE_COMPACT_MIN   file store: compaction threshold in "
-            "bytes\n"
+        "\nTest build (edr-worker-test) only:\n"
+        "  --exit-when-caught-up  stop once every partition is applied "
+        "up to its end\n"
+        "                         at start; prints {\"applied\": n, "
+        "\"seconds\": s,\n"
+        "                         \"events_per_s\": r}\n"
+        "  EDR_FAULT=point:N      fail the Nth write|fsync|rename|query|txn "
+        "and every\n"
+        "                         one after it, until SIGUSR2\n"
+        "  EDR_FILE_COMPACT_MIN   file store: compaction threshold in "
+        "bytes\n"
 #endif
-            "\nStore modes: memory replays the topic from its start at "
-            "every start;\nfile resumes from the offsets saved with its "
-            "state; postgres shares the\nconsumer group EDR_GROUP_ID and "
-            "resumes from <EDR_PG_TABLE>_offsets.\n"
-            "\nExit codes: 0 clean stop (SIGTERM, SIGINT), 2 invalid "
-            "setting, 3 runtime failure\n(the store failed, the HTTP port "
-            "of EDR_HTTP_ADDR is busy or cannot be bound).\n");
+        "\nStore modes: memory replays the topic from its start at "
+        "every start;\nfile resumes from the offsets saved with its "
+        "state; postgres shares the\nconsumer group EDR_GROUP_ID and "
+        "resumes from <EDR_PG_TABLE>_offsets.\n"
+        "\nExit codes: 0 clean stop (SIGTERM, SIGINT), 2 invalid "
+        "setting, 3 runtime failure\n(the store failed, the HTTP port "
+        "of EDR_HTTP_ADDR is busy or cannot be bound).\n");
 }
 
 /* Opens the configured store, waiting out transient failures (a database
