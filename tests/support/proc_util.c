@@ -1,4 +1,5 @@
 /* proc_util.c: see proc_util.h. */
+#define _GNU_SOURCE /* posix_spawn_file_actions_addclosefrom_np */
 #include "tests/support/proc_util.h"
 
 #include "base/clock.h"
@@ -16,6 +17,40 @@
 
 extern char **environ;
 
+/* Every child test_spawn started, so that none outlives its test program:
+ * a test that fails before it stops its workers would otherwise leave
+ * them running (holding ports, topics' groups, and the CI's flock). */
+#define MAX_SPAWNED 256
+static pid_t spawned[MAX_SPAWNED];
+static size_t n_spawned;
+
+/* At exit: each child still ours and alive is killed and reaped.
+ * waitpid() only ever sees our own children, so a pid reaped elsewhere
+ * (ECHILD) and reused by another process is never signalled. */
+static void kill_leftovers(void)
+{
+    for (size_t i = 0; i < n_spawned; i++) {
+        int st;
+        if (waitpid(spawned[i], &st, WNOHANG) == 0) {
+            fprintf(stderr,
+                    "proc_util: pid %d still running at exit: "
+                    "killed\n",
+                    (int)spawned[i]);
+            kill(spawned[i], SIGKILL);
+            waitpid(spawned[i], &st, 0);
+        }
+    }
+}
+
+static void remember(pid_t pid)
+{
+    static int registered;
+    if (!registered)
+        registered = atexit(kill_leftovers) == 0;
+    if (n_spawned < MAX_SPAWNED)
+        spawned[n_spawned++] = pid;
+}
+
 int test_run_capture(const char *const *argv, char *out, size_t cap,
                      int timeout_ms)
 {
@@ -28,6 +63,7 @@ int test_run_capture(const char *const *argv, char *out, size_t cap,
     posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     posix_spawn_file_actions_addclose(&fa, fds[1]);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     pid_t pid;
     int rc =
         posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
@@ -110,11 +146,17 @@ pid_t test_spawn(const char *bin, const char *const *args,
                                      O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addclose(&fa, 0);
+    /* Nothing else inherited: not the test's sockets, nor the lock file
+     * `flock /tmp/edr-integ.lock ctest` holds, which a leftover child
+     * would keep locked after the test is gone. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     int rc = posix_spawn(&pid, bin, &fa, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
         fprintf(stderr, "spawn %s: %s\n", bin, strerror(rc));
         pid = -1;
+    } else {
+        remember(pid);
     }
 done:
     free(envp);

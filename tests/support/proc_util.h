@@ -2,6 +2,9 @@
  * capture its output, spawn one with extra environment and a log, wait for
  * its exit with a deadline, read a whole file, wait for a line in a log.
  *
+ * Children inherit only stdin/stdout/stderr, and those test_spawn started
+ * and nobody reaped are killed when the test program exits.
+ *
  * Part of the edr_test_support library (ops_util.c starts edr-worker with
  * these). Blocking; call from one thread at a time (test_spawn reads
  * environ). */
