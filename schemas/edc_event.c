@@ -6,6 +6,7 @@
  * wherever the members sit in the body. */
 #include "schemas/edc_event.h"
 
+#include "schemas/json_error.h"
 #include "schemas/json_scan.h"
 
 #include <yajl/yajl_parse.h>
@@ -217,21 +218,6 @@ static int check_rules(const struct decoder *d, char *errstr,
     return 0;
 }
 
-/* yajl's reason (without the verbose excerpt of the body) into errstr. */
-static void syntax_error(yajl_handle h, char *errstr, size_t errstr_size)
-{
-    unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
-    char text[128] = "parse error";
-    if (msg) {
-        snprintf(text, sizeof(text), "%s", (const char *)msg);
-        text[strcspn(text, "\n")] = '\0';
-        yajl_free_error(h, msg);
-    }
-    snprintf(errstr, errstr_size,
-             "body: not well-formed JSON (%s, near byte %zu)", text,
-             yajl_get_bytes_consumed(h));
-}
-
 static enum edc_party party_of(const struct field *f)
 {
     if (f->state != F_SET)
@@ -292,7 +278,7 @@ int edc_event_decode(struct edc_event *ev, const void *buf, size_t len,
         rc = EDC_EVENT_NOMEM;
         snprintf(errstr, errstr_size, "out of memory");
     } else if (st != yajl_status_ok) {
-        syntax_error(h, errstr, errstr_size);
+        json_syntax_error(h, "body", errstr, errstr_size);
     } else if (check_rules(&d, errstr, errstr_size) == 0) {
         ev->id = d.f[M_ID].str;
         ev->type = d.f[M_TYPE].str;

@@ -232,18 +232,22 @@ uint64_t metrics_get_lookups_dropped(const char *reason)
                                           memory_order_relaxed);
 }
 
+/* The counter of one callback outcome (unknown ones: the catch-all). */
+static atomic_uint_fast64_t *callback_slot(const char *outcome)
+{
+    return &callbacks[label_index(callback_names, N_CALLBACKS, outcome,
+                                  N_CALLBACKS - 1)];
+}
+
 void metrics_callback(const char *outcome)
 {
-    size_t r =
-        label_index(callback_names, N_CALLBACKS, outcome, N_CALLBACKS - 1);
-    atomic_fetch_add_explicit(&callbacks[r], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(callback_slot(outcome), 1, memory_order_relaxed);
 }
 
 uint64_t metrics_get_callbacks(const char *outcome)
 {
-    size_t r =
-        label_index(callback_names, N_CALLBACKS, outcome, N_CALLBACKS - 1);
-    return (uint64_t)atomic_load_explicit(&callbacks[r], memory_order_relaxed);
+    return (uint64_t)atomic_load_explicit(callback_slot(outcome),
+                                          memory_order_relaxed);
 }
 
 void metrics_outage(const char *component)
