@@ -365,6 +365,25 @@ static double metric_of(const struct fleet *f, int w, const char *series)
     return v;
 }
 
+/* Memory mode: waits until every worker holds exactly n entries (each
+ * applies every partition itself). 0, or -1 after 30 s. Postgres: 0. */
+static int wait_entries(const struct fleet *f, double n)
+{
+    if (strcmp(f->mode, "memory") != 0)
+        return 0;
+    for (int w = 0; w < N_WORKERS; w++) {
+        int64_t end = edr_clock_ms() + 30000;
+        while (metric_of(f, w, "edr_store_entries") != n &&
+               edr_clock_ms() < end)
+            edr_sleep_ms(100);
+        if (metric_of(f, w, "edr_store_entries") != n) {
+            fprintf(stderr, "\n  %s: not %.0f entries\n", f->ids[w], n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void run_mode(const char *mode)
 {
     struct fleet f;
@@ -375,15 +394,7 @@ static void run_mode(const char *mode)
         CU_ASSERT_EQUAL_FATAL(publish_negotiated(&f, i), 0);
     for (int i = 0; i < N_CONN; i++)
         CU_ASSERT_EQUAL_FATAL(wait_conn(&f, i, 0, 30000), 0);
-    if (strcmp(mode, "memory") == 0) /* each worker holds every entry */
-        for (int w = 0; w < N_WORKERS; w++) {
-            int64_t end = edr_clock_ms() + 30000;
-            while (metric_of(&f, w, "edr_store_entries") != N_CONN &&
-                   edr_clock_ms() < end)
-                edr_sleep_ms(100);
-            CU_ASSERT_EQUAL_FATAL(metric_of(&f, w, "edr_store_entries"),
-                                  N_CONN);
-        }
+    CU_ASSERT_EQUAL_FATAL(wait_entries(&f, N_CONN), 0);
 
     /* Terminated, to the second worker: published, then gone */
     snprintf(id, sizeof(id), "cb-%s-0", mode);
@@ -457,6 +468,8 @@ static void run_mode(const char *mode)
     CU_ASSERT_EQUAL(topic_end(&f), end_before);
     CU_ASSERT_EQUAL(wait_conn(&f, 2, 0, 10000), 0);
     CU_ASSERT_EQUAL(wait_conn(&f, 3, 0, 10000), 0);
+    /* both expiries reached every memory worker, nothing else went */
+    CU_ASSERT_EQUAL(wait_entries(&f, N_CONN - 2), 0);
 
     /* what each worker counted */
     double expired = 0, unauthorized = 0, ignored = 0, bad = 0;
