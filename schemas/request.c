@@ -6,6 +6,7 @@
 #include "schemas/request.h"
 #include "schemas/request_decoder.h"
 
+#include "schemas/json_error.h"
 #include "schemas/utf8.h"
 
 #include <yajl/yajl_parse.h>
@@ -512,18 +513,7 @@ enum request_error request_decode(struct request *req, const void *buf,
                  bad_at);
         rc = REQUEST_ERR_UTF8;
     } else if (st != yajl_status_ok) {
-        unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
-        size_t at = yajl_get_bytes_consumed(h);
-        char text[128] = "parse error";
-        if (msg) {
-            snprintf(text, sizeof(text), "%s", (const char *)msg);
-            text[strcspn(text, "\n")] = '\0';
-            yajl_free_error(h, msg);
-        }
-        snprintf(errstr, errstr_size,
-                 "request: not well-formed JSON (%s, "
-                 "near byte %zu)",
-                 text, at);
+        json_syntax_error(h, "request", errstr, errstr_size);
         rc = REQUEST_ERR_JSON;
     } else {
         rc = request_check_schema(&d, errstr, errstr_size);

@@ -1,9 +1,12 @@
-/* http.c: see http.h. libmicrohttpd serves /healthz, /readyz and /metrics
- * from its own polling thread. We bind the listening socket ourselves so a
- * bad or busy address fails with the operating system's reason, and hand
- * the socket to libmicrohttpd (which closes it on stop). */
+/* http.c: see http.h. libmicrohttpd serves /healthz, /readyz, /metrics
+ * and, when EDC callbacks are on, POST /callbacks/edc (worker/
+ * edc_callback.c), one thread per connection: a callback that waits for
+ * the broker holds only its own connection. We bind the listening socket
+ * ourselves so a bad or busy address fails with the operating system's reason,
+ * and hand the socket to libmicrohttpd (which closes it on stop). */
 #include "worker/http.h"
 
+#include "worker/edc_callback.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
 #include "worker/rpc_gaps.h"
@@ -11,6 +14,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +25,10 @@
 struct http_server {
     struct MHD_Daemon *daemon;
     long ready_max_lag; /* < 0: lag never makes the worker unready */
+    _Atomic(struct edc_callback *) edc; /* NULL: the route is unknown */
 };
+
+#define EDC_ROUTE "/callbacks/edc"
 
 int http_addr_split(const char *addr, char *host, size_t host_size, char *port,
                     size_t port_size)
@@ -125,10 +132,10 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* Queues a response whose body is copied from body (or taken over when
- * must_free). */
+ * must_free); a 405 names the allowed methods. */
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code,
                              const char *content_type, char *body, size_t len,
-                             int must_free)
+                             int must_free, const char *allow)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
@@ -140,7 +147,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     enum MHD_Result ret = MHD_queue_response(conn, code, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -150,7 +157,7 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn,
                                   unsigned int code, const char *ctype,
                                   const char *body)
 {
-    return reply(conn, code, ctype, (char *)body, strlen(body), 0);
+    return reply(conn, code, ctype, (char *)body, strlen(body), 0, "GET, HEAD");
 }
 
 static enum MHD_Result serve_readyz(struct http_server *h,
@@ -216,7 +223,78 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *conn)
         return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain",
                           "out of memory\n");
     return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                 text, len, 1);
+                 text, len, 1, "GET, HEAD");
+}
+
+static enum MHD_Result reply_edc(struct MHD_Connection *conn,
+                                 const struct edc_reply *r)
+{
+    return reply(conn, r->status, "application/json", (char *)r->body,
+                 strlen(r->body), 0, "POST");
+}
+
+/* POST /callbacks/edc (schemas/README.md §6). The first call (headers
+ * only) checks the auth header and the announced length before a byte
+ * of the body is read; the body is then collected with its ceiling
+ * (*con_cls, freed in on_completed) and answered on the last call. */
+static enum MHD_Result serve_edc(struct edc_callback *cb,
+                                 struct MHD_Connection *conn,
+                                 const char *method, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    struct edc_body *b = *con_cls;
+    struct edc_reply r;
+    if (!b) {
+        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
+            r.status = MHD_HTTP_METHOD_NOT_ALLOWED;
+            snprintf(r.body, sizeof(r.body),
+                     "{\"error\":\"method not allowed\"}\n");
+            return reply_edc(conn, &r);
+        }
+        const char *key = edc_callback_auth_key(cb), *v = NULL;
+        size_t vlen = 0;
+        if (MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, key,
+                                          strlen(key), &v, &vlen) != MHD_YES)
+            v = NULL;
+        if (!edc_callback_authorized(cb, v, vlen)) {
+            edc_callback_refuse(&r, MHD_HTTP_UNAUTHORIZED);
+            return reply_edc(conn, &r);
+        }
+        const char *cl = MHD_lookup_connection_value(
+            conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > EDC_EVENT_MAX_BYTES) {
+            edc_callback_refuse(&r, MHD_HTTP_BAD_REQUEST);
+            return reply_edc(conn, &r);
+        }
+        if (!(b = calloc(1, sizeof(*b))))
+            return MHD_NO;
+        *con_cls = b;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        int rc = edc_body_append(b, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return rc == 0 ? MHD_YES : MHD_NO;
+    }
+    if (b->too_large)
+        edc_callback_refuse(&r, MHD_HTTP_BAD_REQUEST);
+    else
+        edc_callback_handle(cb, b->data ? b->data : "", b->len, &r);
+    return reply_edc(conn, &r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)conn;
+    (void)why;
+    struct edc_body *b = *con_cls;
+    if (b) {
+        edc_body_free(b);
+        free(b);
+        *con_cls = NULL;
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -226,8 +304,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 {
     struct http_server *h = cls;
     (void)version;
-    (void)upload_data;
-    (void)con_cls;
+
+    if (strcmp(url, EDC_ROUTE) == 0) {
+        struct edc_callback *cb = atomic_load(&h->edc);
+        if (cb)
+            return serve_edc(cb, conn, method, upload_data, upload_data_size,
+                             con_cls);
+        /* callbacks off: the route is unknown, whatever the method */
+        return reply_text(conn, MHD_HTTP_NOT_FOUND, "application/json",
+                          "{\"error\":\"not found\"}\n");
+    }
 
     /* Only GET and HEAD (libmicrohttpd omits the body for HEAD). A body
      * sent anyway is ignored: we answer on the first call. */
@@ -262,14 +348,17 @@ struct http_server *http_server_start(const char *addr, long ready_max_lag,
         goto fail;
     }
     h->ready_max_lag = ready_max_lag;
-    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    atomic_init(&h->edc, NULL);
+    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD |
+                         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
     if (is_v6)
         flags |= MHD_USE_IPv6;
     h->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
+        mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+        MHD_OPTION_END);
     /* libmicrohttpd may already have closed fd on failure; a leak on this
      * startup error path beats closing a descriptor twice. */
     fd = -1;
@@ -284,6 +373,11 @@ fail:
         close(fd);
     free(h);
     return NULL;
+}
+
+void http_server_set_edc(struct http_server *h, struct edc_callback *cb)
+{
+    atomic_store(&h->edc, cb);
 }
 
 void http_server_stop(struct http_server *h)

@@ -10,6 +10,7 @@
 #include "stores/store.h"
 #include "worker/backoff.h"
 #include "worker/config_parse.h"
+#include "worker/edc_callback.h"
 #include "worker/fault_env.h"
 #include "worker/http.h"
 #include "worker/ingest.h"
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
     struct store *st = NULL;
     struct rpc_server *rpc = NULL;
     struct http_server *http = NULL;
+    struct edc_callback *edc = NULL;
     char errstr[512];
     int code = 0;
 
@@ -211,11 +213,26 @@ int main(int argc, char **argv)
             code = EXIT_RUNTIME;
             goto out;
         }
+        if (cfg.callback_auth_code) { /* §6: EDC callbacks on */
+            if (!(edc = edc_callback_open(&cfg, errstr, sizeof(errstr)))) {
+                log_error("%s", errstr);
+                code = EXIT_RUNTIME;
+                goto out;
+            }
+            http_server_set_edc(http, edc);
+            log_info("EDC callbacks: POST /callbacks/edc on %s (header %s)",
+                     cfg.http_addr, cfg.callback_auth_key);
+        }
+    } else if (cfg.callback_auth_code) {
+        log_warn("EDC callbacks: EDR_CALLBACK_AUTH_CODE is set but "
+                 "EDR_HTTP_ADDR is off: no callback can arrive");
     }
 
     if (!(st = open_store(&cfg, &code)))
         goto out;
     metrics_set_store_ok(1);
+    if (edc)
+        edc_callback_set_store(edc, st);
     rpc = rpc_server_start(&cfg, st, errstr, sizeof(errstr));
     if (!rpc) {
         log_error("lookups: %s", errstr);
@@ -230,6 +247,7 @@ out:
     rpc_server_stop(rpc);
     if (http)
         http_server_stop(http);
+    edc_callback_close(edc); /* after the server: no handler runs now */
     if (st) {
         store_close(st);
         log_info("store closed; exit %d", code);

@@ -33,6 +33,10 @@ static const char *const dropped_names[] = {"reply_to_refused", "unreadable",
                                             "expired", "other"};
 static const char *const component_names[] = {"store", "kafka", "redis",
                                               "other"};
+/* EDC callbacks (worker/edc_callback.c); "unavailable" is the catch-all */
+static const char *const callback_names[] = {"expired",      "not_found",
+                                             "ignored",      "bad_request",
+                                             "unauthorized", "unavailable"};
 
 #define N_TYPES N_ELEMS(type_names)
 #define N_REASONS N_ELEMS(reason_names)
@@ -40,6 +44,7 @@ static const char *const component_names[] = {"store", "kafka", "redis",
 #define N_STATUSES N_ELEMS(status_names)
 #define N_COMPONENTS N_ELEMS(component_names)
 #define N_DROPPED N_ELEMS(dropped_names)
+#define N_CALLBACKS N_ELEMS(callback_names)
 
 /* Index of s in names; `fallback` (the last, catch-all entry) when absent
  * or NULL. */
@@ -98,6 +103,7 @@ static atomic_uint_fast64_t lookups[N_OPS][N_STATUSES];
 static struct histogram lookup_hist[N_OPS];
 static atomic_uint_fast64_t store_entries;
 static atomic_uint_fast64_t lookups_dropped[N_DROPPED];
+static atomic_uint_fast64_t callbacks[N_CALLBACKS];
 static atomic_uint_fast64_t outages[N_COMPONENTS];
 static atomic_uint_fast64_t retries[N_COMPONENTS];
 static atomic_int store_ok;
@@ -223,6 +229,24 @@ uint64_t metrics_get_lookups_dropped(const char *reason)
 {
     size_t r = label_index(dropped_names, N_DROPPED, reason, N_DROPPED - 1);
     return (uint64_t)atomic_load_explicit(&lookups_dropped[r],
+                                          memory_order_relaxed);
+}
+
+/* The counter of one callback outcome (unknown ones: the catch-all). */
+static atomic_uint_fast64_t *callback_slot(const char *outcome)
+{
+    return &callbacks[label_index(callback_names, N_CALLBACKS, outcome,
+                                  N_CALLBACKS - 1)];
+}
+
+void metrics_callback(const char *outcome)
+{
+    atomic_fetch_add_explicit(callback_slot(outcome), 1, memory_order_relaxed);
+}
+
+uint64_t metrics_get_callbacks(const char *outcome)
+{
+    return (uint64_t)atomic_load_explicit(callback_slot(outcome),
                                           memory_order_relaxed);
 }
 
@@ -454,6 +478,12 @@ int metrics_render(char **out, size_t *len)
         fprintf(f, "edr_lookups_dropped_total{reason=\"%s\"} %llu\n",
                 dropped_names[r],
                 (unsigned long long)load(&lookups_dropped[r]));
+
+    put_header(f, "edr_callbacks_total", "counter",
+               "EDC callbacks (POST /callbacks/edc), by outcome.");
+    for (size_t r = 0; r < N_CALLBACKS; r++)
+        fprintf(f, "edr_callbacks_total{outcome=\"%s\"} %llu\n",
+                callback_names[r], (unsigned long long)load(&callbacks[r]));
 
     put_header(f, "edr_lookup_seconds", "histogram",
                "Time from popping a lookup request to pushing its reply.");

@@ -39,6 +39,13 @@ uint64_t metrics_get_store_entries(void);
 void metrics_lookup_dropped(const char *reason);
 /* The count of metrics_lookup_dropped(reason) so far (for tests). */
 uint64_t metrics_get_lookups_dropped(const char *reason);
+/* One EDC callback answered (schemas/README.md §6), by outcome:
+ * "expired" (200, edr.expired published), "not_found" (200, no connection
+ * holds the transfer id), "ignored" (204), "bad_request" (400),
+ * "unauthorized" (401); anything else counts as "unavailable" (503). */
+void metrics_callback(const char *outcome);
+/* The count of metrics_callback(outcome) so far (for tests). */
+uint64_t metrics_get_callbacks(const char *outcome);
 /* component: "store", "kafka", "redis". An outage began / a retry. */
 void metrics_outage(const char *component);
 void metrics_retry(const char *component);

@@ -2,7 +2,8 @@
 # 50-fuzz.sh: builds the libFuzzer targets (clang) in build-fuzz/ and
 # fuzzes each under ASan and UBSan, starting from its seed corpus in
 # tests/fuzz/corpus/<name>/: the event decoder (bytes from Kafka) for 60 s
-# and the request decoder (bytes from Redis) for 30 s. Any crash, leak,
+# the request decoder (bytes from Redis) for 30 s and the EDC callback
+# decoder (bytes from POST /callbacks/edc) for 20 s. Any crash, leak,
 # UB, timeout or out-of-memory fails the step; the reproducer is left in
 # build-fuzz/artifacts-<name>/. New inputs go to build-fuzz/corpus-<name>/,
 # never into the committed corpus. FUZZ_SECONDS overrides both times.
@@ -14,7 +15,8 @@ mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DEDR_FUZZ=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/configure.log" 2>&1 ||
     { cat "$build/configure.log"; exit 1; }
-cmake --build "$build" --target fuzz_event_decode fuzz_request_decode -j2
+cmake --build "$build" --target fuzz_event_decode fuzz_request_decode \
+    fuzz_edc_decode -j2
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -49,5 +51,6 @@ fuzz() {
 
 fuzz event 60 -dict=tests/fuzz/event.dict
 fuzz request 30
+fuzz edc 20
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

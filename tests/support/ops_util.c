@@ -39,6 +39,27 @@ int ops_free_port(void)
 int ops_http_request(const char *addr, const char *method, const char *path,
                      int *status, char *head, size_t head_size, char **body)
 {
+    return ops_http_send(addr, method, path, NULL, NULL, 0, status, head,
+                         head_size, body);
+}
+
+/* Writes all n bytes; 0, or -1 when the peer stopped reading. */
+static int write_all(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w <= 0)
+            return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int ops_http_send(const char *addr, const char *method, const char *path,
+                  const char *headers, const char *req_body, size_t req_len,
+                  int *status, char *head, size_t head_size, char **body)
+{
     int rc = -1, fd = -1;
     char *buf = NULL;
     size_t len = 0, cap = 0;
@@ -59,11 +80,17 @@ int ops_http_request(const char *addr, const char *method, const char *path,
         goto cleanup;
     struct timeval tv = {10, 0}; /* a hung server fails the test, not CI */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    char req[512];
-    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: %s\r\n\r\n",
-                     method, path, addr);
-    if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n)
+    char req[2048], length[48] = "";
+    if (req_body)
+        snprintf(length, sizeof(length), "Content-Length: %zu\r\n", req_len);
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: %s\r\n%s%s\r\n",
+                     method, path, addr, headers ? headers : "", length);
+    if (n < 0 || (size_t)n >= sizeof(req) || write_all(fd, req, (size_t)n))
         goto cleanup;
+    /* a server that answers early (401, 400) may stop reading: its answer
+     * is read all the same */
+    if (req_body)
+        (void)write_all(fd, req_body, req_len);
     for (;;) {
         if (len + 4096 + 1 > cap) {
             cap = cap ? cap * 2 : 65536;

@@ -19,6 +19,13 @@ int ops_free_port(void);
 int ops_http_request(const char *addr, const char *method, const char *path,
                      int *status, char *head, size_t head_size, char **body);
 
+/* ops_http_request with extra request headers (complete lines, each
+ * ending in \r\n, or NULL) and, when req_body is not NULL, req_len bytes
+ * of body sent with their Content-Length. */
+int ops_http_send(const char *addr, const char *method, const char *path,
+                  const char *headers, const char *req_body, size_t req_len,
+                  int *status, char *head, size_t head_size, char **body);
+
 /* ops_http_request with GET and no header block. */
 int ops_http_get(const char *addr, const char *path, int *status, char **body);
 
