@@ -36,6 +36,13 @@ static void usage(FILE *out)
             "  ping\n"
             "      ask a worker over Redis; prints the reply's result as "
             "JSON\n"
+            "  invalidate [--party-substring S] [--asset-id A] [--asset-prefix "
+            "P]\n"
+            "      [--transfer-id T] [--dry-run]\n"
+            "      (at least one filter) evict every matching entry on every "
+            "replica:\n"
+            "      one edr.expired per entry, with its transfer id; prints\n"
+            "      {\"matched\": n, \"published\": n}\n"
             "\n");
     config_print_settings(out);
     fprintf(out, "\nExit codes: 0 ok, 1 not found, 2 usage error, 3 error "
@@ -80,6 +87,8 @@ int main(int argc, char **argv)
                strcmp(cmd, "count") == 0 || strcmp(cmd, "list") == 0 ||
                strcmp(cmd, "ping") == 0) {
         code = edrctl_lookup_main(&cfg, cmd, rest.argc, rest.argv);
+    } else if (strcmp(cmd, "invalidate") == 0) {
+        code = edrctl_invalidate_main(&cfg, rest.argc, rest.argv);
     } else {
         fprintf(stderr,
                 "edrctl: unknown subcommand \"%s\" (see edrctl "

@@ -7,6 +7,7 @@
 #ifndef EDR_TOOLS_EDRCTL_H
 #define EDR_TOOLS_EDRCTL_H
 
+#include "schemas/reply.h"
 #include "worker/config.h"
 
 enum edrctl_exit {
@@ -24,5 +25,24 @@ int edrctl_publish_main(const struct config *cfg, int argc, char **argv);
  * (edrctl_lookup.c). */
 int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
                        char **argv);
+
+/* The list_connections filters (schemas/README.md §2, v2); NULL: not
+ * given. All given ones must hold. */
+struct edrctl_filters {
+    const char *substring; /* counter_party_id_substring */
+    const char *transfer_id;
+    const char *asset_id;
+    const char *asset_prefix;
+};
+
+/* One list_connections page of up to 1000 items from cursor (NULL: the
+ * first) (edrctl_lookup.c). EDRCTL_OK with an ok reply in *msg (the
+ * caller clears it with reply_msg_clear), else EDRCTL_USAGE or
+ * EDRCTL_ERROR with the reason on stderr. */
+int edrctl_list_page(const struct config *cfg, const struct edrctl_filters *f,
+                     const char *cursor, struct reply_msg *msg);
+
+/* invalidate ... (edrctl_invalidate.c) */
+int edrctl_invalidate_main(const struct config *cfg, int argc, char **argv);
 
 #endif

@@ -328,13 +328,14 @@ static int build_request(struct reply_buf *b, const char *cmd,
     return b->oom ? -1 : 0;
 }
 
-int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
-                       char **argv)
+/* Sends cmd's request built from a and waits for its reply: EDRCTL_OK
+ * with the reply in *msg (the caller clears it), EDRCTL_USAGE or
+ * EDRCTL_ERROR with the reason on stderr. */
+static int roundtrip(const struct config *cfg, const char *cmd,
+                     const struct lookup_args *a, struct reply_msg *msg)
 {
-    struct lookup_args a;
     struct redis_url url;
     struct reply_buf req = {0};
-    struct reply_msg msg = {0};
     redisContext *c = NULL;
     redisReply *r = NULL;
     char token[128], reply_to[512], queue[300], err[512];
@@ -345,18 +346,10 @@ int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
     int rc = EDRCTL_ERROR;
 
     memset(&url, 0, sizeof(url));
-    if (strcmp(cmd, "get") && strcmp(cmd, "transfer-id") &&
-        strcmp(cmd, "get-by-transfer-id") && strcmp(cmd, "count") &&
-        strcmp(cmd, "list") && strcmp(cmd, "ping")) {
-        fprintf(stderr, "edrctl: unknown lookup command '%s'\n", cmd);
-        return EDRCTL_USAGE;
-    }
-    if (parse_args(cmd, argc, argv, &a))
-        return EDRCTL_USAGE;
     /* a wait the worker honours must not outlast our own patience */
-    long wait = a.wait_ms >= 0 ? a.wait_ms
-                : a.n_pos > 0  ? REQUEST_POSITIONS_WAIT_DEFAULT_MS
-                               : 0;
+    long wait = a->wait_ms >= 0 ? a->wait_ms
+                : a->n_pos > 0  ? REQUEST_POSITIONS_WAIT_DEFAULT_MS
+                                : 0;
     if (wait > 0 && timeout_ms < wait + LOOKUP_WAIT_SLACK_MS)
         timeout_ms = (int)(wait + LOOKUP_WAIT_SLACK_MS);
     if (redis_url_parse(cfg->redis_url ? cfg->redis_url
@@ -371,7 +364,7 @@ int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
     make_token(token, sizeof(token));
     snprintf(reply_to, sizeof(reply_to), "%s:reply:%s", prefix, token);
     snprintf(queue, sizeof(queue), "%s:requests", prefix);
-    if (build_request(&req, cmd, &a, token, reply_to, deadline)) {
+    if (build_request(&req, cmd, a, token, reply_to, deadline)) {
         fprintf(stderr, "edrctl: out of memory\n");
         goto out;
     }
@@ -416,15 +409,64 @@ int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
                 timeout_ms, prefix);
         goto out;
     }
-    if (reply_decode(&msg, r->element[1]->str, r->element[1]->len, err,
+    if (reply_decode(msg, r->element[1]->str, r->element[1]->len, err,
                      sizeof(err))) {
         fprintf(stderr, "edrctl: bad reply: %s\n", err);
         goto out;
     }
-    if (msg.id && strcmp(msg.id, token) != 0) {
+    if (msg->id && strcmp(msg->id, token) != 0) {
         fprintf(stderr, "edrctl: reply for another request\n");
         goto out;
     }
+    rc = EDRCTL_OK;
+out:
+    if (r)
+        freeReplyObject(r);
+    if (c)
+        redisFree(c);
+    reply_buf_free(&req);
+    redis_url_clear(&url);
+    return rc;
+}
+
+int edrctl_list_page(const struct config *cfg, const struct edrctl_filters *f,
+                     const char *cursor, struct reply_msg *msg)
+{
+    struct lookup_args a;
+    memset(&a, 0, sizeof(a));
+    a.wait_ms = -1;
+    a.substring = f->substring;
+    a.transfer_id = f->transfer_id;
+    a.asset_id = f->asset_id;
+    a.asset_prefix = f->asset_prefix;
+    a.cursor = cursor;
+    a.limit = REQUEST_LIMIT_MAX;
+    int rc = roundtrip(cfg, "list", &a, msg);
+    if (rc == EDRCTL_OK && msg->status != REPLY_OK) {
+        fprintf(stderr, "edrctl: list_connections: %s\n",
+                msg->error ? msg->error : "not ok");
+        rc = EDRCTL_ERROR;
+    }
+    return rc;
+}
+
+int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
+                       char **argv)
+{
+    struct lookup_args a;
+    struct reply_msg msg = {0};
+    int rc;
+
+    if (strcmp(cmd, "get") && strcmp(cmd, "transfer-id") &&
+        strcmp(cmd, "get-by-transfer-id") && strcmp(cmd, "count") &&
+        strcmp(cmd, "list") && strcmp(cmd, "ping")) {
+        fprintf(stderr, "edrctl: unknown lookup command '%s'\n", cmd);
+        return EDRCTL_USAGE;
+    }
+    if (parse_args(cmd, argc, argv, &a))
+        return EDRCTL_USAGE;
+    if ((rc = roundtrip(cfg, cmd, &a, &msg)) != EDRCTL_OK)
+        goto out;
     switch (msg.status) {
     case REPLY_OK:
         printf("%s\n", msg.result_json);
@@ -442,12 +484,6 @@ int edrctl_lookup_main(const struct config *cfg, const char *cmd, int argc,
     }
     fflush(stdout);
 out:
-    if (r)
-        freeReplyObject(r);
-    if (c)
-        redisFree(c);
     reply_msg_clear(&msg);
-    reply_buf_free(&req);
-    redis_url_clear(&url);
     return rc;
 }

@@ -5,6 +5,7 @@
  * testing aid for rejected events. */
 #include "tools/edrctl.h"
 #include "tools/edrctl_args.h"
+#include "tools/edrctl_publish.h"
 
 #include "schemas/edr_key.h"
 #include "schemas/event.h"
@@ -30,13 +31,6 @@ struct publish_args {
     const char *headers[MAX_HEADERS];
     int n_headers;
     int help;
-};
-
-struct delivery {
-    int done;
-    rd_kafka_resp_err_t err;
-    int32_t partition;
-    int64_t offset;
 };
 
 static void publish_usage(FILE *out)
@@ -165,24 +159,27 @@ static char *read_all(const char *path, size_t *len)
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    struct delivery *d = opaque;
+    struct edrctl_producer *p = opaque;
     (void)rk;
-    d->done = 1;
-    d->err = m->err;
-    d->partition = m->partition;
-    d->offset = m->offset;
+    if (m->err) {
+        if (!p->failed++)
+            p->first_err = m->err;
+        return;
+    }
+    p->delivered++;
+    p->partition = m->partition;
+    p->offset = m->offset;
 }
 
-/* Produces one record and waits for its report. Returns an edrctl_exit. */
-static int produce(const struct config *cfg, const char *key, size_t key_len,
-                   const char *value, size_t len, rd_kafka_headers_t *hdrs)
+int edrctl_producer_open(struct edrctl_producer *p, const struct config *cfg,
+                         const char *who)
 {
-    struct delivery d = {0};
     char errstr[512], timeout[32];
-    rd_kafka_t *rk = NULL;
-    int code = EDRCTL_ERROR;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
+    memset(p, 0, sizeof(*p));
+    p->who = who;
+    p->timeout_ms = cfg->timeout_ms;
     snprintf(timeout, sizeof(timeout), "%d", cfg->timeout_ms);
     if (config_kafka_set(conf, "bootstrap.servers", cfg->brokers, errstr,
                          sizeof(errstr)) ||
@@ -193,52 +190,147 @@ static int produce(const struct config *cfg, const char *key, size_t key_len,
         config_apply_kafka_props(cfg, conf, errstr, sizeof(errstr)) ||
         config_kafka_set(conf, "enable.idempotence", "true", errstr,
                          sizeof(errstr))) {
-        fprintf(stderr, "edrctl publish: %s\n", errstr);
-        code = EDRCTL_USAGE;
-        goto out;
+        fprintf(stderr, "edrctl %s: %s\n", who, errstr);
+        rd_kafka_conf_destroy(conf);
+        return EDRCTL_USAGE;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     /* librdkafka's own lines (connection refused, ...) would bury the one
-     * line below that says what happened to the event. */
+     * line that says what happened to the events. */
     rd_kafka_conf_set_log_cb(conf, NULL);
-    rd_kafka_conf_set_opaque(conf, &d);
-    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
-        fprintf(stderr, "edrctl publish: %s\n", errstr);
-        goto out;
-    }
-    conf = NULL; /* now owned by rk */
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(cfg->topic),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
-        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(hdrs),
-        RD_KAFKA_V_END);
-    if (err) {
-        fprintf(stderr, "edrctl publish: %s\n", rd_kafka_err2str(err));
-        goto out;
-    }
-    hdrs = NULL; /* now owned by the message */
-    rd_kafka_flush(rk, cfg->timeout_ms + 1000);
-    if (!d.done) {
-        fprintf(stderr, "edrctl publish: no delivery report within %d ms\n",
-                cfg->timeout_ms);
-        goto out;
-    }
-    if (d.err) {
-        fprintf(stderr, "edrctl publish: not delivered: %s\n",
-                rd_kafka_err2str(d.err));
-        goto out;
-    }
-    printf("{\"partition\": %" PRId32 ", \"offset\": %" PRId64 "}\n",
-           d.partition, d.offset);
-    code = EDRCTL_OK;
-
-out:
-    if (hdrs)
-        rd_kafka_headers_destroy(hdrs);
-    if (conf)
+    rd_kafka_conf_set_opaque(conf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!p->rk) {
+        fprintf(stderr, "edrctl %s: %s\n", who, errstr);
         rd_kafka_conf_destroy(conf);
-    if (rk)
-        rd_kafka_destroy(rk);
+        return EDRCTL_ERROR;
+    }
+    return EDRCTL_OK; /* conf is now owned by p->rk */
+}
+
+int edrctl_producer_send(struct edrctl_producer *p, const char *topic,
+                         const char *key, size_t key_len, const char *value,
+                         size_t len, rd_kafka_headers_t *hdrs)
+{
+    rd_kafka_resp_err_t err;
+    for (;;) {
+        err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_KEY(key, key_len),
+                                RD_KAFKA_V_VALUE((void *)value, len),
+                                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(p->rk, 100); /* a large invalidate: let reports drain */
+    }
+    if (err) {
+        fprintf(stderr, "edrctl %s: %s\n", p->who, rd_kafka_err2str(err));
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        return EDRCTL_ERROR;
+    }
+    p->sent++; /* hdrs now owned by the message */
+    return EDRCTL_OK;
+}
+
+int edrctl_producer_send_event(struct edrctl_producer *p, const char *topic,
+                               const struct event_spec *spec,
+                               rd_kafka_headers_t *hdrs)
+{
+    char errstr[512];
+    char *json = NULL;
+    size_t json_len = 0;
+    struct event ev;
+
+    if (event_encode(spec, &json, &json_len, errstr, sizeof(errstr)) != 0) {
+        fprintf(stderr, "edrctl %s: %s\n", p->who, errstr);
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        return EDRCTL_USAGE;
+    }
+    /* The worker's own decoder decides: never produce an event it would
+     * dead-letter. */
+    if (event_decode(&ev, json, json_len, errstr, sizeof(errstr)) != EVENT_OK) {
+        fprintf(stderr, "edrctl %s: invalid event: %s\n", p->who, errstr);
+        free(json);
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        return EDRCTL_USAGE;
+    }
+    event_clear(&ev);
+
+    char ckey[EDR_CONNECTION_KEY_LEN + 1];
+    edr_connection_key(&spec->key, ckey);
+    if (!hdrs)
+        hdrs = rd_kafka_headers_new(1);
+    rd_kafka_header_add(hdrs, "content-type", -1,
+                        "application/cloudevents+json", -1);
+    int code = edrctl_producer_send(p, topic, ckey, EDR_CONNECTION_KEY_LEN,
+                                    json, json_len, hdrs);
+    free(json);
+    return code;
+}
+
+int edrctl_producer_flush(struct edrctl_producer *p)
+{
+    rd_kafka_flush(p->rk, p->timeout_ms + 1000);
+    if (p->delivered + p->failed < p->sent) {
+        fprintf(stderr,
+                "edrctl %s: no delivery report for %zu of %zu event(s) "
+                "within %d ms\n",
+                p->who, p->sent - p->delivered - p->failed, p->sent,
+                p->timeout_ms);
+        return EDRCTL_ERROR;
+    }
+    if (p->failed) {
+        fprintf(stderr, "edrctl %s: %zu of %zu not delivered: %s\n", p->who,
+                p->failed, p->sent, rd_kafka_err2str(p->first_err));
+        return EDRCTL_ERROR;
+    }
+    return EDRCTL_OK;
+}
+
+void edrctl_producer_close(struct edrctl_producer *p)
+{
+    if (p->rk)
+        rd_kafka_destroy(p->rk);
+    p->rk = NULL;
+}
+
+void edrctl_default_source(char *out, size_t n)
+{
+    char host[256];
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, n, "urn:edrctl:%s", host);
+}
+
+/* Produces one record or event, waits for its report and prints its
+ * position. spec NULL: the raw record key/value. */
+static int publish_one(const struct config *cfg, const struct event_spec *spec,
+                       const char *key, const char *value, size_t len,
+                       rd_kafka_headers_t *hdrs)
+{
+    struct edrctl_producer p;
+    int code = edrctl_producer_open(&p, cfg, "publish");
+    if (code != EDRCTL_OK) {
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        return code;
+    }
+    if (spec) {
+        code = edrctl_producer_send_event(&p, cfg->topic, spec, hdrs);
+    } else {
+        code = edrctl_producer_send(&p, cfg->topic, key, key ? strlen(key) : 0,
+                                    value, len, hdrs);
+    }
+    if (code == EDRCTL_OK)
+        code = edrctl_producer_flush(&p);
+    if (code == EDRCTL_OK)
+        printf("{\"partition\": %" PRId32 ", \"offset\": %" PRId64 "}\n",
+               p.partition, p.offset);
+    edrctl_producer_close(&p);
     return code;
 }
 
@@ -260,10 +352,10 @@ static int parse_type(const char *s, enum event_type *t)
 int edrctl_publish_main(const struct config *cfg, int argc, char **argv)
 {
     struct publish_args a;
-    char *edr_buf = NULL, *raw = NULL, *json = NULL;
-    size_t edr_len = 0, raw_len = 0, json_len = 0;
+    char *edr_buf = NULL, *raw = NULL;
+    size_t edr_len = 0, raw_len = 0;
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(MAX_HEADERS + 1);
-    char errstr[512], source[300];
+    char source[300];
     int code = EDRCTL_USAGE;
 
     if (parse_args(argc, argv, &a) != 0)
@@ -287,9 +379,8 @@ int edrctl_publish_main(const struct config *cfg, int argc, char **argv)
             fprintf(stderr, "edrctl publish: --raw: cannot read %s\n", a.raw);
             goto out;
         }
-        code =
-            produce(cfg, a.key, a.key ? strlen(a.key) : 0, raw, raw_len, hdrs);
-        hdrs = NULL; /* produce() frees it */
+        code = publish_one(cfg, NULL, a.key, raw, raw_len, hdrs);
+        hdrs = NULL; /* publish_one() frees it */
         goto out;
     }
 
@@ -323,13 +414,8 @@ int edrctl_publish_main(const struct config *cfg, int argc, char **argv)
     } else if (a.edr) {
         edr_len = strlen(a.edr);
     }
-    if (!a.source) {
-        char host[256];
-        if (gethostname(host, sizeof(host)) != 0)
-            snprintf(host, sizeof(host), "localhost");
-        host[sizeof(host) - 1] = '\0';
-        snprintf(source, sizeof(source), "urn:edrctl:%s", host);
-    }
+    if (!a.source)
+        edrctl_default_source(source, sizeof(source));
     struct event_spec spec = {
         .type = type,
         .id = a.id,
@@ -340,31 +426,13 @@ int edrctl_publish_main(const struct config *cfg, int argc, char **argv)
         .edr_len = edr_len,
         .transfer_id = a.transfer_id,
     };
-    if (event_encode(&spec, &json, &json_len, errstr, sizeof(errstr)) != 0) {
-        fprintf(stderr, "edrctl publish: %s\n", errstr);
-        goto out;
-    }
-    /* The worker's own decoder decides: never produce an event it would
-     * dead-letter. */
-    struct event ev;
-    if (event_decode(&ev, json, json_len, errstr, sizeof(errstr)) != EVENT_OK) {
-        fprintf(stderr, "edrctl publish: invalid event: %s\n", errstr);
-        goto out;
-    }
-    event_clear(&ev);
-
-    char ckey[EDR_CONNECTION_KEY_LEN + 1];
-    edr_connection_key(&spec.key, ckey);
-    rd_kafka_header_add(hdrs, "content-type", -1,
-                        "application/cloudevents+json", -1);
-    code = produce(cfg, ckey, EDR_CONNECTION_KEY_LEN, json, json_len, hdrs);
-    hdrs = NULL; /* produce() frees it */
+    code = publish_one(cfg, &spec, NULL, NULL, 0, hdrs);
+    hdrs = NULL; /* publish_one() frees it */
 
 out:
     if (hdrs)
         rd_kafka_headers_destroy(hdrs);
     free(edr_buf);
     free(raw);
-    free(json);
     return code;
 }

@@ -136,10 +136,15 @@ class Worker:
                     pytest.fail(f"edr-worker exited with {self.proc.returncode}:\n{self.log_tail()}")
                 try:
                     rpc.ping()
+                    # ping answers while a memory worker restores its state
+                    # from the changelog; count waits for the whole state
+                    rpc.count()
                     return
                 except EdrWorkerError:
                     if time.monotonic() > deadline:
-                        pytest.fail(f"edr-worker did not answer ping in 60 s:\n{self.log_tail()}")
+                        pytest.fail(f"edr-worker did not answer ping and count in 60 s:\n"
+                                    f"{self.log_tail()}")
+                    time.sleep(0.05)
         finally:
             rpc.close()
 

@@ -9,7 +9,7 @@ namespace, as the management API answers):
 |---|---|
 | ``POST /v3/catalog/request`` | ``dcat:Catalog`` with one ``dcat:Dataset`` and its ``odrl:Offer`` |
 | ``POST /v3/edrs`` (a negotiation) | ``IdResponse`` with the negotiation id; counted in ``negotiations`` |
-| ``GET /v3/contractnegotiations/{id}/state`` | ``NegotiationState`` ``FINALIZED`` |
+| ``GET /v3/contractnegotiations/{id}/state`` | ``NegotiationState`` ``FINALIZED`` (``REQUESTED`` for ever for the first ``stall_negotiations``) |
 | ``GET /v3/contractnegotiations/{id}`` | ``ContractNegotiation`` with ``contractAgreementId`` |
 | ``POST /v3/transferprocesses/request`` | ``[TransferProcess]`` in state ``STARTED``; a filter on ``contractAgreementId`` is refused with 400 as EDC's SQL store refuses an unknown property, ``contractId`` works |
 | ``POST /v3/edrs/request`` | ``[EndpointDataReferenceEntry]`` of the negotiation |
@@ -114,6 +114,10 @@ class FakeEdc:
     asset_id: str
     base_url: str = ""
     negotiations: int = 0
+    #: the first this many negotiations never finalize (state REQUESTED): a
+    #: consumer is then stuck mid-negotiation, e.g. to be killed there
+    stall_negotiations: int = 0
+    stalled: set[str] = field(default_factory=set)
     catalog_requests: int = 0
     data_address_requests: int = 0
     data_requests: int = 0
@@ -198,6 +202,8 @@ class FakeEdc:
                      created_at=int(time.time() * 1000))
         with self.lock:
             self.negotiations += 1
+            if self.negotiations <= self.stall_negotiations:
+                self.stalled.add(t.negotiation_id)
             self.by_negotiation[t.negotiation_id] = t
             self.by_agreement[t.agreement_id] = t
             self.by_transfer[t.transfer_id] = t
@@ -207,7 +213,8 @@ class FakeEdc:
     def negotiation_state(self, negotiation_id: str) -> tuple[int, Any]:
         if negotiation_id not in self.by_negotiation:
             return 404, _error("no such negotiation")
-        return 200, {"@type": "NegotiationState", "state": "FINALIZED", "@context": CONTEXT}
+        state = "REQUESTED" if negotiation_id in self.stalled else "FINALIZED"
+        return 200, {"@type": "NegotiationState", "state": state, "@context": CONTEXT}
 
     def negotiation(self, negotiation_id: str) -> tuple[int, Any]:
         t = self.by_negotiation.get(negotiation_id)

@@ -44,6 +44,7 @@ from .events import (
     encode_event,
 )
 from .rpc import EdrRpcClient
+from .single_flight import SingleFlight
 
 _module_log = logging.getLogger(__name__)
 
@@ -171,6 +172,15 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
     :param apply_timeout: bound of that wait in seconds (default: ``timeout``).
     :param producer_config: extra librdkafka producer properties.
     :param rpc_client: an :class:`EdrRpcClient` to use instead of building one.
+    :param single_flight: one negotiation per connection across replicas: a
+        miss in :meth:`get_connection_transfer_id` takes a Redis lease
+        (``SET NX PX``) and returns ``None`` (negotiate) only to its holder;
+        the others wait for the holder's entry (see
+        :mod:`edr_worker_client.single_flight`). Off by default.
+    :param lease_ttl: seconds a lease lives if its holder never stores the
+        entry (dies, fails): must outlast a negotiation (default 30).
+    :param single_flight_wait: most seconds a replica waits for others before
+        it negotiates itself anyway (default 120).
 
     Lookups raise :class:`~edr_worker_client.errors.EdrWorkerError` subclasses on
     timeouts, Redis failures and worker error replies -- never a silent ``{}``.
@@ -193,7 +203,8 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
                  publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT_S, wait_applied: bool = True,
                  apply_timeout: float | None = None,
                  producer_config: Mapping[str, Any] | None = None,
-                 rpc_client: EdrRpcClient | None = None) -> None:
+                 rpc_client: EdrRpcClient | None = None, single_flight: bool = False,
+                 lease_ttl: float = 30.0, single_flight_wait: float = 120.0) -> None:
         given: dict[str, Any] = {}
         for name, value in (("provider_id_key", provider_id_key), ("edrs_key", edrs_key),
                             ("logger", logger), ("verbose", verbose)):
@@ -241,6 +252,12 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         self.publish_timeout = float(publish_timeout)
         self.wait_applied = wait_applied
         self.apply_timeout = float(apply_timeout) if apply_timeout is not None else self.timeout
+        self._flight: SingleFlight | None = None
+        if single_flight:
+            try:
+                self._flight = SingleFlight(self.rpc, lease_ttl, single_flight_wait, self.logger)
+            except ValueError as exc:
+                raise EdrValidationError(str(exc)) from None
         conf: dict[str, Any] = {
             "bootstrap.servers": self.brokers,
             # Idempotence keeps retries from duplicating or reordering the
@@ -432,13 +449,20 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
                                    query_checksum: str, policy_checksum: str) -> str | None:
         """The stored entry's ``transferProcessId``, or ``None`` when there is none.
 
+        With ``single_flight``, ``None`` means "you hold the lease: negotiate
+        and :meth:`add_connection`"; a replica that misses while another holds
+        the lease waits for that replica's entry and returns its transfer id.
+
         :raises EdrWorkerError: timeout, Redis failure or worker error reply.
         """
         keys = self._lookup_keys(counter_party_id, counter_party_address, query_checksum,
                                  policy_checksum)
         if keys is None:
             return None
-        return self.rpc.get_connection_transfer_id(keys)
+        transfer_id = self.rpc.get_connection_transfer_id(keys)
+        if transfer_id is not None or self._flight is None:
+            return transfer_id
+        return self._flight.after_miss(keys)
 
     def delete_connection(self, counter_party_id: str, counter_party_address: str,
                           query_checksum: str, policy_checksum: str) -> bool:
@@ -479,10 +503,58 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         """
         if not isinstance(counter_party_id_substring, str):
             raise EdrValidationError("counter_party_id_substring must be a string")
-        items = self.rpc.iter_connections(counter_party_id_substring)
+        targets = self._evict("clear_connections_by_party",
+                              counter_party_id_substring=counter_party_id_substring)
+        return len({keys["counter_party_id"] for keys, _ in targets})
+
+    def delete_connections_by_asset(self, asset_id: str | None = None,
+                                    asset_id_prefix: str | None = None) -> int:
+        """Evict every entry of an asset (``assetId == asset_id``) or an asset
+        family (``assetId`` starts with ``asset_id_prefix``, bytes, case
+        sensitive); both given: both must hold.
+
+        Not part of the SDK's interface: what Industry Core Hub does with raw
+        SQL behind the SDK's managers, here on every replica. One keyed
+        ``edr.expired`` per listed entry, carrying its transfer process id (an
+        entry renewed meanwhile survives), awaited like every write.
+
+        :returns: the number of entries evicted (0 when nothing matched).
+        :raises EdrValidationError: neither given, or one empty or not a string.
+        """
+        if asset_id is None and asset_id_prefix is None:
+            raise EdrValidationError("give asset_id, asset_id_prefix or both")
+        for name, value in (("asset_id", asset_id), ("asset_id_prefix", asset_id_prefix)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise EdrValidationError(f"{name} must be a non-empty string")
+        return len(self._evict("delete_connections_by_asset", asset_id=asset_id,
+                               asset_id_prefix=asset_id_prefix))
+
+    def delete_connection_by_transfer_id(self, transfer_process_id: str) -> int:
+        """Evict the entries holding ``transfer_process_id`` (a transfer that was
+        terminated, suspended or completed); an entry renewed meanwhile with
+        another transfer survives.
+
+        :returns: the number of entries evicted (normally 0 or 1).
+        :raises EdrValidationError: an empty or non-string id.
+        """
+        if not isinstance(transfer_process_id, str) or not transfer_process_id:
+            raise EdrValidationError("transfer_process_id must be a non-empty string")
+        return len(self._evict("delete_connection_by_transfer_id",
+                               transfer_process_id=transfer_process_id))
+
+    def _evict(self, what: str, counter_party_id_substring: str | None = None,
+               **filters: str | None) -> list[tuple[dict[str, str], str]]:
+        """List the entries matching every filter (``list_connections``) and
+        publish, per entry, ``edr.expired`` with its keys and transfer process
+        id; with ``wait_applied``, wait until lookups show them gone.
+
+        :returns: the (keys, transfer id) of the entries evicted.
+        """
+        def listed() -> list[dict[str, Any]]:
+            return self.rpc.iter_connections(counter_party_id_substring, **filters)
+
         targets: list[tuple[dict[str, str], str]] = []
-        parties: set[str] = set()
-        for item in items:
+        for item in listed():
             try:
                 keys = {k: item[k] for k in ("counter_party_id", "counter_party_address",
                                              "query_checksum", "policy_checksum")}
@@ -490,24 +562,20 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
             except (KeyError, TypeError):
                 raise EdrWorkerError("list_connections item lacks a contract member") from None
             targets.append((keys, transfer_id))
-            parties.add(keys["counter_party_id"])
         if not targets:
-            return 0
+            return targets
         cleared = {(connection_key(**k), t) for k, t in targets}
 
         def gone() -> bool:
-            remaining = self.rpc.iter_connections(counter_party_id_substring)
             return not any((connection_key(**_item_keys(i)), i.get(TRANSFER_ID_KEY)) in cleared
-                           for i in remaining)
+                           for i in listed())
 
         self._publish_tracked(self._expired_records(targets),
                               [(connection_key(**k), self._expired_check(k, t))
                                for k, t in targets],
-                              "clear_connections_by_party", applied=gone,
-                              party=targets[0][0]["counter_party_id"])
-        self._note("edr-worker-client: published %d edr.expired events for %d parties",
-                   len(targets), len(parties))
-        return len(parties)
+                              what, applied=gone, party=targets[0][0]["counter_party_id"])
+        self._note("edr-worker-client: %s: published %d edr.expired events", what, len(targets))
+        return targets
 
     @property
     def open_connections(self) -> dict[str, Any]:
@@ -588,9 +656,14 @@ class EdrWorkerConnectionManager(BaseConnectionManager):
         keys = self._lookup_keys(counter_party_id, counter_party_address, query_checksum,
                                  policy_checksum)
         assert keys is not None
-        self._publish_tracked([(key, value)],
-                              [(key, lambda: self.rpc.get_connection(keys) == expected)],
-                              "add_connection", party=counter_party_id)
+        try:
+            self._publish_tracked([(key, value)],
+                                  [(key, lambda: self.rpc.get_connection(keys) == expected)],
+                                  "add_connection", party=counter_party_id)
+        finally:
+            # after the wait: the replicas waiting on the lease find the entry
+            if self._flight is not None:
+                self._flight.release(key)
         self._note("edr-worker-client: published %s for connection %s", event_type, key)
         return transfer_id
 

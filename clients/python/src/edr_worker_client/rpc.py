@@ -38,6 +38,14 @@ DEFAULT_TIMEOUT_S = 5.0
 WAIT_MS_MAX = 30000
 #: the worker's own bound of a min_positions wait when wait_ms is absent
 POSITIONS_WAIT_DEFAULT_S = 5.0
+#: delete KEYS[1] only while it holds ARGV[1]: a lease that expired and was
+#: taken by another replica is never released by its former holder
+_RELEASE_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
 
 
 def _env_timeout() -> float:
@@ -284,19 +292,52 @@ class EdrRpcClient:
         return result["items"], next_cursor
 
     def iter_connections(self, counter_party_id_substring: str | None = None,
-                         page_size: int = LIST_LIMIT_MAX) -> list[dict[str, Any]]:
-        """Every matching item, following the cursor across pages."""
+                         page_size: int = LIST_LIMIT_MAX, *,
+                         transfer_process_id: str | None = None, asset_id: str | None = None,
+                         asset_id_prefix: str | None = None) -> list[dict[str, Any]]:
+        """Every item matching all filters given, following the cursor across pages."""
         items: list[dict[str, Any]] = []
         cursor: str | None = None
         seen: set[str] = set()
         while True:
-            page, cursor = self.list_connections(counter_party_id_substring, page_size, cursor)
+            page, cursor = self.list_connections(counter_party_id_substring, page_size, cursor,
+                                                 transfer_process_id=transfer_process_id,
+                                                 asset_id=asset_id,
+                                                 asset_id_prefix=asset_id_prefix)
             items.extend(page)
             if not cursor:
                 return items
             if cursor in seen:  # a worker bug must not loop us forever
                 raise EdrWorkerReplyError("list_connections", "next_cursor repeats")
             seen.add(cursor)
+
+    # -- leases (the adapter's single-flight mode; plain Redis keys) --------
+
+    def lease_key(self, connection_key: str) -> str:
+        """``<prefix>:lease:<connection key>``: the single-flight lease of one connection."""
+        return f"{self.rpc_prefix}:lease:{connection_key}"
+
+    def try_lease(self, name: str, token: str, ttl_ms: int) -> bool:
+        """``SET name token NX PX ttl_ms``: True when this call took the lease."""
+        try:
+            return bool(self._redis.set(name, token, nx=True, px=ttl_ms))
+        except redis.exceptions.RedisError as exc:
+            raise EdrWorkerUnavailable(f"Redis failed taking a lease: {exc}") from exc
+
+    def lease_left_ms(self, name: str) -> int:
+        """Milliseconds the lease has left; 0 when nobody holds it."""
+        try:
+            left = int(self._redis.pttl(name))
+        except redis.exceptions.RedisError as exc:
+            raise EdrWorkerUnavailable(f"Redis failed reading a lease: {exc}") from exc
+        return max(left, 0)
+
+    def release_lease(self, name: str, token: str) -> bool:
+        """Delete the lease only if it is still ours (compare-and-delete in Lua)."""
+        try:
+            return bool(self._redis.eval(_RELEASE_LUA, 1, name, token))
+        except redis.exceptions.RedisError as exc:
+            raise EdrWorkerUnavailable(f"Redis failed releasing a lease: {exc}") from exc
 
     def ping(self) -> dict[str, Any]:
         """The answering worker's id, store kind and entry count."""
