@@ -22,6 +22,8 @@
 #include "stores/pg_store.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/kafka_util.h"
+#include "tests/support/ops_util.h"
+#include "tests/support/proc_util.h"
 #include "worker/redis_url.h"
 
 #include <hiredis/hiredis.h>
@@ -57,6 +59,7 @@ struct worker {
     char id[64];
     char prefix[96];
     char log[160];
+    char http[32]; /* its /readyz */
     pid_t pid;
 };
 
@@ -71,8 +74,8 @@ struct fleet {
 static pid_t start_worker(struct fleet *f, struct worker *w)
 {
     char env_buf[10][256];
-    char *envp[512];
-    int e = 0;
+    const char *envp[11];
+    snprintf(w->http, sizeof(w->http), "127.0.0.1:%d", ops_free_port());
     snprintf(env_buf[0], 256, "EDR_TOPIC=%s", f->topic);
     snprintf(env_buf[1], 256, "EDR_DLQ_TOPIC=%s", f->dlq);
     snprintf(env_buf[2], 256, "EDR_STORE=%s", f->mode);
@@ -80,28 +83,14 @@ static pid_t start_worker(struct fleet *f, struct worker *w)
     snprintf(env_buf[4], 256, "EDR_GROUP_ID=%s", f->group);
     snprintf(env_buf[5], 256, "EDR_RPC_PREFIX=%s", w->prefix);
     snprintf(env_buf[6], 256, "EDR_WORKER_ID=%s", w->id);
-    snprintf(env_buf[7], 256, "EDR_HTTP_ADDR=off");
+    snprintf(env_buf[7], 256, "EDR_HTTP_ADDR=%s", w->http);
     snprintf(env_buf[8], 256, "EDR_RPC_THREADS=2");
     for (int i = 0; i < 9; i++)
-        envp[e++] = env_buf[i];
-    for (char **p = environ; *p && e < 510; p++)
-        envp[e++] = *p;
-    envp[e] = NULL;
-    char *argv[] = {(char *)worker_bin(),
-                    (char *)"-X",
-                    (char *)"session.timeout.ms=6000",
-                    (char *)"-X",
-                    (char *)"heartbeat.interval.ms=1000",
-                    NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, w->log,
-                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    return rc == 0 ? pid : -1;
+        envp[i] = env_buf[i];
+    envp[9] = NULL;
+    const char *const args[] = {"-X", "session.timeout.ms=6000", "-X",
+                                "heartbeat.interval.ms=1000", NULL};
+    return test_spawn(worker_bin(), args, envp, w->log);
 }
 
 static void stop_worker(struct worker *w)
@@ -158,6 +147,13 @@ static int fleet_start(struct fleet *f, const char *mode, int partitions,
         if (w->pid < 0)
             return -1;
     }
+    /* Ready, not just answering: a memory worker restoring from the
+     * changelog answers ping but lookups `unavailable` (contract §4). */
+    for (int i = 0; i < 2; i++)
+        if (ops_wait_status(f->w[i].http, "/readyz", 200, 60000) != 0) {
+            fprintf(stderr, "%s: not ready within 60 s\n", f->w[i].id);
+            return -1;
+        }
     return 0;
 }
 
