@@ -25,8 +25,8 @@ int ru_produce(rd_kafka_t *rk, const char *topic, const struct model *m, int k,
                const char *xtest, struct sent *s);
 
 /* Produces n model events (delay_ms between them), then flushes. 0/-1. */
-int ru_produce_events(rd_kafka_t *rk, const char *topic, struct model *m,
-                      int n, int delay_ms);
+int ru_produce_events(rd_kafka_t *rk, const char *topic, struct model *m, int n,
+                      int delay_ms);
 
 /* High watermark of topic/p, or -1. */
 int64_t ru_high_watermark(rd_kafka_t *rk, const char *topic, int32_t p);
