@@ -193,6 +193,9 @@ static void kept_changelog_case(const char *tag, int retention)
     /* F is down: events only K applies and writes to the changelog. */
     CU_ASSERT_EQUAL_FATAL(ru_produce_events(rk, n.topic, &m, 200, 0), 0);
     CU_ASSERT_EQUAL_FATAL(wait_model(&k, &m), 0);
+    /* K took F's changelog partitions over (a rebalance: up to a
+     * heartbeat interval) and caught them up before the history goes. */
+    CU_ASSERT_EQUAL_FATAL(wait_changelog(rk, &n, &m), 0);
     int64_t hw[PARTS];
     for (int32_t p = 0; p < PARTS; p++)
         hw[p] = ru_high_watermark(rk, n.topic, p);
