@@ -437,3 +437,38 @@ char *test_kafka_broker_config(const char *brokers, const char *name)
     rd_kafka_destroy(rk);
     return value;
 }
+
+int test_kafka_alter_topic_config(const char *brokers, const char *topic,
+                                  const char *const *configs)
+{
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, NULL, 0);
+    if (!rk)
+        return -1;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_ConfigResource_t *cr =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    for (int i = 0; configs && configs[i]; i += 2)
+        rd_kafka_ConfigResource_set_config(cr, configs[i], configs[i + 1]);
+    rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+    rd_kafka_ConfigResource_destroy(cr);
+    int rc = -1;
+    rd_kafka_event_t *ev = ku_admin_wait(q, RD_KAFKA_EVENT_ALTERCONFIGS_RESULT);
+    if (ev) {
+        size_t n = 0;
+        const rd_kafka_ConfigResource_t **rs =
+            rd_kafka_AlterConfigs_result_resources(
+                rd_kafka_event_AlterConfigs_result(ev), &n);
+        if (!rd_kafka_event_error(ev) && n == 1 &&
+            !rd_kafka_ConfigResource_error(rs[0]))
+            rc = 0;
+        else
+            fprintf(stderr, "alter configs: %s\n",
+                    n == 1 ? rd_kafka_ConfigResource_error_string(rs[0])
+                           : rd_kafka_event_error_string(ev));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}

@@ -70,6 +70,12 @@ int64_t test_kafka_log_start(const char *brokers, const char *topic,
 int test_kafka_create_topic_with(const char *brokers, const char *topic,
                                  int partitions, const char *const *configs);
 
+/* Sets topic's configs (name, value pairs, NULL-terminated) with the
+ * AlterConfigs API: the topic's other dynamic configs return to their
+ * defaults. 0 or -1. */
+int test_kafka_alter_topic_config(const char *brokers, const char *topic,
+                                  const char *const *configs);
+
 /* The value of broker config `name` of broker 1 (malloc'd), or NULL. */
 char *test_kafka_broker_config(const char *brokers, const char *name);
 

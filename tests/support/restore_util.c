@@ -6,6 +6,7 @@
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
 #include "tests/support/ops_util.h"
+#include "tests/support/proc_util.h"
 #include "worker/changelog_restore.h"
 
 #include <inttypes.h>
@@ -166,6 +167,15 @@ int ru_worker_run(struct ru_worker *w, const char *name, const char *store,
                   const char *path, const char *topic, const char *dlq,
                   const char *group, const char *extra1, const char *extra2)
 {
+    return ru_worker_run_args(w, name, store, path, topic, dlq, group, extra1,
+                              extra2, NULL);
+}
+
+int ru_worker_run_args(struct ru_worker *w, const char *name, const char *store,
+                       const char *path, const char *topic, const char *dlq,
+                       const char *group, const char *extra1,
+                       const char *extra2, const char *const *args)
+{
     char e[10][320];
     snprintf(w->log, sizeof(w->log), "restore_%s_%d.log", name, (int)getpid());
     snprintf(w->http, sizeof(w->http), "127.0.0.1:%d", ops_free_port());
@@ -187,7 +197,8 @@ int ru_worker_run(struct ru_worker *w, const char *name, const char *store,
     if (extra2)
         env[n++] = extra2;
     env[n] = NULL;
-    w->pid = ops_worker_start(env, w->log);
+    const char *bin = getenv("EDR_WORKER_BIN");
+    w->pid = test_spawn(bin && *bin ? bin : "../edr-worker", args, env, w->log);
     return w->pid > 0 ? 0 : -1;
 }
 

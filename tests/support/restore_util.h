@@ -57,6 +57,13 @@ int ru_worker_run(struct ru_worker *w, const char *name, const char *store,
                   const char *path, const char *topic, const char *dlq,
                   const char *group, const char *extra1, const char *extra2);
 
+/* ru_worker_run with command-line args (NULL-terminated, or NULL), e.g.
+ * "-X", "session.timeout.ms=6000". */
+int ru_worker_run_args(struct ru_worker *w, const char *name, const char *store,
+                       const char *path, const char *topic, const char *dlq,
+                       const char *group, const char *extra1,
+                       const char *extra2, const char *const *args);
+
 /* Waits up to seconds (looks once with 0) until the log file holds a line
  * with `what`. 0, or -1. */
 int ru_wait_log(const char *log, const char *what, int seconds);

@@ -17,6 +17,8 @@
  *     saved position, below the new log start, so it covers nothing: F
  *     keeps its file, reports the gap (503, state_incomplete), and with
  *     EDR_ACCEPT_GAP=1 is ready again.
+ * (d) a changelog handover whose re-read range retention deleted writes
+ *     nothing (the restore then reports the gap; see the test).
  * Unique names; every wait is on a condition with a deadline. */
 #include "base/clock.h"
 #include "stores/store.h"
@@ -30,6 +32,7 @@
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +139,17 @@ static int move_log_start(rd_kafka_t *rk, const struct names *n,
     if (!retention)
         return ru_delete_records(rk, n->topic, PARTS, before);
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    /* Set now, not at creation: the changelog must have caught up first
+     * (a handover needs the events since the previous owner's commit). */
+    const char *cfg[] = {"cleanup.policy",
+                         "delete",
+                         "retention.ms",
+                         "3000",
+                         "segment.ms",
+                         "500",
+                         NULL};
+    if (test_kafka_alter_topic_config(brokers, n->topic, cfg) != 0)
+        return -1;
     int64_t deadline = edr_clock_ms() + 120 * 1000;
     for (;;) {
         int moved = 0;
@@ -159,16 +173,8 @@ static void kept_changelog_case(const char *tag, int retention)
     struct names n;
     names_init(&n, tag);
     char errstr[512];
-    const char *cfg[] = {"cleanup.policy",
-                         "delete",
-                         "retention.ms",
-                         "3000",
-                         "segment.ms",
-                         "500",
-                         NULL};
-    CU_ASSERT_EQUAL_FATAL(test_kafka_create_topic_with(brokers, n.topic, PARTS,
-                                                       retention ? cfg : NULL),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_create_topic_with(brokers, n.topic, PARTS, NULL), 0);
     (void)errstr;
     rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
@@ -311,6 +317,72 @@ static void test_uncovered(void)
     names_free(&n);
 }
 
+/* (d) the handover cannot catch up: the changelog owner a (client.id "a",
+ * so the range assignor gives it the one partition) is frozen; k applies
+ * events it does not own; the history is deleted; a's session times out
+ * and k takes the partition over, but the events it would re-read to
+ * catch the changelog up are gone. k must say so and write nothing: a
+ * fresh memory worker restored from the changelog then reports a gap,
+ * never a silently stale state. */
+static void test_handover_hole(void)
+{
+    const char *brokers = test_env("EDR_KAFKA_BROKERS");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(brokers);
+    struct names n;
+    names_init(&n, "rgh");
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_create_topic_with(brokers, n.topic, 1, NULL), 0);
+    rd_kafka_t *rk = ru_producer_new(brokers);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
+    struct model m;
+    model_init(&m, "rgh", 6161, N_KEYS);
+    CU_ASSERT_EQUAL_FATAL(ru_produce_events(rk, n.topic, &m, 100, 0), 0);
+    const char *args_a[] = {"-X", "session.timeout.ms=6000",
+                            "-X", "heartbeat.interval.ms=500",
+                            "-X", "client.id=a",
+                            NULL};
+    const char *args_k[] = {"-X", "session.timeout.ms=6000",
+                            "-X", "heartbeat.interval.ms=500",
+                            "-X", "client.id=k",
+                            NULL};
+    struct ru_worker a, k, f;
+    CU_ASSERT_EQUAL_FATAL(ru_worker_run_args(&a, "ha", "memory", NULL, n.topic,
+                                             n.dlq, n.group, NULL, NULL,
+                                             args_a),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(ru_wait_log(a.log, "partition 0 caught up", WAIT_S),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(ru_worker_run_args(&k, "hk", "memory", NULL, n.topic,
+                                             n.dlq, n.group, NULL, NULL,
+                                             args_k),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(wait_model(&k, &m), 0);
+    int64_t hw[1] = {ru_high_watermark(rk, n.topic, 0)};
+    CU_ASSERT_EQUAL_FATAL(
+        ru_changelog_diff(n.topic, n.cl, n.group, 1, &m, hw, 1), 0);
+
+    CU_ASSERT_EQUAL_FATAL(kill(a.pid, SIGSTOP), 0);
+    CU_ASSERT_EQUAL_FATAL(ru_produce_events(rk, n.topic, &m, 100, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(wait_model(&k, &m), 0); /* k applied, not owner */
+    hw[0] = ru_high_watermark(rk, n.topic, 0);
+    CU_ASSERT_EQUAL_FATAL(ru_delete_records(rk, n.topic, 1, hw), 0);
+    CU_ASSERT_EQUAL(ru_wait_log(k.log, "partition 0 cannot catch up", WAIT_S),
+                    0);
+    kill(a.pid, SIGKILL);
+    kill(a.pid, SIGCONT);
+    CU_ASSERT_EQUAL(ops_worker_stop(a.pid, 20000), 128 + SIGKILL);
+
+    CU_ASSERT_EQUAL_FATAL(ru_worker_run(&f, "hf", "memory", NULL, n.topic,
+                                        n.dlq, n.group, NULL, NULL),
+                          0);
+    CU_ASSERT_EQUAL(ru_wait_log(f.log, "state gap: partition 0", WAIT_S), 0);
+    CU_ASSERT_EQUAL(ops_wait_status(f.http, "/readyz", 503, WAIT_S * 1000), 0);
+    CU_ASSERT_EQUAL(ops_worker_stop(f.pid, 20000), 0);
+    CU_ASSERT_EQUAL(ops_worker_stop(k.pid, 20000), 0);
+    rd_kafka_destroy(rk);
+    names_free(&n);
+}
+
 static void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("restore_gap", NULL, NULL);
@@ -320,6 +392,8 @@ static void register_suites(void)
                 test_kept_changelog_retention);
     CU_add_test(s, "no changelog covers it: state_incomplete, accept",
                 test_uncovered);
+    CU_add_test(s, "a handover that cannot catch up writes nothing",
+                test_handover_hole);
 }
 
 int main(void)
