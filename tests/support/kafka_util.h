@@ -79,6 +79,11 @@ int test_kafka_alter_topic_config(const char *brokers, const char *topic,
 /* The value of broker config `name` of broker 1 (malloc'd), or NULL. */
 char *test_kafka_broker_config(const char *brokers, const char *name);
 
+/* 1 when broker 1 checks retention at least every max_ms
+ * (log.retention.check.interval.ms), so a test of real retention runs in
+ * seconds; else 0, with a SKIPPED line on stderr saying why. */
+int test_kafka_retention_is_fast(const char *brokers, long long max_ms);
+
 /* Returns a malloc'd name "<prefix>_<pid>_<unix µs>_<counter>", unique per
  * process and call, made only of the prefix and [0-9_]: usable as a Kafka
  * topic, a consumer group, a Redis key or (with a lower-case prefix) a

@@ -237,19 +237,9 @@ static void test_kept_changelog(void)
 
 static void test_kept_changelog_retention(void)
 {
-    char *iv = test_kafka_broker_config(test_env("EDR_KAFKA_BROKERS"),
-                                        "log.retention.check.interval.ms");
-    long long interval = iv ? atoll(iv) : -1;
-    free(iv);
-    if (interval < 0 || interval > RETENTION_CHECK_MAX_MS) {
-        fprintf(stderr,
-                "\n  SKIPPED: the running broker checks retention every "
-                "%lld ms (log.retention.check.interval.ms; at most %d "
-                "needed; scripts/services.sh sets 1000, read-only: restart "
-                "the broker). ",
-                interval, RETENTION_CHECK_MAX_MS);
-        return;
-    }
+    if (!test_kafka_retention_is_fast(test_env("EDR_KAFKA_BROKERS"),
+                                      RETENTION_CHECK_MAX_MS))
+        return; /* SKIPPED, said on stderr */
     kept_changelog_case("rgr", 1);
 }
 

@@ -603,20 +603,9 @@ static void test_after_store_outage(void)
  * broker deletes the old segment by itself. */
 static void test_real_retention(void)
 {
-    char *iv = test_kafka_broker_config(test_env("EDR_KAFKA_BROKERS"),
-                                        "log.retention.check.interval.ms");
-    long long interval = iv ? atoll(iv) : -1;
-    free(iv);
-    if (interval < 0 || interval > RETENTION_CHECK_MAX_MS) {
-        fprintf(stderr,
-                "\n  SKIPPED: the running broker checks retention every "
-                "%lld ms (log.retention.check.interval.ms; at most %d "
-                "needed). scripts/services.sh sets 1000 for brokers it "
-                "starts from now on; the setting is read-only, so the "
-                "shared broker needs a restart for this test to run. ",
-                interval, RETENTION_CHECK_MAX_MS);
-        return;
-    }
+    if (!test_kafka_retention_is_fast(test_env("EDR_KAFKA_BROKERS"),
+                                      RETENTION_CHECK_MAX_MS))
+        return; /* SKIPPED, said on stderr */
     struct run r;
     CU_ASSERT_EQUAL_FATAL(run_init(&r, "memory", "gapret"), 0);
     const char *cfg[] = {"retention.ms",   "2000",   "segment.ms", "500",
