@@ -23,6 +23,7 @@
 #include "worker/config.h"
 #include "worker/log.h"
 #include "worker/metrics.h"
+#include "worker/restore_cover.h"
 #include "worker/topic_admin.h"
 
 #include <inttypes.h>
@@ -257,44 +258,45 @@ static int wipe_store(struct restore_buf *rb)
     return rc;
 }
 
-/* changelog_restore's check: replaces the state when that covers a
- * partition whose position fell out of the log (the changelog's position
- * is at or past the log start) and leaves no partition worse than the
- * file did; else declines: the file store is kept and the state-gap check
+/* changelog_restore's check: replaces the state when restore_cover.h
+ * says so; else declines: the file store is kept and the state-gap check
  * reports its gaps, as without a changelog. */
 static int check_cover(const struct store_offset *pos, size_t n, void *user)
 {
     struct restore_buf *rb = user;
     struct ingest *in = rb->in;
-    int useful = 0;
+    int64_t *v = calloc(3 * (n ? n : 1), sizeof(*v));
+    if (!v) {
+        log_error("restore: out of memory");
+        rb->failed = 1;
+        return 1;
+    }
+    int64_t *c = v, *s = v + n, *low = v + 2 * n;
     for (size_t i = 0; i < n; i++) {
         int32_t p = pos[i].partition;
-        int64_t c = pos[i].next_offset, s = ingest_saved_offset(in, p);
-        int64_t low = p < rb->n_low ? rb->low[p] : 0;
-        if (s < 0)
-            s = 0;
-        if (c >= low) {
-            useful |= low > s;
-            continue;
-        }
-        if (low > s)
+        c[i] = pos[i].next_offset;
+        s[i] = ingest_saved_offset(in, p);
+        low[i] = p < rb->n_low ? rb->low[p] : 0;
+        if (restore_cover_uncovered(c[i], s[i], low[i]))
             log_error("restore: the changelog %s does not cover partition "
                       "%" PRId32 " of %s: it reflects offset %" PRId64
                       ", the log starts at %" PRId64,
-                      in->cfg->changelog_topic, p, in->cfg->topic, c, low);
-        if (low <= s || c < s) {
-            log_error("restore: the changelog is behind the file store in "
-                      "partition %" PRId32 " (offset %" PRId64
-                      " against %" PRId64 "): the file store is kept",
-                      p, c, s);
-            rb->declined = 1;
-            return 1;
-        }
+                      in->cfg->changelog_topic, p, in->cfg->topic, c[i],
+                      low[i]);
     }
-    if (!useful) {
+    int32_t at = -1;
+    enum restore_cover d = restore_cover_decide(n, c, s, low, &at);
+    if (d == RESTORE_COVER_BEHIND)
+        log_error("restore: the changelog is behind the file store in "
+                  "partition %" PRId32 " (offset %" PRId64 " against %" PRId64
+                  "): the file store is kept; its state gaps are reported",
+                  pos[at].partition, c[at], s[at] < 0 ? 0 : s[at]);
+    else if (d == RESTORE_COVER_NONE)
         log_error("restore: the changelog covers no partition whose "
                   "position fell out of the log: the file store is kept; "
                   "its state gaps are reported");
+    free(v);
+    if (d != RESTORE_COVER_REPLACE) {
         rb->declined = 1;
         return 1;
     }
