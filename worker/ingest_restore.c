@@ -14,8 +14,12 @@
  * reports "restoring" (metrics_set_restoring): /readyz says not ready and
  * lookups answer `unavailable`.
  *
- * Only at start: a position that falls out of the log while the worker
- * runs (a long outage) is left to the state-gap check (ingest_gaps.c). */
+ * A position that falls out of the log while the worker runs (a long
+ * outage) is found by the state-gap check (ingest_gaps.c), which asks for
+ * the same replacement (in->restore_pending): the loop pauses everything,
+ * runs it, and restarts every partition at the restored positions. A
+ * declined replacement is tried again after RESTORE_RETRY_S (a keeper may
+ * have caught up). */
 #include "worker/ingest_int.h"
 
 #include "base/clock.h"
@@ -31,6 +35,8 @@
 #include <string.h>
 
 #define RESTORE_BATCH 1000
+/* A restore the changelog declined is tried again after this. */
+#define RESTORE_RETRY_S 60.0
 
 /* The puts gathered for the next store batch, with their own copies. */
 struct restore_buf {
@@ -327,9 +333,12 @@ static int needs_restore(struct restore_buf *rb)
     return saved_out_of_log(rb) ? RESTORE_REPLACE : RESTORE_NONE;
 }
 
-int ingest_restore(struct ingest *in)
+/* The restore; running: the loop found a gap while it ran (only the
+ * replacement applies). *restored = 1 when the state was restored. */
+static int run_restore(struct ingest *in, int running, int *restored)
 {
     const struct config *cfg = in->cfg;
+    *restored = 0;
     /* postgres (group mode) has no changelog (schemas/README.md §4) */
     if (!cfg->changelog_topic || in->group_mode)
         return ROUND_OK;
@@ -349,7 +358,8 @@ int ingest_restore(struct ingest *in)
     }
     rb->in = in;
     metrics_set_restoring(1); /* not ready, lookups unavailable */
-    int mode = needs_restore(rb);
+    int mode = running ? (saved_out_of_log(rb) ? RESTORE_REPLACE : RESTORE_NONE)
+                       : needs_restore(rb);
     if (mode == RESTORE_NONE) {
         metrics_set_restoring(0);
         free(rb->low);
@@ -401,11 +411,16 @@ int ingest_restore(struct ingest *in)
                      rb->applied, r.records, ingest_now() - t0, cfg->topic,
                      in->n_saved, sum);
             changelog_restore_result_clear(&r);
+            *restored = 1;
             break;
         }
         buf_clear(rb);
-        if (rc == CHANGELOG_STOPPED && rb->declined)
-            break; /* the file store is kept; the gap check reports */
+        if (rc == CHANGELOG_STOPPED && rb->declined) {
+            /* the file store is kept; the gap check reports; not again
+             * before RESTORE_RETRY_S */
+            in->restore_after = ingest_now() + RESTORE_RETRY_S;
+            break;
+        }
         if (rc == CHANGELOG_STOPPED || *in->stop) {
             result = rb->failed ? ROUND_FATAL : ROUND_STOPPED;
             break;
@@ -427,4 +442,40 @@ int ingest_restore(struct ingest *in)
     free(rb->low);
     free(rb);
     return result;
+}
+
+int ingest_restore(struct ingest *in)
+{
+    int restored;
+    return run_restore(in, 0, &restored);
+}
+
+int ingest_restore_running(struct ingest *in)
+{
+    int restored = 0;
+    in->restore_pending = 0;
+    in->restore_after = ingest_now() + RESTORE_RETRY_S;
+    if (!in->cfg->changelog_topic || in->group_mode)
+        return ROUND_OK;
+    ingest_set_paused(in, 1);
+    int rc = ingest_load_offsets(in); /* what the state reflects now */
+    if (rc == 0)
+        rc = run_restore(in, 1, &restored);
+    if (rc == ROUND_OK && restored) {
+        /* every partition goes on from the restored positions */
+        for (int32_t i = 0; i < in->n_parts; i++) {
+            struct part *p = &in->parts[i];
+            if (!p->known || !p->assigned)
+                continue;
+            int64_t off = ingest_saved_offset(in, i);
+            p->expect = p->next = off >= 0 ? off : 0;
+            p->reset = 1; /* restarted there by the re-check */
+            p->gap = 0;
+        }
+        in->cl_assign_seen = UINT64_MAX; /* re-evaluate the handover */
+        ingest_gaps_recheck(in);
+    }
+    if (!in->outage)
+        ingest_set_paused(in, 0);
+    return rc == ROUND_STOPPED ? ROUND_OK : rc;
 }

@@ -279,6 +279,48 @@ class GapRestore(ChangelogScenario):
             raise Failure("v reported a gap after its restore")
 
 
+class GapAtRuntime(ChangelogScenario):
+    """A running file worker whose position falls out of the log during a
+    store outage restores from the changelog on the fly."""
+    name = "gap-runtime"
+    stores = ("file",)
+
+    def start_workers(self):
+        self.publish_s = max(self.publish_s, 14.0)
+        self.v = self.worker("v", {
+            "EDR_FAULT": "write:%d" % self.rng.randrange(15, 40)})
+        self.k = self.worker("k", {"EDR_STORE": "memory",
+                                   "EDR_RPC_PREFIX": "edrf:%s:k" % self.id})
+
+    def inject(self):
+        v = self.v
+        try:
+            wait_until(lambda: v.metrics().get("edr_store_ok") == 0, 30,
+                       what="v's store outage")
+        except TimeoutError:
+            raise Failure("the EDR_FAULT store outage never began")
+        at_stall = self.high_watermarks()  # v's fetchers are paused
+        try:
+            wait_until(lambda: all(c > at_stall[p] for p, c in
+                                   self.committed().items()), 60, step=0.3,
+                       what="the changelog to pass v's position")
+        except TimeoutError:
+            raise Failure("the changelog never passed v's position")
+        before = self.committed()
+        self.delete_records(before)
+        v.signal(signal.SIGUSR2)  # the store works again
+        self.faults.append("v's store failed (EDR_FAULT write); meanwhile "
+                           "the log start moved past it (%d events "
+                           "deleted); then SIGUSR2" % sum(before.values()))
+        try:
+            wait_until(lambda: self.log_has(v, "restore: removed the "), 60,
+                       what="v's restore while running")
+        except TimeoutError:
+            raise Failure("v did not restore from the changelog while "
+                          "running")
+        self.faults.append("v restored from the changelog while running")
+
+
 # ---------------------------------------------------------------- zombie
 
 
@@ -371,5 +413,6 @@ class ChangelogZombie(ChangelogScenario):
         return super().run()
 
 
-SCENARIOS = [GapRestore, ChangelogZombie]
-CI_PLAN = [("gap-restore", "file"), ("changelog-zombie", "memory")]
+SCENARIOS = [GapRestore, GapAtRuntime, ChangelogZombie]
+CI_PLAN = [("gap-restore", "file"), ("gap-runtime", "file"),
+           ("changelog-zombie", "memory")]
