@@ -167,6 +167,21 @@ class ChangelogScenario(Scenario):
                 raise Failure("changelog content: " + "; ".join(problems))
             time.sleep(1.0)
 
+    def owned(self):
+        """client.id -> changelog partitions it owns now."""
+        admin = AdminClient({"bootstrap.servers": self.brokers})
+        try:
+            d = admin.describe_consumer_groups([self.owner_group],
+                                               request_timeout=5)
+            g = d[self.owner_group].result(10)
+        except Exception:
+            return {}
+        out = {}
+        for m in g.members:
+            tps = m.assignment.topic_partitions if m.assignment else []
+            out[m.client_id] = sorted(tp.partition for tp in tps)
+        return out
+
     @staticmethod
     def log_has(w, text, since_start=None):
         try:
@@ -288,9 +303,11 @@ class GapAtRuntime(ChangelogScenario):
     def start_workers(self):
         self.publish_s = max(self.publish_s, 14.0)
         self.v = self.worker("v", {
-            "EDR_FAULT": "write:%d" % self.rng.randrange(15, 40)})
+            "EDR_FAULT": "write:%d" % self.rng.randrange(10, 30)},
+            args=["-X", "client.id=v"])
         self.k = self.worker("k", {"EDR_STORE": "memory",
-                                   "EDR_RPC_PREFIX": "edrf:%s:k" % self.id})
+                                   "EDR_RPC_PREFIX": "edrf:%s:k" % self.id},
+                             args=["-X", "client.id=k"])
 
     def inject(self):
         v = self.v
@@ -300,18 +317,31 @@ class GapAtRuntime(ChangelogScenario):
         except TimeoutError:
             raise Failure("the EDR_FAULT store outage never began")
         at_stall = self.high_watermarks()  # v's fetchers are paused
+        # v keeps the writer role of its changelog partitions while its
+        # store is down (it writes what it applies: nothing); the log is
+        # cut where k's partitions are covered.
         try:
-            wait_until(lambda: all(c > at_stall[p] for p, c in
-                                   self.committed().items()), 60, step=0.3,
+            wait_until(lambda: all(self.owned().get(n) for n in "kv"), 30,
+                       step=0.5, what="k and v to share the changelog")
+        except TimeoutError:
+            raise Failure("the changelog partitions never shared: %s" %
+                          self.owned())
+        ks = self.owned().get("k") or []
+        try:
+            wait_until(lambda: all(self.committed()[p] > at_stall[p]
+                                   for p in ks), 60, step=0.3,
                        what="the changelog to pass v's position")
         except TimeoutError:
-            raise Failure("the changelog never passed v's position")
-        before = self.committed()
+            raise Failure("the changelog of %s never passed v's position"
+                          % ks)
+        c = self.committed()
+        before = {p: c[p] for p in ks}
         self.delete_records(before)
         v.signal(signal.SIGUSR2)  # the store works again
         self.faults.append("v's store failed (EDR_FAULT write); meanwhile "
-                           "the log start moved past it (%d events "
-                           "deleted); then SIGUSR2" % sum(before.values()))
+                           "the log start of k's partitions %s moved past "
+                           "it (%d events deleted); then SIGUSR2" %
+                           (ks, sum(before.values())))
         try:
             wait_until(lambda: self.log_has(v, "restore: removed the "), 60,
                        what="v's restore while running")
@@ -340,21 +370,6 @@ class ChangelogZombie(ChangelogScenario):
         # a lagging worker's older answer after a newer one as a regression.
         self.b = self.worker("b", {"EDR_RPC_PREFIX": "edrf:%s:b" % self.id},
                              args=self.ARGS + ["-X", "client.id=b"])
-
-    def owned(self):
-        """client.id -> changelog partitions it owns now."""
-        admin = AdminClient({"bootstrap.servers": self.brokers})
-        try:
-            d = admin.describe_consumer_groups([self.owner_group],
-                                               request_timeout=5)
-            g = d[self.owner_group].result(10)
-        except Exception:
-            return {}
-        out = {}
-        for m in g.members:
-            tps = m.assignment.topic_partitions if m.assignment else []
-            out[m.client_id] = sorted(tp.partition for tp in tps)
-        return out
 
     def inject(self):
         a = self.a
