@@ -349,7 +349,30 @@ int changelog_restore(const struct changelog_restore_conf *c,
         rd_kafka_message_destroy(m);
     }
 
-    /* 4. Hand the live entries over. */
+    /* 4. The positions; the caller may decline (conf->check). */
+    res.positions = calloc((size_t)src_parts, sizeof(*res.positions));
+    if (!res.positions) {
+        edr_errf(errstr, n, "changelog restore: out of memory");
+        goto done;
+    }
+    res.n_positions = (size_t)src_parts;
+    for (int i = 0; i < committed->cnt; i++) {
+        int32_t p = committed->elems[i].partition;
+        int64_t o = committed->elems[i].offset;
+        if (o < 0 && hpos[p] >= 0) {
+            o = hpos[p]; /* the group's offsets expired: see the header */
+            res.from_headers++;
+        }
+        res.positions[p] = (struct store_offset){
+            .partition = p, .next_offset = o >= 0 ? o : 0, .first_offset = -1};
+    }
+    if (c->check && c->check(res.positions, res.n_positions, user) != 0) {
+        edr_errf(errstr, n, "changelog restore: declined by the caller");
+        rc = CHANGELOG_STOPPED;
+        goto done;
+    }
+
+    /* 5. Hand the live entries over. */
     for (size_t i = 0; i < t.cap; i++) {
         struct cr_slot *s = &t.slots[i];
         struct changelog_value v;
@@ -380,22 +403,6 @@ int changelog_restore(const struct changelog_restore_conf *c,
         res.live++;
     }
 
-    res.positions = calloc((size_t)src_parts, sizeof(*res.positions));
-    if (!res.positions) {
-        edr_errf(errstr, n, "changelog restore: out of memory");
-        goto done;
-    }
-    res.n_positions = (size_t)src_parts;
-    for (int i = 0; i < committed->cnt; i++) {
-        int32_t p = committed->elems[i].partition;
-        int64_t o = committed->elems[i].offset;
-        if (o < 0 && hpos[p] >= 0) {
-            o = hpos[p]; /* the group's offsets expired: see the header */
-            res.from_headers++;
-        }
-        res.positions[p] = (struct store_offset){
-            .partition = p, .next_offset = o >= 0 ? o : 0, .first_offset = -1};
-    }
     *out = res;
     res.positions = NULL;
     rc = CHANGELOG_OK;

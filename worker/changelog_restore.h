@@ -43,6 +43,11 @@ struct changelog_restore_conf {
     char *const *kafka_props;    /* -X "name=value", or NULL */
     size_t n_kafka_props;
     int timeout_ms; /* whole restore; 0: 120000 */
+    /* Optional: called once, after the changelog was read and before any
+     * entry is handed to the callback, with the positions the restored
+     * state will reflect (as in the result) and the callback's user.
+     * Nonzero declines: nothing is handed over, CHANGELOG_STOPPED. */
+    int (*check)(const struct store_offset *positions, size_t n, void *user);
 };
 
 /* One live entry, borrowed for the callback's duration. */

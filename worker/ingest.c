@@ -153,6 +153,11 @@ int ingest_run(const struct config *cfg, struct store *st,
         }
         now = ingest_now();
         ingest_gaps_tick(in, now);
+        if (in->restore_pending && !in->outage && now >= in->restore_after) {
+            if (ingest_restore_running(in) == ROUND_FATAL)
+                in->fatal = 1;
+            continue;
+        }
         ingest_release_holds(in, now);
         if (!in->group_mode && now - in->last_meta >= METADATA_EVERY_S) {
             ingest_assign_new(in);

@@ -17,7 +17,11 @@
  * batch takes it past c. A partition's state:
  *   CL_NEW   not owned, or owned and not looked at yet
  *   CL_WAIT  owned, this worker behind c: write once a batch passes c
- *   CL_READY owned and caught up: every batch is written */
+ *   CL_READY owned and caught up: every batch is written
+ *   CL_HOLE  owned, but retention deleted part of source [c, q): the keys
+ *            those events touched are unknown, so nothing is written and
+ *            the changelog stays at c (a restore from it then reports the
+ *            gap instead of a silently stale state; logged at error level) */
 #include "worker/ingest_int.h"
 
 #include "base/clock.h"
@@ -34,7 +38,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum cl_state { CL_NEW = 0, CL_WAIT, CL_READY };
+enum cl_state { CL_NEW = 0, CL_WAIT, CL_READY, CL_HOLE };
+
+/* catch_up: source [from, to) is no longer all in the log. */
+#define CATCHUP_HOLE 1
 
 /* Bound of the handover re-read of the source. */
 #define CATCHUP_TIMEOUT_MS 60000
@@ -407,7 +414,7 @@ static rd_kafka_t *catchup_consumer(struct ingest *in, char *errstr, size_t n)
         config_kafka_set(conf, "enable.auto.commit", "false", errstr, n) ||
         config_kafka_set(conf, "enable.auto.offset.store", "false", errstr,
                          n) ||
-        config_kafka_set(conf, "auto.offset.reset", "earliest", errstr, n) ||
+        config_kafka_set(conf, "auto.offset.reset", "error", errstr, n) ||
         config_kafka_set(conf, "enable.partition.eof", "true", errstr, n))
         goto fail;
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, n);
@@ -436,6 +443,19 @@ static int catch_up(struct ingest *in, int32_t p, int64_t from, int64_t to)
         log_error("changelog: catch-up consumer: %s", errstr);
         return CHANGELOG_FATAL;
     }
+    int64_t low = -1, high = -1;
+    if (rd_kafka_query_watermark_offsets(rk, in->cfg->topic, p, &low, &high,
+                                         5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        goto out; /* TRANSIENT: looked at again */
+    if (low > from) {
+        log_error("changelog: partition %" PRId32 " cannot catch up: source "
+                  "offsets %" PRId64 "-%" PRId64 " were deleted by retention "
+                  "before the changelog reflected them; its changelog stays "
+                  "at %" PRId64 " (a restore from it reports the gap)",
+                  p, from, low - 1, from);
+        rc = CATCHUP_HOLE;
+        goto out;
+    }
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, in->cfg->topic, p)->offset = from;
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
@@ -459,6 +479,10 @@ static int catch_up(struct ingest *in, int32_t p, int64_t from, int64_t to)
             if (pos < to)
                 goto out;
             break;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+            rd_kafka_message_destroy(m); /* deleted meanwhile: look again */
+            goto out;
         }
         if (m->err) {
             if (cl_warn_allowed(in))
@@ -537,11 +561,13 @@ void ingest_changelog_poll(struct ingest *in)
             int r = catch_up(in, p, from, q);
             if (r == CHANGELOG_OK)
                 c->state = CL_READY;
+            else if (r == CATCHUP_HOLE)
+                c->state = CL_HOLE;
             else if (r == CHANGELOG_FATAL &&
                      !reopen_writer(in, "catch-up failed"))
                 in->fatal = 1;
             /* TRANSIENT / FENCED: the next poll looks again */
-            if (r != CHANGELOG_OK)
+            if (r != CHANGELOG_OK && r != CATCHUP_HOLE)
                 return;
         } else if (q == from) {
             c->state = CL_READY;
@@ -577,7 +603,8 @@ int ingest_changelog_write(struct ingest *in)
             j++;
         if (j == n_src) {
             struct cl_part *c = cl_part(in, p);
-            if (!c || c->state == CL_NEW || !changelog_owned(in->cl, p))
+            if (!c || c->state == CL_NEW || c->state == CL_HOLE ||
+                !changelog_owned(in->cl, p))
                 continue;
             src[n_src++] = (struct store_offset){p, it->msg->offset + 1, -1};
         } else if (it->msg->offset + 1 > src[j].next_offset) {

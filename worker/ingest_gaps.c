@@ -74,17 +74,21 @@ int64_t ingest_gap_check(struct ingest *in, int32_t id, int64_t needed)
                   id, in->cfg->topic, from, to - 1, n, low);
         return low;
     }
+    int cl = in->cfg->changelog_topic && !in->group_mode;
     if (!had || p->gap_from != from || p->gap_to != to)
         log_error("state gap: partition %" PRId32 " of %s is missing "
                   "offsets %" PRId64 "-%" PRId64 " (%" PRId64
                   " events deleted by retention before this worker applied "
-                  "them; no changelog covers them): the partition is not "
-                  "consumed and lookups answer state_incomplete; "
-                  "EDR_ACCEPT_GAP=1 accepts the loss",
-                  id, in->cfg->topic, from, to - 1, n);
+                  "them%s): the partition is not consumed and lookups answer "
+                  "state_incomplete; EDR_ACCEPT_GAP=1 accepts the loss",
+                  id, in->cfg->topic, from, to - 1, n,
+                  cl ? "; restored from the changelog if it covers them"
+                     : "; no changelog covers them");
     p->gap = 1;
     p->gap_from = from;
     p->gap_to = to;
+    if (cl)
+        in->restore_pending = 1; /* the changelog may cover it */
     return needed;
 }
 

@@ -120,7 +120,9 @@ struct ingest {
     size_t n_saved;
     struct state_gaps *gaps; /* read by lookups, /readyz, /metrics */
     int gaps_recheck;        /* re-check every partition (ingest_gaps.c) */
-    double gaps_recheck_at;  /* not before this ingest_now() */
+    int restore_pending;    /* a gap the changelog may cover (ingest_restore) */
+    double restore_after;   /* not before this ingest_now() */
+    double gaps_recheck_at; /* not before this ingest_now() */
 
     int outage; /* store or dead-letter outage: partitions paused */
     double outage_start;
@@ -289,6 +291,11 @@ void ingest_changelog_close(struct ingest *in);
  * positions it reflects. Call after ingest_load_offsets. ROUND_OK,
  * ROUND_STOPPED, ROUND_FATAL. */
 int ingest_restore(struct ingest *in);
+/* On the loop, when in->restore_pending: a position fell out of the log
+ * while running; replaces the state with the changelog's when it covers
+ * the gap (as at start), then restarts every partition at the restored
+ * positions. ROUND_OK (also when declined), ROUND_FATAL. */
+int ingest_restore_running(struct ingest *in);
 
 /* ---- ingest_catchup.c (EDR_TEST_HOOKS builds only) ---- */
 

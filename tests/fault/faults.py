@@ -1009,15 +1009,20 @@ def assignment_summary(workers):
     return ", ".join(out)
 
 
+# Scenarios in their own files import this module as `faults`.
+sys.modules.setdefault("faults", sys.modules[__name__])
+import recovery  # noqa: E402  (tests/fault/recovery.py)
+
 SCENARIOS = [Kill20, FileCrashPoints, PostgresOutage, RedisOutage,
-             KafkaOutage, DiskFull, TwoWorkers, Zombie]
+             KafkaOutage, DiskFull, TwoWorkers, Zombie] + recovery.SCENARIOS
 
 # What the short CI run does (about 4-5 minutes on the 2-core machine).
 CI_PLAN = [("sigkill-x20", "memory"), ("sigkill-x20", "file"),
            ("sigkill-x20", "postgres"), ("file-crash-points", "file"),
            ("postgres-outage", "postgres"), ("redis-outage", "memory"),
            ("redis-outage", "postgres"), ("kafka-outage", "file"),
-           ("disk-full", "file"), ("group-kill-add", "postgres")]
+           ("disk-full", "file"), ("group-kill-add", "postgres")
+           ] + recovery.CI_PLAN
 
 
 def plan(args):

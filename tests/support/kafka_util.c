@@ -5,6 +5,7 @@
 #include "base/clock.h"
 #include "base/errstr.h"
 
+#include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -289,4 +290,203 @@ char *test_unique_name(const char *prefix)
         snprintf(name, (size_t)len + 1, "%s_%ld_%lld%06ld_%u", prefix,
                  (long)getpid(), (long long)tv.tv_sec, (long)tv.tv_usec, c);
     return name;
+}
+
+/* ---- records, watermarks, configs (moved from test_state_gap_kafka) -- */
+
+/* Waits for the Admin result of type `type` on q (30 s); NULL on timeout. */
+static rd_kafka_event_t *ku_admin_wait(rd_kafka_queue_t *q, int type)
+{
+    int64_t until = edr_clock_ms() + KU_TIMEOUT_MS;
+    while (edr_clock_ms() < until) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 1000);
+        if (!ev)
+            continue;
+        if (rd_kafka_event_type(ev) == type)
+            return ev;
+        rd_kafka_event_destroy(ev);
+    }
+    return NULL;
+}
+
+/* Deletes the records of topic/partition before offset `before` (the
+ * partition's log start becomes `before`). 0 or -1. */
+int test_kafka_delete_records(const char *brokers, const char *topic,
+                              int32_t partition, int64_t before)
+{
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, NULL, 0);
+    if (!rk)
+        return -1;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = before;
+    rd_kafka_DeleteRecords_t *del = rd_kafka_DeleteRecords_new(l);
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_DeleteRecords(rk, &del, 1, NULL, q);
+    rd_kafka_DeleteRecords_destroy(del);
+    int rc = -1;
+    rd_kafka_event_t *ev =
+        ku_admin_wait(q, RD_KAFKA_EVENT_DELETERECORDS_RESULT);
+    if (ev && !rd_kafka_event_error(ev)) {
+        const rd_kafka_topic_partition_list_t *res =
+            rd_kafka_DeleteRecords_result_offsets(
+                rd_kafka_event_DeleteRecords_result(ev));
+        if (res && res->cnt == 1 && !res->elems[0].err &&
+            res->elems[0].offset == before)
+            rc = 0;
+        else if (res && res->cnt == 1)
+            fprintf(stderr, "delete records: %s (low %" PRId64 ")\n",
+                    rd_kafka_err2str(res->elems[0].err), res->elems[0].offset);
+    } else {
+        fprintf(stderr, "delete records: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "timed out");
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* The low watermark of topic/partition, or -1. */
+int64_t test_kafka_log_start(const char *brokers, const char *topic,
+                             int32_t partition)
+{
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, NULL, 0);
+    int64_t low = -1, high = -1;
+    if (!rk)
+        return -1;
+    if (rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high,
+                                         10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        low = -1;
+    rd_kafka_destroy(rk);
+    return low;
+}
+
+/* Creates topic (partitions) with the topic configs (name, value pairs,
+ * NULL-terminated). 0 or -1. */
+int test_kafka_create_topic_with(const char *brokers, const char *topic,
+                                 int partitions, const char *const *configs)
+{
+    char err[256];
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, NULL, 0);
+    if (!rk)
+        return -1;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, 1, err, sizeof(err));
+    for (int i = 0; configs && configs[i]; i += 2)
+        rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1]);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    rd_kafka_NewTopic_destroy(nt);
+    int rc = -1;
+    rd_kafka_event_t *ev = ku_admin_wait(q, RD_KAFKA_EVENT_CREATETOPICS_RESULT);
+    if (ev) {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(
+                rd_kafka_event_CreateTopics_result(ev), &n);
+        if (n == 1 && !rd_kafka_topic_result_error(res[0]))
+            rc = 0;
+        else if (n == 1)
+            fprintf(stderr, "create topic: %s\n",
+                    rd_kafka_topic_result_error_string(res[0]));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    /* Wait for leaders (the helper counts an existing topic as created). */
+    if (rc == 0 && test_kafka_create_topic(brokers, topic, partitions, err,
+                                           sizeof(err)) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* The value of broker config `name` of broker 1 (malloc'd), or NULL. */
+char *test_kafka_broker_config(const char *brokers, const char *name)
+{
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, NULL, 0);
+    if (!rk)
+        return NULL;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_ConfigResource_t *cr =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_BROKER, "1");
+    rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
+    rd_kafka_ConfigResource_destroy(cr);
+    char *value = NULL;
+    rd_kafka_event_t *ev =
+        ku_admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT);
+    if (ev) {
+        size_t n = 0, m = 0;
+        const rd_kafka_ConfigResource_t **rs =
+            rd_kafka_DescribeConfigs_result_resources(
+                rd_kafka_event_DescribeConfigs_result(ev), &n);
+        const rd_kafka_ConfigEntry_t **es =
+            n == 1 ? rd_kafka_ConfigResource_configs(rs[0], &m) : NULL;
+        for (size_t i = 0; i < m; i++)
+            if (strcmp(rd_kafka_ConfigEntry_name(es[i]), name) == 0 &&
+                rd_kafka_ConfigEntry_value(es[i]))
+                value = strdup(rd_kafka_ConfigEntry_value(es[i]));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return value;
+}
+
+int test_kafka_alter_topic_config(const char *brokers, const char *topic,
+                                  const char *const *configs)
+{
+    rd_kafka_t *rk = test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, NULL,
+                                           NULL, NULL, NULL, 0);
+    if (!rk)
+        return -1;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_ConfigResource_t *cr =
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    for (int i = 0; configs && configs[i]; i += 2)
+        rd_kafka_ConfigResource_set_config(cr, configs[i], configs[i + 1]);
+    rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+    rd_kafka_ConfigResource_destroy(cr);
+    int rc = -1;
+    rd_kafka_event_t *ev = ku_admin_wait(q, RD_KAFKA_EVENT_ALTERCONFIGS_RESULT);
+    if (ev) {
+        size_t n = 0;
+        const rd_kafka_ConfigResource_t **rs =
+            rd_kafka_AlterConfigs_result_resources(
+                rd_kafka_event_AlterConfigs_result(ev), &n);
+        if (!rd_kafka_event_error(ev) && n == 1 &&
+            !rd_kafka_ConfigResource_error(rs[0]))
+            rc = 0;
+        else
+            fprintf(stderr, "alter configs: %s\n",
+                    n == 1 ? rd_kafka_ConfigResource_error_string(rs[0])
+                           : rd_kafka_event_error_string(ev));
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int test_kafka_retention_is_fast(const char *brokers, long long max_ms)
+{
+    char *iv =
+        test_kafka_broker_config(brokers, "log.retention.check.interval.ms");
+    long long interval = iv ? atoll(iv) : -1;
+    free(iv);
+    if (interval >= 0 && interval <= max_ms)
+        return 1;
+    fprintf(stderr,
+            "\n  SKIPPED: the running broker checks retention every %lld ms "
+            "(log.retention.check.interval.ms; at most %lld needed). "
+            "scripts/services.sh sets 1000 for brokers it starts; the "
+            "setting is read-only, so the shared broker needs a restart for "
+            "this test to run. ",
+            interval, max_ms);
+    return 0;
 }

@@ -10,6 +10,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* A delivery report callback (rd_kafka_conf_set_dr_msg_cb). */
 typedef void test_kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
@@ -52,6 +53,36 @@ int test_kafka_produce(const char *brokers, const char *topic, const char *key,
 /* Deletes `topic` through the Admin API (up to 30 s). 0 once the broker
  * confirmed, else -1. */
 int test_kafka_delete_topic(const char *brokers, const char *topic);
+
+/* Deletes the records of topic/partition before offset `before` (Admin
+ * DeleteRecords: the partition's log start becomes `before`). 0 or -1
+ * (the reason on stderr). */
+int test_kafka_delete_records(const char *brokers, const char *topic,
+                              int32_t partition, int64_t before);
+
+/* The low watermark (log start) of topic/partition, or -1. */
+int64_t test_kafka_log_start(const char *brokers, const char *topic,
+                             int32_t partition);
+
+/* Creates topic with `partitions` partitions and the topic configs
+ * (name, value pairs, NULL-terminated, or NULL), then waits for leaders
+ * as test_kafka_create_topic. 0 or -1. */
+int test_kafka_create_topic_with(const char *brokers, const char *topic,
+                                 int partitions, const char *const *configs);
+
+/* Sets topic's configs (name, value pairs, NULL-terminated) with the
+ * AlterConfigs API: the topic's other dynamic configs return to their
+ * defaults. 0 or -1. */
+int test_kafka_alter_topic_config(const char *brokers, const char *topic,
+                                  const char *const *configs);
+
+/* The value of broker config `name` of broker 1 (malloc'd), or NULL. */
+char *test_kafka_broker_config(const char *brokers, const char *name);
+
+/* 1 when broker 1 checks retention at least every max_ms
+ * (log.retention.check.interval.ms), so a test of real retention runs in
+ * seconds; else 0, with a SKIPPED line on stderr saying why. */
+int test_kafka_retention_is_fast(const char *brokers, long long max_ms);
 
 /* Returns a malloc'd name "<prefix>_<pid>_<unix µs>_<counter>", unique per
  * process and call, made only of the prefix and [0-9_]: usable as a Kafka

@@ -125,142 +125,6 @@ static int produce(const char *topic, int32_t partition, int first, int n)
     return rc;
 }
 
-/* Waits for the Admin result of type `type` on q (30 s); NULL on timeout. */
-static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int type)
-{
-    double until = now_s() + 30;
-    while (now_s() < until) {
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 1000);
-        if (!ev)
-            continue;
-        if (rd_kafka_event_type(ev) == type)
-            return ev;
-        rd_kafka_event_destroy(ev);
-    }
-    return NULL;
-}
-
-/* Deletes the records of topic/partition before offset `before` (the
- * partition's log start becomes `before`). 0 or -1. */
-static int delete_records(const char *topic, int32_t partition, int64_t before)
-{
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
-    if (!rk)
-        return -1;
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = before;
-    rd_kafka_DeleteRecords_t *del = rd_kafka_DeleteRecords_new(l);
-    rd_kafka_topic_partition_list_destroy(l);
-    rd_kafka_DeleteRecords(rk, &del, 1, NULL, q);
-    rd_kafka_DeleteRecords_destroy(del);
-    int rc = -1;
-    rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_DELETERECORDS_RESULT);
-    if (ev && !rd_kafka_event_error(ev)) {
-        const rd_kafka_topic_partition_list_t *res =
-            rd_kafka_DeleteRecords_result_offsets(
-                rd_kafka_event_DeleteRecords_result(ev));
-        if (res && res->cnt == 1 && !res->elems[0].err &&
-            res->elems[0].offset == before)
-            rc = 0;
-        else if (res && res->cnt == 1)
-            fprintf(stderr, "delete records: %s (low %" PRId64 ")\n",
-                    rd_kafka_err2str(res->elems[0].err), res->elems[0].offset);
-    } else {
-        fprintf(stderr, "delete records: %s\n",
-                ev ? rd_kafka_event_error_string(ev) : "timed out");
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
-    return rc;
-}
-
-/* The low watermark of topic/partition, or -1. */
-static int64_t log_start(const char *topic, int32_t partition)
-{
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
-    int64_t low = -1, high = -1;
-    if (!rk)
-        return -1;
-    if (rd_kafka_query_watermark_offsets(rk, topic, partition, &low, &high,
-                                         10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        low = -1;
-    rd_kafka_destroy(rk);
-    return low;
-}
-
-/* Creates topic (partitions) with the topic configs (name, value pairs,
- * NULL-terminated). 0 or -1. */
-static int create_topic_with(const char *topic, int partitions,
-                             const char *const *configs)
-{
-    char err[256];
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
-    if (!rk)
-        return -1;
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_NewTopic_t *nt =
-        rd_kafka_NewTopic_new(topic, partitions, 1, err, sizeof(err));
-    for (int i = 0; configs && configs[i]; i += 2)
-        rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1]);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_NewTopic_destroy(nt);
-    int rc = -1;
-    rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_CREATETOPICS_RESULT);
-    if (ev) {
-        size_t n = 0;
-        const rd_kafka_topic_result_t **res =
-            rd_kafka_CreateTopics_result_topics(
-                rd_kafka_event_CreateTopics_result(ev), &n);
-        if (n == 1 && !rd_kafka_topic_result_error(res[0]))
-            rc = 0;
-        else if (n == 1)
-            fprintf(stderr, "create topic: %s\n",
-                    rd_kafka_topic_result_error_string(res[0]));
-        rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
-    /* Wait for leaders (the helper counts an existing topic as created). */
-    if (rc == 0 && test_kafka_create_topic(test_env("EDR_KAFKA_BROKERS"), topic,
-                                           partitions, err, sizeof(err)) != 0)
-        rc = -1;
-    return rc;
-}
-
-/* The value of broker config `name` of broker 1 (malloc'd), or NULL. */
-static char *broker_config(const char *name)
-{
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER);
-    if (!rk)
-        return NULL;
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_ConfigResource_t *cr =
-        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_BROKER, "1");
-    rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
-    rd_kafka_ConfigResource_destroy(cr);
-    char *value = NULL;
-    rd_kafka_event_t *ev = admin_wait(q, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT);
-    if (ev) {
-        size_t n = 0, m = 0;
-        const rd_kafka_ConfigResource_t **rs =
-            rd_kafka_DescribeConfigs_result_resources(
-                rd_kafka_event_DescribeConfigs_result(ev), &n);
-        const rd_kafka_ConfigEntry_t **es =
-            n == 1 ? rd_kafka_ConfigResource_configs(rs[0], &m) : NULL;
-        for (size_t i = 0; i < m; i++)
-            if (strcmp(rd_kafka_ConfigEntry_name(es[i]), name) == 0 &&
-                rd_kafka_ConfigEntry_value(es[i]))
-                value = strdup(rd_kafka_ConfigEntry_value(es[i]));
-        rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
-    return value;
-}
-
 /* ---- the worker and its endpoints ------------------------------------ */
 
 struct run {
@@ -619,11 +483,16 @@ static void test_memory(void)
 {
     struct run r;
     CU_ASSERT_EQUAL_FATAL(run_init(&r, "memory", "gapmem"), 0);
-    CU_ASSERT_EQUAL_FATAL(create_topic_with(r.topic, 2, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(test_kafka_create_topic_with(
+                              test_env("EDR_KAFKA_BROKERS"), r.topic, 2, NULL),
+                          0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, 0, 6), 0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 1, 10, 5), 0);
-    CU_ASSERT_EQUAL_FATAL(delete_records(r.topic, 0, 5), 0);
-    CU_ASSERT_EQUAL(log_start(r.topic, 0), 5);
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_delete_records(test_env("EDR_KAFKA_BROKERS"), r.topic, 0, 5),
+        0);
+    CU_ASSERT_EQUAL(
+        test_kafka_log_start(test_env("EDR_KAFKA_BROKERS"), r.topic, 0), 5);
 
     CU_ASSERT_EQUAL_FATAL(worker_start(&r, 0), 0);
     check_gap(&r, 0, 5, 5, 12);
@@ -642,7 +511,9 @@ static void saved_position_case(const char *store, const char *prefix)
 {
     struct run r;
     CU_ASSERT_EQUAL_FATAL(run_init(&r, store, prefix), 0);
-    CU_ASSERT_EQUAL_FATAL(create_topic_with(r.topic, 2, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(test_kafka_create_topic_with(
+                              test_env("EDR_KAFKA_BROKERS"), r.topic, 2, NULL),
+                          0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, 0, 3), 0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 1, 10, 3), 0);
     CU_ASSERT_EQUAL_FATAL(worker_start(&r, 0), 0);
@@ -653,7 +524,9 @@ static void saved_position_case(const char *store, const char *prefix)
 
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, 3, 3), 0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 1, 13, 2), 0);
-    CU_ASSERT_EQUAL_FATAL(delete_records(r.topic, 0, 5), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_delete_records(test_env("EDR_KAFKA_BROKERS"), r.topic, 0, 5),
+        0);
 
     CU_ASSERT_EQUAL_FATAL(worker_start(&r, 0), 0);
     check_gap(&r, 3, 5, 2, 13);
@@ -702,7 +575,9 @@ static void test_after_store_outage(void)
     snprintf(r.dsn, sizeof(r.dsn),
              "postgresql://postgres@127.0.0.1:%d/postgres?connect_timeout=3",
              PG_OUTAGE_PORT);
-    CU_ASSERT_EQUAL_FATAL(create_topic_with(r.topic, 2, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(test_kafka_create_topic_with(
+                              test_env("EDR_KAFKA_BROKERS"), r.topic, 2, NULL),
+                          0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, 0, 2), 0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 1, 10, 2), 0);
     CU_ASSERT_EQUAL_FATAL(worker_start(&r, 0), 0);
@@ -712,7 +587,9 @@ static void test_after_store_outage(void)
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 1, 12, 1), 0);
     CU_ASSERT_EQUAL_FATAL(wait_metric(&r, "edr_store_ok", 0), 0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, 2, 3), 0);
-    CU_ASSERT_EQUAL_FATAL(delete_records(r.topic, 0, 4), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        test_kafka_delete_records(test_env("EDR_KAFKA_BROKERS"), r.topic, 0, 4),
+        0);
     /* No gap is known before the check at the outage's end. */
     CU_ASSERT_EQUAL(metric(&r, "edr_state_gap_offsets{partition=\"0\"}"), 0);
     CU_ASSERT_EQUAL_FATAL(ops_pg_start(&pg), 0);
@@ -726,31 +603,25 @@ static void test_after_store_outage(void)
  * broker deletes the old segment by itself. */
 static void test_real_retention(void)
 {
-    char *iv = broker_config("log.retention.check.interval.ms");
-    long long interval = iv ? atoll(iv) : -1;
-    free(iv);
-    if (interval < 0 || interval > RETENTION_CHECK_MAX_MS) {
-        fprintf(stderr,
-                "\n  SKIPPED: the running broker checks retention every "
-                "%lld ms (log.retention.check.interval.ms; at most %d "
-                "needed). scripts/services.sh sets 1000 for brokers it "
-                "starts from now on; the setting is read-only, so the "
-                "shared broker needs a restart for this test to run. ",
-                interval, RETENTION_CHECK_MAX_MS);
-        return;
-    }
+    if (!test_kafka_retention_is_fast(test_env("EDR_KAFKA_BROKERS"),
+                                      RETENTION_CHECK_MAX_MS))
+        return; /* SKIPPED, said on stderr */
     struct run r;
     CU_ASSERT_EQUAL_FATAL(run_init(&r, "memory", "gapret"), 0);
     const char *cfg[] = {"retention.ms",   "2000",   "segment.ms", "500",
                          "cleanup.policy", "delete", NULL};
-    CU_ASSERT_EQUAL_FATAL(create_topic_with(r.topic, 1, cfg), 0);
+    CU_ASSERT_EQUAL_FATAL(test_kafka_create_topic_with(
+                              test_env("EDR_KAFKA_BROKERS"), r.topic, 1, cfg),
+                          0);
     CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, 0, 3), 0);
     /* A record after segment.ms rolls the segment; retention deletes the
      * old one. Keep producing (one a second) until the log start moved. */
     int64_t low = 0;
     int next = 3;
     double until = now_s() + 120;
-    while ((low = log_start(r.topic, 0)) <= 0 && now_s() < until) {
+    while ((low = test_kafka_log_start(test_env("EDR_KAFKA_BROKERS"), r.topic,
+                                       0)) <= 0 &&
+           now_s() < until) {
         usleep(1000000);
         CU_ASSERT_EQUAL_FATAL(produce(r.topic, 0, next++, 1), 0);
     }
