@@ -69,7 +69,7 @@ enum pg_stmt {
     PG_OFFSET_PUT,
     PG_MERGE,
     PG_CLEAR,
-    PG_GET, /* reader connections only: PG_GET .. PG_OFFSETS */
+    PG_GET, /* reader connections only: PG_GET .. PG_GET_AFTER */
     PG_TID,
     PG_COUNT,
     PG_COUNT_SUB,
@@ -80,6 +80,7 @@ enum pg_stmt {
     PG_BY_TID,
     PG_ESTIMATE,
     PG_OFFSETS,
+    PG_GET_AFTER,
     PG_NSTMT
 };
 
@@ -213,6 +214,10 @@ int pg_clear_party(struct store *st, const char *substring, uint64_t *removed,
 /* ---- pg_read.c ---- */
 int pg_get(struct store *st, const struct edr_key *k, struct store_record *out,
            struct store_err *err);
+int pg_get_after(struct store *st, const char *topic,
+                 const struct store_position *need, size_t n_need,
+                 const struct edr_key *k, struct store_record *out,
+                 int *reached, struct store_err *err);
 int pg_get_transfer_id(struct store *st, const struct edr_key *k, char **out,
                        struct store_err *err);
 int pg_count(struct store *st, const struct store_filter *f, uint64_t *out,

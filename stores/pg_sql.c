@@ -101,6 +101,21 @@ const struct pg_stmt_def pg_stmts[PG_NSTMT] = {
                      "SELECT coalesce((SELECT greatest(n_live_tup, 0) FROM "
                      "pg_stat_user_tables WHERE relid = to_regclass($1)), 0)",
                      1},
+    /* get with min_positions (pg_get_after): the positions check and the
+     * read in one statement, so one snapshot holds both (the row is at
+     * least as recent as the offsets that passed) and one round trip does
+     * it. $2 and $3: the partitions and offsets needed, as arrays. The
+     * columns: reached, found, then PG_GET's. */
+    [PG_GET_AFTER] =
+        {"edr_get_after",
+         "SELECT r.reached, g.connection_key IS NOT NULL, "
+         "g.transfer_process_id, coalesce(g.edr_text, g.edr::text), "
+         "g.edr_text IS NULL FROM (SELECT coalesce(bool_and(o.next_offset "
+         "IS NOT NULL AND o.next_offset > n.off), true) AS reached "
+         "FROM unnest($2::integer[], $3::bigint[]) AS n(p, off) "
+         "LEFT JOIN {o} o ON o.topic = $1 AND o.partition = n.p) r "
+         "LEFT JOIN {t} g ON r.reached AND g.connection_key = $4",
+         4},
     [PG_OFFSETS] = {"edr_offsets",
                     "SELECT partition, next_offset FROM {o} "
                     "WHERE topic = $1 ORDER BY partition",

@@ -130,6 +130,7 @@ static const struct store_ops pg_store_ops = {
     .count = pg_count,
     .list = pg_list,
     .get_by_transfer_id = pg_get_by_transfer_id,
+    .get_after = pg_get_after,
     .clear_party = pg_clear_party,
     .load_offsets = pg_load_offsets,
     .estimate = pg_store_estimate,

@@ -83,6 +83,14 @@ struct store_offset {
                            * partition; -1: no fence */
 };
 
+/* A read's lower bound (schemas/README.md §2, min_positions): the state
+ * must include the event at offset of partition, i.e. the offsets
+ * recorded for the topic have next_offset > offset there. */
+struct store_position {
+    int32_t partition;
+    int64_t offset;
+};
+
 /* A batch of writes applied together with the offsets they came from. */
 struct store_batch {
     const struct store_op *ops;
@@ -187,6 +195,16 @@ struct store_ops {
     int (*load_offsets)(struct store *st, const char *topic,
                         struct store_offset **out, size_t *n,
                         struct store_err *err);
+    /* Optional (NULL: the caller checks load_offsets, then calls get):
+     * get, once the offsets recorded for topic cover every position of
+     * need (n_need >= 1), both read together so the entry is at least as
+     * recent as those offsets; for a remote store one round trip instead
+     * of two. *reached = 0, *out empty and STORE_OK when they do not
+     * cover them yet; else *reached = 1 and the result is get's. */
+    int (*get_after)(struct store *st, const char *topic,
+                     const struct store_position *need, size_t n_need,
+                     const struct edr_key *k, struct store_record *out,
+                     int *reached, struct store_err *err);
     /* Optional (NULL: use count): a cheap, possibly stale number of all
      * entries for gauges and ping, where count() would scan (PostgreSQL).
      * Never for replies that promise an exact count. */
