@@ -13,8 +13,9 @@
  *     and re-checks after each apply (no polling);
  *   - a shared store (PostgreSQL, where another worker may be the one
  *     applying): polls the store (offsets table for min_positions, the
- *     lookup itself for wait_ms) with jittered backoff from 20 to 500 ms,
- *     only while it waits;
+ *     lookup itself for wait_ms) with jittered backoff from 2 to 500 ms,
+ *     only while it waits, and re-checks at once when this worker's own
+ *     ingest applies a batch (the same condition variable);
  * then sends the reply on a short-lived connection of its own, which also
  * removes the request from the in-flight list. Until then the request
  * stays in flight: if the worker dies it is taken over (rpc_keeper.c); at
@@ -31,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WAIT_POLL_MIN_MS 20
+/* The first polls come soon: an event just published is typically
+ * applied a few milliseconds later, and each poll is one indexed read. */
+#define WAIT_POLL_MIN_MS 2
 #define WAIT_POLL_MAX_MS 500
 /* a waiter's reply: connect attempts for at most this long */
 #define WAIT_SEND_TRIES 10
@@ -45,22 +48,19 @@ struct rpc_waiter {
     double t0;
 };
 
-/* Sleeps until ms pass, the server stops or (unless shared) an apply. */
+/* Sleeps until until, an apply of this worker's ingest, or the stop
+ * (positions_wake_all); a shared store's waiter also wakes after its
+ * next backoff delay, for what other workers applied. */
 static void wait_a_while(struct rpc_server *srv, uint64_t gen, int64_t until,
                          struct backoff *bo)
 {
-    int64_t now = edr_clock_ms();
-    if (!srv->st->ops->caps.shared) {
-        positions_wait_change(gen, until);
-        return;
+    int64_t stop_at = until;
+    if (srv->st->ops->caps.shared) {
+        stop_at = edr_clock_ms() + backoff_next(bo);
+        if (stop_at > until)
+            stop_at = until;
     }
-    int64_t stop_at = now + backoff_next(bo);
-    if (stop_at > until)
-        stop_at = until;
-    while (!atomic_load(&srv->stopping) && edr_clock_ms() < stop_at) {
-        int64_t left = stop_at - edr_clock_ms();
-        edr_sleep_ms((unsigned)(left > 50 ? 50 : left > 0 ? left : 1));
-    }
+    positions_wait_change(gen, stop_at);
 }
 
 const char *rpc_wait_answer(struct rpc_thread *t, const struct request *req,
