@@ -158,6 +158,9 @@ TIMED_FORWARD(load_offsets,
               (struct store * st, const char *topic, struct store_offset **out,
                size_t *n, struct store_err *err),
               (in, topic, out, n, err))
+TIMED_FORWARD(wait_applied,
+              (struct store * st, uint64_t *gen, int64_t until_ms),
+              (in, gen, until_ms))
 #undef TIMED_FORWARD
 
 static struct timed_store *timed_wrap(struct store *in)
@@ -178,6 +181,7 @@ static struct timed_store *timed_wrap(struct store *in)
         .list = timed_list,
         .load_offsets = timed_load_offsets,
         .get_after = in->ops->get_after ? timed_get_after : NULL,
+        .wait_applied = in->ops->wait_applied ? timed_wait_applied : NULL,
     };
     ts->base.ops = &ts->ops;
     return ts;

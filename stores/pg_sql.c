@@ -189,7 +189,9 @@ const char pg_stage_sql[] =
  * partition serialise here and the later one sees the other's progress.
  * Any fenced partition raises SQLSTATE PG_FENCED_STATE naming them all,
  * which aborts the pipeline: the transaction rolls back whole. Sent first
- * in the batch's transaction, so a zombie writer stops before its ops. */
+ * in the batch's transaction, so a zombie writer stops before its ops.
+ * It also notifies PG_NOTIFY_CHANNEL with the quoted table name: lookups
+ * waiting for a position (on any worker) wake when the batch commits. */
 const char pg_fence_fmt[] =
     "CREATE OR REPLACE FUNCTION pg_temp.edr_offsets_put(t text, "
     "p integer[], f bigint[], n bigint[]) RETURNS void "
@@ -204,4 +206,6 @@ const char pg_fence_fmt[] =
     "IF bad IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '" PG_FENCED_STATE
     "', MESSAGE = 'offsets fenced: partition(s) ' || bad || "
     "' advanced by another writer past this batch''s first offset'; "
-    "END IF; END $edr$";
+    "END IF; "
+    /* delivered to every listener at COMMIT, never before (pg_listen.c) */
+    "PERFORM pg_notify('" PG_NOTIFY_CHANNEL "', '{t}'); END $edr$";

@@ -205,6 +205,13 @@ struct store_ops {
                      const struct store_position *need, size_t n_need,
                      const struct edr_key *k, struct store_record *out,
                      int *reached, struct store_err *err);
+    /* Optional, for shared stores (NULL: the caller just polls): sleeps
+     * until the store hears of a batch applied by any worker after *gen
+     * was taken, or until until_ms (edr_clock_ms's clock); sets *gen to
+     * the current count. 1: something was applied (a hint only: re-read
+     * the state); 0: time-out (until_ms <= now just takes *gen); -1: the
+     * store cannot tell now (not listening): poll. Any thread. */
+    int (*wait_applied)(struct store *st, uint64_t *gen, int64_t until_ms);
     /* Optional (NULL: use count): a cheap, possibly stale number of all
      * entries for gauges and ping, where count() would scan (PostgreSQL).
      * Never for replies that promise an exact count. */

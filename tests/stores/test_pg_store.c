@@ -8,6 +8,7 @@
  * test starts its own PostgreSQL on port 15433 (EDR_PG_BIN or
  * /usr/lib/postgresql/15/bin, run as EDR_PG_OS_USER or "postgres") and
  * removes it afterwards; the shared server is never stopped. */
+#include "base/clock.h"
 #include "stores/fault.h"
 #include "stores/pg_store.h"
 #include "stores/store.h"
@@ -619,6 +620,111 @@ static void test_get_after(void)
     drop_table(table);
 }
 
+/* ---- wait_applied: LISTEN wakes waiters when another store commits ---- */
+
+/* Terminates the listener connections of this server's user (what a
+ * server restart or a network cut does to them). Returns how many. */
+static int kill_listeners(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "psql '%s' -Atq -c \"SELECT count(pg_terminate_backend(pid)) "
+             "FROM pg_stat_activity WHERE query = 'LISTEN edr_applied' AND "
+             "usename = current_user\"",
+             dsn);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = -1;
+        pclose(f);
+    }
+    return n;
+}
+
+/* Waits up to ms for st's listener to be in force (wait_applied stops
+ * answering -1). */
+static int listening_within(struct store *st, int64_t ms)
+{
+    int64_t until = edr_clock_ms() + ms;
+    uint64_t gen = 0;
+    while (edr_clock_ms() < until) {
+        if (st->ops->wait_applied(st, &gen, 0) >= 0)
+            return 1;
+        edr_sleep_ms(10);
+    }
+    return 0;
+}
+
+static void test_wait_applied(void)
+{
+    char table[64], other_table[64];
+    new_table(table, sizeof(table), "lsn");
+    new_table(other_table, sizeof(other_table), "lso");
+    struct store *st = open_table(table), *writer = open_table(table),
+                 *other = open_table(other_table);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(writer);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st->ops->wait_applied);
+    struct edr_key k = key_of("BPNLLSN", "https://l");
+    uint64_t gen = 0;
+
+    /* The first call starts the listener; until it is in force: -1. */
+    CU_ASSERT_TRUE_FATAL(listening_within(st, 10000));
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, 0), 0);
+    /* Nothing applied: a time-out, not earlier. */
+    int64_t t0 = edr_clock_ms();
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, t0 + 200), 0);
+    CU_ASSERT_TRUE(edr_clock_ms() - t0 >= 195);
+    /* Another table's apply is not ours. */
+    CU_ASSERT_EQUAL(put_at(other, &k, "tp-o", 1, -1), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, edr_clock_ms() + 300), 0);
+    /* Another store's commit wakes it, long before the deadline. */
+    CU_ASSERT_EQUAL(put_at(writer, &k, "tp-1", 1, -1), STORE_OK);
+    t0 = edr_clock_ms();
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, t0 + 10000), 1);
+    CU_ASSERT_TRUE(edr_clock_ms() - t0 < 5000);
+    /* ... and what it heard is what get_after reads: the commit. */
+    const struct store_position p = {1, 0};
+    int reached = 0;
+    char tid[32];
+    CU_ASSERT_EQUAL(get_after(st, "t", &p, 1, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 1);
+    CU_ASSERT_STRING_EQUAL(tid, "tp-1");
+    /* A batch that rolls back (bad JSON) notifies nobody. */
+    struct store_op bad = {.kind = STORE_OP_PUT,
+                           .key = k,
+                           .transfer_id = "tp-x",
+                           .entry_json = "{\"transferProcessId\":",
+                           .entry_len = 21};
+    struct store_offset off = {1, 9, -1};
+    struct store_batch b = {
+        .ops = &bad, .n_ops = 1, .topic = "t", .offsets = &off, .n_offsets = 1};
+    struct store_err err = {0};
+    CU_ASSERT_EQUAL(writer->ops->apply(writer, &b, &err), STORE_INVALID);
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, edr_clock_ms() + 300), 0);
+
+    /* The listener's connection dropped: the waiter is told (-1 or a
+     * wake-up, never a silent hang), the listener reconnects, and commits
+     * wake it again. */
+    CU_ASSERT_TRUE(kill_listeners() >= 1);
+    t0 = edr_clock_ms();
+    int r = st->ops->wait_applied(st, &gen, t0 + 3000);
+    CU_ASSERT_TRUE(r == -1 || r == 1);
+    CU_ASSERT_TRUE(edr_clock_ms() - t0 < 2500);
+    CU_ASSERT_TRUE_FATAL(listening_within(st, 10000));
+    st->ops->wait_applied(st, &gen, 0);
+    CU_ASSERT_EQUAL(put_at(writer, &k, "tp-2", 2, -1), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, edr_clock_ms() + 10000), 1);
+
+    store_close(other);
+    store_close(writer);
+    store_close(st); /* stops the listener */
+    drop_table(table);
+    drop_table(other_table);
+}
+
 /* ---- JSON that jsonb alone would refuse -------------------------------- */
 
 static void test_jsonb_escapes(void)
@@ -1111,6 +1217,8 @@ static void register_suites(void)
     CU_add_test(s, "injected query faults roll back", test_fault_mid_batch);
     CU_add_test(s, "get_after: positions and entry in one read",
                 test_get_after);
+    CU_add_test(s, "wait_applied: woken by another store's commit",
+                test_wait_applied);
     CU_add_test(s, "escapes jsonb refuses are stored", test_jsonb_escapes);
     CU_add_test(s, "rows written by another program", test_foreign_row);
     CU_add_test(s, "put-only batches via COPY", test_copy_path);
