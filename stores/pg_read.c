@@ -82,7 +82,7 @@ static PGresult *pg_read_by_key(struct store *st, enum pg_stmt stmt,
 }
 
 /* *out = the entry at k from PG_GET's columns, starting at column col of
- * res's first row. STORE_OK, or STORE_FATAL (out of memory, err set). */
+ * res's first row. STORE_OK, or STORE_TRANSIENT (out of memory, err set). */
 static int pg_record_of(const PGresult *res, int col, const struct edr_key *k,
                         struct store_record *out, struct store_err *err)
 {
