@@ -136,7 +136,8 @@ int pg_prepare(struct pg_store *s, PGconn *c, int writer, struct store_err *err)
     static const Oid put_types[8] = {PG_TEXT_OID, PG_TEXT_OID, PG_TEXT_OID,
                                      PG_TEXT_OID, PG_TEXT_OID, PG_TEXT_OID,
                                      PG_TEXT_OID, PG_TEXT_OID};
-    int first = writer ? PG_PUT : PG_GET, last = writer ? PG_CLEAR : PG_OFFSETS;
+    int first = writer ? PG_PUT : PG_GET,
+        last = writer ? PG_CLEAR : PG_GET_AFTER;
     int rc = STORE_OK;
 
     const char *timeout[1] = {PG_STATEMENT_TIMEOUT};

@@ -9,6 +9,7 @@
  *   pg_copy.c     the binary COPY stream for put-only batches
  *   pg_apply.c    batches (apply) and clear_party
  *   pg_read.c     lookups, count, list, offsets
+ *   pg_listen.c   LISTEN for applies, waking lookups that wait
  *   pg_store.c    open, close and the ops table
  * stores/pg_store.h is the public face; stores/pg_dsn.h checks a DSN. */
 #ifndef EDR_STORES_PG_INTERNAL_H
@@ -59,6 +60,15 @@
 /* COPY data goes to libpq in pieces of this size (its length is an int). */
 #define PG_COPY_CHUNK ((size_t)1 << 20)
 
+/* The channel every apply notifies at commit, with the quoted table
+ * name as payload (pg_fence_fmt), and pg_listen.c listens on. */
+#define PG_NOTIFY_CHANNEL "edr_applied"
+/* The listener's poll slice (how soon it sees a stop) and its reconnect
+ * delays. */
+#define PG_LISTEN_SLICE_MS 100
+#define PG_LISTEN_RETRY_MIN_MS 100
+#define PG_LISTEN_RETRY_MAX_MS 5000
+
 /* What waiting on a connection ended with (pg_flush, pg_await). */
 enum { PG_IO_OK = 0, PG_IO_BROKEN = -1, PG_IO_SILENT = -2 };
 
@@ -69,7 +79,7 @@ enum pg_stmt {
     PG_OFFSET_PUT,
     PG_MERGE,
     PG_CLEAR,
-    PG_GET, /* reader connections only: PG_GET .. PG_OFFSETS */
+    PG_GET, /* reader connections only: PG_GET .. PG_GET_AFTER */
     PG_TID,
     PG_COUNT,
     PG_COUNT_SUB,
@@ -80,6 +90,7 @@ enum pg_stmt {
     PG_BY_TID,
     PG_ESTIMATE,
     PG_OFFSETS,
+    PG_GET_AFTER,
     PG_NSTMT
 };
 
@@ -127,6 +138,16 @@ struct pg_store {
      * trying the same server again, so no read waits much longer than
      * PG_POOL_WAIT_MS or PG_ANSWER_MS. */
     int64_t reader_fail_ms;
+
+    /* pg_listen.c: applies heard of through LISTEN, for waiting lookups.
+     * Started by the first pg_wait_applied(), stopped by close. */
+    pthread_mutex_t nlock;
+    pthread_cond_t ncond;
+    uint64_t n_heard; /* notifications for this table, and reconnects */
+    int listening;    /* the listener's LISTEN is in force */
+    int listen_state; /* 0 not started, 1 running, -1 could not start */
+    int listen_stop;  /* close: the listener leaves */
+    pthread_t listener;
 };
 
 /* ---- pg_sql.c ---- */
@@ -210,9 +231,18 @@ int pg_apply(struct store *st, struct store_batch *b, struct store_err *err);
 int pg_clear_party(struct store *st, const char *substring, uint64_t *removed,
                    struct store_err *err);
 
+/* ---- pg_listen.c ---- */
+int pg_wait_applied(struct store *st, uint64_t *gen, int64_t until_ms);
+/* Stops the listener thread, if any (close). */
+void pg_listen_stop(struct pg_store *s);
+
 /* ---- pg_read.c ---- */
 int pg_get(struct store *st, const struct edr_key *k, struct store_record *out,
            struct store_err *err);
+int pg_get_after(struct store *st, const char *topic,
+                 const struct store_position *need, size_t n_need,
+                 const struct edr_key *k, struct store_record *out,
+                 int *reached, struct store_err *err);
 int pg_get_transfer_id(struct store *st, const struct edr_key *k, char **out,
                        struct store_err *err);
 int pg_count(struct store *st, const struct store_filter *f, uint64_t *out,

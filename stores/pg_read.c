@@ -81,6 +81,31 @@ static PGresult *pg_read_by_key(struct store *st, enum pg_stmt stmt,
     return pg_read((struct pg_store *)st, stmt, 1, vals, rc, err);
 }
 
+/* *out = the entry at k from PG_GET's columns, starting at column col of
+ * res's first row. STORE_OK, or STORE_TRANSIENT (out of memory, err set). */
+static int pg_record_of(const PGresult *res, int col, const struct edr_key *k,
+                        struct store_record *out, struct store_err *err)
+{
+    out->counter_party_id = strdup(k->counter_party_id);
+    out->counter_party_address = strdup(k->counter_party_address);
+    out->query_checksum = strdup(k->query_checksum);
+    out->policy_checksum = strdup(k->policy_checksum);
+    out->transfer_id = pg_dup(res, 0, col);
+    out->entry_json = pg_dup(res, 0, col + 1);
+    if (!out->counter_party_id || !out->counter_party_address ||
+        !out->query_checksum || !out->policy_checksum || !out->transfer_id ||
+        !out->entry_json) {
+        store_record_clear(out);
+        return pg_oom(err);
+    }
+    /* Only a row without edr_text gives jsonb's spaced-out text. */
+    if (!strcmp(PQgetvalue(res, 0, col + 2), "t"))
+        out->entry_len = pg_json_compact(out->entry_json);
+    else
+        out->entry_len = strlen(out->entry_json);
+    return STORE_OK;
+}
+
 int pg_get(struct store *st, const struct edr_key *k, struct store_record *out,
            struct store_err *err)
 {
@@ -90,30 +115,77 @@ int pg_get(struct store *st, const struct edr_key *k, struct store_record *out,
     *out = (struct store_record){0};
     if (!(res = pg_read_by_key(st, PG_GET, k, &rc, err)))
         return rc;
-    if (PQntuples(res) == 0) {
-        rc = STORE_NOT_FOUND;
-        goto out;
-    }
-    out->counter_party_id = strdup(k->counter_party_id);
-    out->counter_party_address = strdup(k->counter_party_address);
-    out->query_checksum = strdup(k->query_checksum);
-    out->policy_checksum = strdup(k->policy_checksum);
-    out->transfer_id = pg_dup(res, 0, 0);
-    out->entry_json = pg_dup(res, 0, 1);
-    if (!out->counter_party_id || !out->counter_party_address ||
-        !out->query_checksum || !out->policy_checksum || !out->transfer_id ||
-        !out->entry_json) {
-        store_record_clear(out);
+    rc = PQntuples(res) == 0 ? STORE_NOT_FOUND
+                             : pg_record_of(res, 0, k, out, err);
+    PQclear(res);
+    return rc;
+}
+
+/* "{a,b,...}": an array literal of n integers, for a parameter. NULL when
+ * out of memory; free() it. */
+static char *pg_int_array(const struct store_position *need, size_t n,
+                          int offsets)
+{
+    size_t cap = 2 + n * 21, len = 0; /* 20 digits and a sign, or a comma */
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    out[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%lld", i ? "," : "",
+                                offsets ? (long long)need[i].offset
+                                        : (long long)need[i].partition);
+    snprintf(out + len, cap - len, "}");
+    return out;
+}
+
+int pg_get_after(struct store *st, const char *topic,
+                 const struct store_position *need, size_t n_need,
+                 const struct edr_key *k, struct store_record *out,
+                 int *reached, struct store_err *err)
+{
+    char key[EDR_CONNECTION_KEY_LEN + 1];
+    PGresult *res = NULL;
+    int rc;
+
+    *out = (struct store_record){0};
+    *reached = 0;
+    if (!topic || !need || n_need == 0)
+        return store_fail(err, STORE_INVALID,
+                          "postgres: get_after needs a topic and positions");
+    if ((rc = pg_key_check(k, err)) != STORE_OK)
+        return rc;
+    edr_connection_key(k, key);
+    char *parts = pg_int_array(need, n_need, 0);
+    char *offs = pg_int_array(need, n_need, 1);
+    if (!parts || !offs) {
         rc = pg_oom(err);
         goto out;
     }
-    /* Only a row without edr_text gives jsonb's spaced-out text. */
-    if (!strcmp(PQgetvalue(res, 0, 2), "t"))
-        out->entry_len = pg_json_compact(out->entry_json);
-    else
-        out->entry_len = strlen(out->entry_json);
+    const char *vals[4] = {topic, parts, offs, key};
+    if (!(res =
+              pg_read((struct pg_store *)st, PG_GET_AFTER, 4, vals, &rc, err)))
+        goto out;
+    if (PQntuples(res) != 1) {
+        rc = store_fail(err, STORE_FATAL,
+                        "postgres: get_after: %d rows, expected 1",
+                        PQntuples(res));
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        rc = STORE_OK; /* not reached yet: nothing read */
+        goto out;
+    }
+    *reached = 1;
+    rc = strcmp(PQgetvalue(res, 0, 1), "t") != 0
+             ? STORE_NOT_FOUND
+             : pg_record_of(res, 2, k, out, err);
+    if (rc < 0)
+        *reached = 0;
 out:
     PQclear(res);
+    free(parts);
+    free(offs);
     return rc;
 }
 

@@ -101,6 +101,21 @@ const struct pg_stmt_def pg_stmts[PG_NSTMT] = {
                      "SELECT coalesce((SELECT greatest(n_live_tup, 0) FROM "
                      "pg_stat_user_tables WHERE relid = to_regclass($1)), 0)",
                      1},
+    /* get with min_positions (pg_get_after): the positions check and the
+     * read in one statement, so one snapshot holds both (the row is at
+     * least as recent as the offsets that passed) and one round trip does
+     * it. $2 and $3: the partitions and offsets needed, as arrays. The
+     * columns: reached, found, then PG_GET's. */
+    [PG_GET_AFTER] =
+        {"edr_get_after",
+         "SELECT r.reached, g.connection_key IS NOT NULL, "
+         "g.transfer_process_id, coalesce(g.edr_text, g.edr::text), "
+         "g.edr_text IS NULL FROM (SELECT coalesce(bool_and(o.next_offset "
+         "IS NOT NULL AND o.next_offset > n.off), true) AS reached "
+         "FROM unnest($2::integer[], $3::bigint[]) AS n(p, off) "
+         "LEFT JOIN {o} o ON o.topic = $1 AND o.partition = n.p) r "
+         "LEFT JOIN {t} g ON r.reached AND g.connection_key = $4",
+         4},
     [PG_OFFSETS] = {"edr_offsets",
                     "SELECT partition, next_offset FROM {o} "
                     "WHERE topic = $1 ORDER BY partition",
@@ -174,7 +189,9 @@ const char pg_stage_sql[] =
  * partition serialise here and the later one sees the other's progress.
  * Any fenced partition raises SQLSTATE PG_FENCED_STATE naming them all,
  * which aborts the pipeline: the transaction rolls back whole. Sent first
- * in the batch's transaction, so a zombie writer stops before its ops. */
+ * in the batch's transaction, so a zombie writer stops before its ops.
+ * It also notifies PG_NOTIFY_CHANNEL with the quoted table name: lookups
+ * waiting for a position (on any worker) wake when the batch commits. */
 const char pg_fence_fmt[] =
     "CREATE OR REPLACE FUNCTION pg_temp.edr_offsets_put(t text, "
     "p integer[], f bigint[], n bigint[]) RETURNS void "
@@ -189,4 +206,6 @@ const char pg_fence_fmt[] =
     "IF bad IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = '" PG_FENCED_STATE
     "', MESSAGE = 'offsets fenced: partition(s) ' || bad || "
     "' advanced by another writer past this batch''s first offset'; "
-    "END IF; END $edr$";
+    "END IF; "
+    /* delivered to every listener at COMMIT, never before (pg_listen.c) */
+    "PERFORM pg_notify('" PG_NOTIFY_CHANNEL "', '{t}'); END $edr$";

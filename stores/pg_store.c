@@ -31,6 +31,7 @@ static void pg_free(struct pg_store *s)
 {
     if (!s)
         return;
+    pg_listen_stop(s);
     PQfinish(s->writer);
     for (size_t i = 0; i < s->n_idle; i++)
         PQfinish(s->idle[i]);
@@ -41,6 +42,8 @@ static void pg_free(struct pg_store *s)
     pthread_mutex_destroy(&s->wlock);
     pthread_mutex_destroy(&s->plock);
     pthread_cond_destroy(&s->pcond);
+    pthread_mutex_destroy(&s->nlock);
+    pthread_cond_destroy(&s->ncond);
     free(s);
 }
 
@@ -76,6 +79,8 @@ struct store *pg_store_open(const char *dsn, const char *table,
     /* pg_reader_take() waits with a deadline on the monotonic clock. */
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->pcond, &ca);
+    pthread_mutex_init(&s->nlock, NULL);
+    pthread_cond_init(&s->ncond, &ca); /* pg_wait_applied: monotonic too */
     pthread_condattr_destroy(&ca);
     snprintf(s->table, sizeof(s->table), "%s", table);
     pg_quote(s->qtable, sizeof(s->qtable), table, "");
@@ -130,6 +135,8 @@ static const struct store_ops pg_store_ops = {
     .count = pg_count,
     .list = pg_list,
     .get_by_transfer_id = pg_get_by_transfer_id,
+    .get_after = pg_get_after,
+    .wait_applied = pg_wait_applied,
     .clear_party = pg_clear_party,
     .load_offsets = pg_load_offsets,
     .estimate = pg_store_estimate,

@@ -83,6 +83,14 @@ struct store_offset {
                            * partition; -1: no fence */
 };
 
+/* A read's lower bound (schemas/README.md §2, min_positions): the state
+ * must include the event at offset of partition, i.e. the offsets
+ * recorded for the topic have next_offset > offset there. */
+struct store_position {
+    int32_t partition;
+    int64_t offset;
+};
+
 /* A batch of writes applied together with the offsets they came from. */
 struct store_batch {
     const struct store_op *ops;
@@ -187,6 +195,23 @@ struct store_ops {
     int (*load_offsets)(struct store *st, const char *topic,
                         struct store_offset **out, size_t *n,
                         struct store_err *err);
+    /* Optional (NULL: the caller checks load_offsets, then calls get):
+     * get, once the offsets recorded for topic cover every position of
+     * need (n_need >= 1), both read together so the entry is at least as
+     * recent as those offsets; for a remote store one round trip instead
+     * of two. *reached = 0, *out empty and STORE_OK when they do not
+     * cover them yet; else *reached = 1 and the result is get's. */
+    int (*get_after)(struct store *st, const char *topic,
+                     const struct store_position *need, size_t n_need,
+                     const struct edr_key *k, struct store_record *out,
+                     int *reached, struct store_err *err);
+    /* Optional, for shared stores (NULL: the caller just polls): sleeps
+     * until the store hears of a batch applied by any worker after *gen
+     * was taken, or until until_ms (edr_clock_ms's clock); sets *gen to
+     * the current count. 1: something was applied (a hint only: re-read
+     * the state); 0: time-out (until_ms <= now just takes *gen); -1: the
+     * store cannot tell now (not listening): poll. Any thread. */
+    int (*wait_applied)(struct store *st, uint64_t *gen, int64_t until_ms);
     /* Optional (NULL: use count): a cheap, possibly stale number of all
      * entries for gauges and ping, where count() would scan (PostgreSQL).
      * Never for replies that promise an exact count. */

@@ -63,18 +63,17 @@ static const char *store_error_reply(struct rpc_thread *t,
     return "error";
 }
 
-static const char *op_get(struct rpc_thread *t, const struct request *req,
-                          int final)
+/* The reply to a get_connection whose store read returned rc and rec
+ * (cleared here); NULL when nothing was found and the lookup must wait. */
+static const char *get_reply(struct rpc_thread *t, const struct request *req,
+                             int final, int rc, struct store_record *recp,
+                             const struct store_err *errp)
 {
-    struct store *st = t->srv->st;
-    struct store_record rec;
-    struct store_err err;
-    struct edr_key k = request_key(req);
+    struct store_record rec = *recp;
+    struct store_err err = *errp;
     const char *status;
-    memset(&rec, 0, sizeof(rec));
-    memset(&err, 0, sizeof(err));
+    *recp = (struct store_record){0};
 
-    int rc = st->ops->get(st, &k, &rec, &err);
     if (rc == STORE_NOT_FOUND && !final) {
         status = NULL;
         goto out;
@@ -101,6 +100,71 @@ static const char *op_get(struct rpc_thread *t, const struct request *req,
 out:
     store_record_clear(&rec);
     return status;
+}
+
+static const char *op_get(struct rpc_thread *t, const struct request *req,
+                          int final)
+{
+    struct store *st = t->srv->st;
+    struct store_record rec;
+    struct store_err err;
+    struct edr_key k = request_key(req);
+    memset(&rec, 0, sizeof(rec));
+    memset(&err, 0, sizeof(err));
+
+    int rc = st->ops->get(st, &k, &rec, &err);
+    return get_reply(t, req, final, rc, &rec, &err);
+}
+
+/* get_connection with min_positions on a store that checks the positions
+ * and reads the entry together (store_ops.get_after: one round trip to
+ * PostgreSQL instead of two). As rpc_answer_once. */
+static const char *op_get_after(struct rpc_thread *t, const struct request *req,
+                                int final, int found_final, int *covered)
+{
+    struct store *st = t->srv->st;
+    struct store_record rec;
+    struct store_err err;
+    struct edr_key k = request_key(req);
+    int reached = 0;
+    memset(&rec, 0, sizeof(rec));
+    memset(&err, 0, sizeof(err));
+
+    struct store_position *need = malloc(req->n_positions * sizeof(*need));
+    if (!need) {
+        reply_error(&t->out, req->id, REPLY_CODE_INTERNAL,
+                    "worker: out of memory");
+        return "error";
+    }
+    for (size_t i = 0; i < req->n_positions; i++)
+        need[i] = (struct store_position){req->positions[i].partition,
+                                          req->positions[i].offset};
+    int rc = st->ops->get_after(st, t->srv->cfg->topic, need, req->n_positions,
+                                &k, &rec, &reached, &err);
+    free(need);
+    if (rc < 0)
+        return store_error_reply(t, req, rc, &err);
+    if (!reached) {
+        store_record_clear(&rec);
+        if (!final)
+            return NULL;
+        reply_error(&t->out, req->id, REPLY_CODE_TIMEOUT,
+                    "min_positions: not reached within the wait");
+        return "error";
+    }
+    *covered = 1;
+    return get_reply(t, req, found_final, rc, &rec, &err);
+}
+
+/* 1 when this worker's own ingest applied every min_positions event
+ * (positions_reached's first look, without the store). */
+static int positions_local(const struct request *req)
+{
+    for (size_t i = 0; i < req->n_positions; i++)
+        if (positions_next(req->positions[i].partition) <=
+            req->positions[i].offset)
+            return 0;
+    return 1;
 }
 
 static const char *op_get_transfer_id(struct rpc_thread *t,
@@ -254,9 +318,13 @@ static const char *op_get_by_transfer_id(struct rpc_thread *t,
 /* 1 when the state answered from includes every min_positions event, 0
  * when not yet, a negative store status (err filled) when the store's
  * offsets cannot be read. The worker's own applied positions (ingest,
- * worker/positions.c) are looked at first; the store's offsets table
- * covers what another worker applied to a shared store, and what a file
- * store held before this process started. */
+ * worker/positions.c) are looked at first, for every store: ingest records
+ * a position only after its batch was applied (for PostgreSQL: committed),
+ * so any read begun afterwards sees it, whichever connection it uses, and
+ * a state never moves back past an applied offset (the offsets fence).
+ * The store's offsets table covers the rest: what another worker applied
+ * to a shared store, and what a file store held before this process
+ * started. */
 static int positions_reached(struct rpc_thread *t, const struct request *req,
                              struct store_err *err)
 {
@@ -266,7 +334,7 @@ static int positions_reached(struct rpc_thread *t, const struct request *req,
     int loaded = 0, reached = 1;
     for (size_t i = 0; i < req->n_positions && reached; i++) {
         const struct request_position *p = &req->positions[i];
-        if (!st->ops->caps.shared && positions_next(p->partition) > p->offset)
+        if (positions_next(p->partition) > p->offset)
             continue;
         if (!loaded) {
             int rc = st->ops->load_offsets(st, t->srv->cfg->topic, &offs,
@@ -324,6 +392,15 @@ const char *rpc_answer_once(struct rpc_thread *t, const struct request *req,
                     "restoring the state from the changelog; retry later");
         return "error";
     }
+    /* a get that finds nothing is final only once its wait_ms is over */
+    int found_final =
+        final || !req->has_wait || req->wait_ms == 0 || !is_get_op(req->op);
+    if (req->op != REQUEST_PING && req->n_positions > 0 && !*covered &&
+        positions_local(req))
+        *covered = 1;
+    if (req->op == REQUEST_GET_CONNECTION && req->n_positions > 0 &&
+        !*covered && t->srv->st->ops->get_after)
+        return op_get_after(t, req, final, found_final, covered);
     if (req->op != REQUEST_PING && req->n_positions > 0 && !*covered) {
         struct store_err err;
         memset(&err, 0, sizeof(err));
@@ -339,9 +416,6 @@ const char *rpc_answer_once(struct rpc_thread *t, const struct request *req,
         }
         *covered = 1;
     }
-    /* a get that finds nothing is final only once its wait_ms is over */
-    int found_final =
-        final || !req->has_wait || req->wait_ms == 0 || !is_get_op(req->op);
     switch (req->op) {
     case REQUEST_GET_CONNECTION:
         return op_get(t, req, found_final);

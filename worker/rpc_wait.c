@@ -13,8 +13,11 @@
  *     and re-checks after each apply (no polling);
  *   - a shared store (PostgreSQL, where another worker may be the one
  *     applying): polls the store (offsets table for min_positions, the
- *     lookup itself for wait_ms) with jittered backoff from 20 to 500 ms,
- *     only while it waits;
+ *     lookup itself for wait_ms) with jittered backoff from 2 to 500 ms,
+ *     only while it waits, and re-checks at once when the store hears
+ *     of a commit by any worker (store_ops.wait_applied: PostgreSQL's
+ *     LISTEN/NOTIFY, a wake-up hint, never trusted as the state) or,
+ *     without that, when this worker's own ingest applies a batch;
  * then sends the reply on a short-lived connection of its own, which also
  * removes the request from the in-flight list. Until then the request
  * stays in flight: if the worker dies it is taken over (rpc_keeper.c); at
@@ -31,7 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WAIT_POLL_MIN_MS 20
+/* The first polls come soon: an event just published is typically
+ * applied a few milliseconds later, and each poll is one indexed read. */
+#define WAIT_POLL_MIN_MS 2
+/* a wait on the store's wake-ups looks at the stop this often */
+#define WAIT_SLICE_MS 50
 #define WAIT_POLL_MAX_MS 500
 /* a waiter's reply: connect attempts for at most this long */
 #define WAIT_SEND_TRIES 10
@@ -45,22 +52,38 @@ struct rpc_waiter {
     double t0;
 };
 
-/* Sleeps until ms pass, the server stops or (unless shared) an apply. */
-static void wait_a_while(struct rpc_server *srv, uint64_t gen, int64_t until,
-                         struct backoff *bo)
+/* Sleeps until until, an apply of this worker's ingest, or the stop
+ * (positions_wake_all). A shared store's waiter wakes after its next
+ * backoff delay at the latest, for what other workers applied, and as
+ * soon as the store hears of an apply by any worker (wait_applied,
+ * PostgreSQL's LISTEN; that covers this worker's own applies too), in
+ * slices so that a stop is seen. sgen: the store's count, taken before
+ * the last look. */
+static void wait_a_while(struct rpc_server *srv, uint64_t gen, uint64_t *sgen,
+                         int64_t until, struct backoff *bo)
 {
-    int64_t now = edr_clock_ms();
-    if (!srv->st->ops->caps.shared) {
-        positions_wait_change(gen, until);
+    struct store *st = srv->st;
+    int64_t stop_at = until;
+    if (!st->ops->caps.shared) {
+        positions_wait_change(gen, stop_at);
         return;
     }
-    int64_t stop_at = now + backoff_next(bo);
+    stop_at = edr_clock_ms() + backoff_next(bo);
     if (stop_at > until)
         stop_at = until;
-    while (!atomic_load(&srv->stopping) && edr_clock_ms() < stop_at) {
-        int64_t left = stop_at - edr_clock_ms();
-        edr_sleep_ms((unsigned)(left > 50 ? 50 : left > 0 ? left : 1));
+    while (st->ops->wait_applied && !atomic_load(&srv->stopping)) {
+        int64_t now = edr_clock_ms();
+        if (now >= stop_at)
+            return;
+        int64_t slice =
+            now + WAIT_SLICE_MS < stop_at ? now + WAIT_SLICE_MS : stop_at;
+        int r = st->ops->wait_applied(st, sgen, slice);
+        if (r > 0)
+            return;
+        if (r < 0)
+            break; /* not listening: the condition variable and the poll */
     }
+    positions_wait_change(gen, stop_at);
 }
 
 const char *rpc_wait_answer(struct rpc_thread *t, const struct request *req,
@@ -69,15 +92,19 @@ const char *rpc_wait_answer(struct rpc_thread *t, const struct request *req,
     struct backoff bo;
     int covered = 0;
     backoff_init(&bo, WAIT_POLL_MIN_MS, WAIT_POLL_MAX_MS);
+    struct store *st = t->srv->st;
+    uint64_t sgen = 0;
     for (;;) {
         uint64_t gen = positions_generation();
+        if (st->ops->caps.shared && st->ops->wait_applied)
+            st->ops->wait_applied(st, &sgen, 0); /* takes the count */
         if (atomic_load(&t->srv->stopping))
             return NULL;
         int final = edr_clock_ms() >= until_ms;
         const char *status = rpc_answer_once(t, req, final, &covered);
         if (status)
             return status;
-        wait_a_while(t->srv, gen, until_ms, &bo);
+        wait_a_while(t->srv, gen, &sgen, until_ms, &bo);
     }
 }
 

@@ -160,8 +160,9 @@ static void test_copy(void)
     fm_loop("copy", MAX_KEYS, 0);
 }
 
-/* The reads copy what they return: each allocation may fail, and then the
- * call is TRANSIENT with nothing handed out. */
+/* The reads (get, list, load_offsets, get_after) copy what they return:
+ * each allocation may fail, and then the call is TRANSIENT with nothing
+ * handed out. */
 static void test_reads(void)
 {
     static struct fm_batch fb;
@@ -173,29 +174,43 @@ static void test_reads(void)
     fm_make(&fb, 20, 1, 0);
     CU_ASSERT_EQUAL_FATAL(st->ops->apply(st, &fb.b, &err), STORE_OK);
     struct edr_key k = key_at(&fb, 3);
+    /* get_after's bound: the one offset the batch recorded */
+    struct store_offset *had = NULL;
+    size_t n_had = 0;
+    CU_ASSERT_EQUAL_FATAL(st->ops->load_offsets(st, "fm", &had, &n_had, &err),
+                          STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(n_had, 1);
+    const struct store_position need = {had[0].partition,
+                                        had[0].next_offset - 1};
+    free(had);
 
     unsigned long n, total = 0;
-    for (int op = 0; op < 3; op++) {
+    for (int op = 0; op < 4; op++) {
         for (n = 1; n < 1000; n++) {
             struct store_record r = {0};
             struct store_list l = {0};
             struct store_offset *offs = NULL;
             size_t n_offs = 0;
-            int rc;
+            int rc, reached = 0;
             failmalloc_arm(n);
             if (op == 0)
                 rc = st->ops->get(st, &k, &r, &err);
             else if (op == 1)
                 rc = st->ops->list(st, STORE_FILTER_PARTY("BPNLFM"), NULL, 15,
                                    &l, &err);
-            else
+            else if (op == 2)
                 rc = st->ops->load_offsets(st, "fm", &offs, &n_offs, &err);
+            else
+                rc = st->ops->get_after(st, "fm", &need, 1, &k, &r, &reached,
+                                        &err);
             unsigned long fired = failmalloc_fired();
             failmalloc_disarm();
             if (rc == STORE_OK) {
                 CU_ASSERT(op != 0 || !strcmp(r.transfer_id, fb.tid[3]));
                 CU_ASSERT(op != 1 || (l.n_items == 15 && l.next_cursor));
                 CU_ASSERT(op != 2 || (n_offs == 1 && offs));
+                CU_ASSERT(op != 3 ||
+                          (reached == 1 && !strcmp(r.transfer_id, fb.tid[3])));
             } else {
                 CU_ASSERT_EQUAL(rc, STORE_TRANSIENT);
                 CU_ASSERT_PTR_NULL(r.transfer_id);
@@ -232,7 +247,7 @@ static void register_suites(void)
     }
     CU_add_test(s, "apply via pipeline: OOM at each allocation", test_pipeline);
     CU_add_test(s, "apply via COPY: OOM at each allocation", test_copy);
-    CU_add_test(s, "get, list, load_offsets: OOM at each allocation",
+    CU_add_test(s, "get, list, load_offsets, get_after: OOM at each allocation",
                 test_reads);
 }
 

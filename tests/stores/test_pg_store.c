@@ -8,6 +8,7 @@
  * test starts its own PostgreSQL on port 15433 (EDR_PG_BIN or
  * /usr/lib/postgresql/15/bin, run as EDR_PG_OS_USER or "postgres") and
  * removes it afterwards; the shared server is never stopped. */
+#include "base/clock.h"
 #include "stores/fault.h"
 #include "stores/pg_store.h"
 #include "stores/store.h"
@@ -495,6 +496,234 @@ static void test_fault_mid_batch(void)
     CU_ASSERT_EQUAL(n, 3);
     store_close(st);
     drop_table(table);
+}
+
+/* ---- get_after: min_positions and the read in one statement ----------- */
+
+/* Applies a put of k (transfer id tid) with next offsets `next` in
+ * partitions 1 and 2 of topic "t" (-1: that partition not written). */
+static int put_at(struct store *st, const struct edr_key *k, const char *tid,
+                  int64_t next1, int64_t next2)
+{
+    char json[64];
+    snprintf(json, sizeof(json), "{\"transferProcessId\":\"%s\"}", tid);
+    struct store_op op = {.kind = STORE_OP_PUT,
+                          .key = *k,
+                          .transfer_id = tid,
+                          .entry_json = json,
+                          .entry_len = strlen(json)};
+    struct store_offset offs[2];
+    size_t n = 0;
+    if (next1 >= 0)
+        offs[n++] = (struct store_offset){1, next1, -1};
+    if (next2 >= 0)
+        offs[n++] = (struct store_offset){2, next2, -1};
+    struct store_batch b = {
+        .ops = &op, .n_ops = 1, .topic = "t", .offsets = offs, .n_offsets = n};
+    struct store_err err = {0};
+    int rc = st->ops->apply(st, &b, &err);
+    if (rc != STORE_OK)
+        fprintf(stderr, "apply: %s\n", err.msg);
+    return rc;
+}
+
+/* get_after's status, with *reached and the transfer id read ("" when
+ * none) */
+static int get_after(struct store *st, const char *topic,
+                     const struct store_position *need, size_t n,
+                     const struct edr_key *k, int *reached, char tid[32])
+{
+    struct store_record r;
+    struct store_err err = {0};
+    memset(&r, 0, sizeof(r));
+    *reached = -1;
+    int rc = st->ops->get_after(st, topic, need, n, k, &r, reached, &err);
+    snprintf(tid, 32, "%s", r.transfer_id ? r.transfer_id : "");
+    if (rc == STORE_OK && *reached == 0)
+        CU_ASSERT_PTR_NULL(r.entry_json); /* nothing read */
+    if (rc == STORE_OK && *reached == 1)
+        CU_ASSERT_TRUE(r.entry_json && r.entry_len == strlen(r.entry_json));
+    if (rc < 0)
+        CU_ASSERT_EQUAL(err.status, rc);
+    store_record_clear(&r);
+    return rc;
+}
+
+static void test_get_after(void)
+{
+    char table[64], tid[32];
+    new_table(table, sizeof(table), "aft");
+    struct store *st = open_table(table);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st->ops->get_after);
+    struct edr_key k = key_of("BPNLAFTER", "https://after"),
+                   absent = key_of("BPNLNONE", "https://none");
+    const struct store_position p1_4 = {1, 4}, p1_5 = {1, 5},
+                                both[2] = {{1, 4}, {2, 0}};
+    int reached;
+
+    /* Nothing recorded yet: not reached, nothing read. */
+    CU_ASSERT_EQUAL(get_after(st, "t", &p1_4, 1, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 0);
+    CU_ASSERT_STRING_EQUAL(tid, "");
+
+    /* next offset 5 in partition 1: offset 4 is in, offset 5 is not. */
+    CU_ASSERT_EQUAL_FATAL(put_at(st, &k, "tp-1", 5, -1), STORE_OK);
+    CU_ASSERT_EQUAL(get_after(st, "t", &p1_4, 1, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 1);
+    CU_ASSERT_STRING_EQUAL(tid, "tp-1");
+    CU_ASSERT_EQUAL(get_after(st, "t", &p1_5, 1, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 0);
+    /* Another topic's offsets do not count. */
+    CU_ASSERT_EQUAL(get_after(st, "u", &p1_4, 1, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 0);
+    /* Every position must hold: partition 2 has nothing yet. */
+    CU_ASSERT_EQUAL(get_after(st, "t", both, 2, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 0);
+    CU_ASSERT_EQUAL_FATAL(put_at(st, &k, "tp-2", 6, 1), STORE_OK);
+    CU_ASSERT_EQUAL(get_after(st, "t", both, 2, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 1);
+    CU_ASSERT_STRING_EQUAL(tid, "tp-2");
+    /* Reached, but no entry at the key. */
+    CU_ASSERT_EQUAL(get_after(st, "t", &p1_4, 1, &absent, &reached, tid),
+                    STORE_NOT_FOUND);
+    CU_ASSERT_EQUAL(reached, 1);
+
+    /* A second store on the table (another worker) sees the same. */
+    struct store *other = open_table(table);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    CU_ASSERT_EQUAL(get_after(other, "t", &p1_5, 1, &k, &reached, tid),
+                    STORE_OK);
+    CU_ASSERT_EQUAL(reached, 1);
+    CU_ASSERT_STRING_EQUAL(tid, "tp-2");
+    store_close(other);
+
+    /* Bad arguments are refused before anything is sent. */
+    struct edr_key half = {"BPNLHALF", NULL, "q", "p"};
+    CU_ASSERT_EQUAL(get_after(st, NULL, &p1_4, 1, &k, &reached, tid),
+                    STORE_INVALID);
+    CU_ASSERT_EQUAL(get_after(st, "t", &p1_4, 0, &k, &reached, tid),
+                    STORE_INVALID);
+    CU_ASSERT_EQUAL(get_after(st, "t", &p1_4, 1, &half, &reached, tid),
+                    STORE_INVALID);
+
+    /* A query that fails (the connection goes with it): transient, and
+     * the next call connects again. */
+    fault_arm(FAULT_QUERY, 1, 0);
+    CU_ASSERT_EQUAL(get_after(st, "t", &p1_4, 1, &k, &reached, tid),
+                    STORE_TRANSIENT);
+    fault_disarm_all();
+    CU_ASSERT_EQUAL(get_after(st, "t", &p1_4, 1, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 1);
+    CU_ASSERT_STRING_EQUAL(tid, "tp-2");
+    store_close(st);
+    drop_table(table);
+}
+
+/* ---- wait_applied: LISTEN wakes waiters when another store commits ---- */
+
+/* Terminates the listener connections of this server's user (what a
+ * server restart or a network cut does to them). Returns how many. */
+static int kill_listeners(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "psql '%s' -Atq -c \"SELECT count(pg_terminate_backend(pid)) "
+             "FROM pg_stat_activity WHERE query = 'LISTEN edr_applied' AND "
+             "usename = current_user\"",
+             dsn);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = -1;
+        pclose(f);
+    }
+    return n;
+}
+
+/* Waits up to ms for st's listener to be in force (wait_applied stops
+ * answering -1). */
+static int listening_within(struct store *st, int64_t ms)
+{
+    int64_t until = edr_clock_ms() + ms;
+    uint64_t gen = 0;
+    while (edr_clock_ms() < until) {
+        if (st->ops->wait_applied(st, &gen, 0) >= 0)
+            return 1;
+        edr_sleep_ms(10);
+    }
+    return 0;
+}
+
+static void test_wait_applied(void)
+{
+    char table[64], other_table[64];
+    new_table(table, sizeof(table), "lsn");
+    new_table(other_table, sizeof(other_table), "lso");
+    struct store *st = open_table(table), *writer = open_table(table),
+                 *other = open_table(other_table);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(writer);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st->ops->wait_applied);
+    struct edr_key k = key_of("BPNLLSN", "https://l");
+    uint64_t gen = 0;
+
+    /* The first call starts the listener; until it is in force: -1. */
+    CU_ASSERT_TRUE_FATAL(listening_within(st, 10000));
+    st->ops->wait_applied(st, &gen, 0); /* takes the count */
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, 0), 0);
+    /* Nothing applied: a time-out, not earlier. */
+    int64_t t0 = edr_clock_ms();
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, t0 + 200), 0);
+    CU_ASSERT_TRUE(edr_clock_ms() - t0 >= 195);
+    /* Another table's apply is not ours. */
+    CU_ASSERT_EQUAL(put_at(other, &k, "tp-o", 1, -1), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, edr_clock_ms() + 300), 0);
+    /* Another store's commit wakes it, long before the deadline. */
+    CU_ASSERT_EQUAL(put_at(writer, &k, "tp-1", 1, -1), STORE_OK);
+    t0 = edr_clock_ms();
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, t0 + 10000), 1);
+    CU_ASSERT_TRUE(edr_clock_ms() - t0 < 5000);
+    /* ... and what it heard is what get_after reads: the commit. */
+    const struct store_position p = {1, 0};
+    int reached = 0;
+    char tid[32];
+    CU_ASSERT_EQUAL(get_after(st, "t", &p, 1, &k, &reached, tid), STORE_OK);
+    CU_ASSERT_EQUAL(reached, 1);
+    CU_ASSERT_STRING_EQUAL(tid, "tp-1");
+    /* A batch that rolls back (bad JSON) notifies nobody. */
+    struct store_op bad = {.kind = STORE_OP_PUT,
+                           .key = k,
+                           .transfer_id = "tp-x",
+                           .entry_json = "{\"transferProcessId\":",
+                           .entry_len = 21};
+    struct store_offset off = {1, 9, -1};
+    struct store_batch b = {
+        .ops = &bad, .n_ops = 1, .topic = "t", .offsets = &off, .n_offsets = 1};
+    struct store_err err = {0};
+    CU_ASSERT_EQUAL(writer->ops->apply(writer, &b, &err), STORE_INVALID);
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, edr_clock_ms() + 300), 0);
+
+    /* The listener's connection dropped: the waiter is told (-1 or a
+     * wake-up, never a silent hang), the listener reconnects, and commits
+     * wake it again. */
+    CU_ASSERT_TRUE(kill_listeners() >= 1);
+    t0 = edr_clock_ms();
+    int r = st->ops->wait_applied(st, &gen, t0 + 3000);
+    CU_ASSERT_TRUE(r == -1 || r == 1);
+    CU_ASSERT_TRUE(edr_clock_ms() - t0 < 2500);
+    CU_ASSERT_TRUE_FATAL(listening_within(st, 10000));
+    st->ops->wait_applied(st, &gen, 0);
+    CU_ASSERT_EQUAL(put_at(writer, &k, "tp-2", 2, -1), STORE_OK);
+    CU_ASSERT_EQUAL(st->ops->wait_applied(st, &gen, edr_clock_ms() + 10000), 1);
+
+    store_close(other);
+    store_close(writer);
+    store_close(st); /* stops the listener */
+    drop_table(table);
+    drop_table(other_table);
 }
 
 /* ---- JSON that jsonb alone would refuse -------------------------------- */
@@ -987,6 +1216,10 @@ static void register_suites(void)
     CU_add_test(s, "bad data rolls back; in-batch order kept",
                 test_invalid_and_order);
     CU_add_test(s, "injected query faults roll back", test_fault_mid_batch);
+    CU_add_test(s, "get_after: positions and entry in one read",
+                test_get_after);
+    CU_add_test(s, "wait_applied: woken by another store's commit",
+                test_wait_applied);
     CU_add_test(s, "escapes jsonb refuses are stored", test_jsonb_escapes);
     CU_add_test(s, "rows written by another program", test_foreign_row);
     CU_add_test(s, "put-only batches via COPY", test_copy_path);

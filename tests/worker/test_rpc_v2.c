@@ -726,6 +726,66 @@ static void test_pg_positions_and_wait(void)
     reply_msg_clear(&m);
 }
 
+/* A position this worker's own ingest applied (and so committed) counts
+ * without the offsets table, which here knows nothing of partition 9;
+ * one past it still waits for the table, and times out. */
+static void test_pg_local_positions(void)
+{
+    struct reply_msg m;
+    positions_reset();
+    struct store_offset o = {9, 21, -1};
+    positions_applied(&o, 1);
+
+    int64_t t0 = edr_clock_ms();
+    CU_ASSERT_EQUAL_FATAL(
+        call(&pg, "get_connection",
+             GET_ARGS("BPNLPGLOC", ",\"min_positions\":{\"9\":20}"), 5000, &m),
+        0);
+    CU_ASSERT_EQUAL(m.status, REPLY_NOT_FOUND);
+    CU_ASSERT_TRUE(since(t0) < 2000);
+    reply_msg_clear(&m);
+
+    t0 = edr_clock_ms();
+    CU_ASSERT_EQUAL_FATAL(
+        call(&pg, "get_connection",
+             GET_ARGS("BPNLPGLOC", ",\"min_positions\":{\"9\":21},"
+                                   "\"wait_ms\":300"),
+             5000, &m),
+        0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m.code);
+    CU_ASSERT_STRING_EQUAL(m.code, "timeout");
+    CU_ASSERT_TRUE(since(t0) >= 290);
+    reply_msg_clear(&m);
+    positions_reset();
+}
+
+/* min_positions reached through the table (another worker's commit,
+ * get_after's one statement), the key absent: not_found, at once. */
+static void test_pg_reached_not_found(void)
+{
+    struct reply_msg m;
+    positions_reset();
+    struct store_err err;
+    struct store *other = pg_store_open(test_env("EDR_PG_DSN"), pg_table, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    put(other, "BPNLPGOTHER", "tp-o", "asset-pg", 3, 8);
+    store_close(other);
+    CU_ASSERT_EQUAL_FATAL(
+        call(&pg, "get_connection",
+             GET_ARGS("BPNLPGABSENT", ",\"min_positions\":{\"3\":7}"), 5000,
+             &m),
+        0);
+    CU_ASSERT_EQUAL(m.status, REPLY_NOT_FOUND);
+    reply_msg_clear(&m);
+    CU_ASSERT_EQUAL_FATAL(
+        call(&pg, "get_connection",
+             GET_ARGS("BPNLPGOTHER", ",\"min_positions\":{\"3\":7}"), 5000, &m),
+        0);
+    CU_ASSERT_EQUAL(m.status, REPLY_OK);
+    CU_ASSERT_PTR_NOT_NULL(m.result_json && strstr(m.result_json, "tp-o"));
+    reply_msg_clear(&m);
+}
+
 static void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("rpc v2 (memory)", suite_init, suite_clean);
@@ -744,6 +804,10 @@ static void register_suites(void)
     CU_pSuite p = CU_add_suite("rpc v2 (postgres)", pg_init, pg_clean);
     CU_add_test(p, "min_positions and wait_ms by polling",
                 test_pg_positions_and_wait);
+    CU_add_test(p, "min_positions: own applied positions count",
+                test_pg_local_positions);
+    CU_add_test(p, "min_positions reached, key absent: not_found",
+                test_pg_reached_not_found);
 }
 
 int main(void)
