@@ -40,6 +40,7 @@ static const char *const all_vars[] = {"EDR_KAFKA_BROKERS",
                                        "EDR_READY_MAX_LAG",
                                        "EDR_CHANGELOG_TOPIC",
                                        "EDR_ACCEPT_GAP",
+                                       "EDR_CHANGELOG_COMMIT_MS",
                                        "EDR_CALLBACK_AUTH_KEY",
                                        "EDR_CALLBACK_AUTH_CODE"};
 #define N_VARS (sizeof(all_vars) / sizeof(all_vars[0]))
