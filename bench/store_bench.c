@@ -13,6 +13,7 @@
  * human-readable line and one JSON line per figure (bench/run.sh). */
 #define _GNU_SOURCE /* mallinfo2 */
 #include "base/clock.h"
+#include "schemas/edr_key.h"
 #include "schemas/sha256.h"
 #include "stores/file_store.h"
 #include "stores/store.h"
@@ -182,6 +183,21 @@ static double sb_max(double a, double b)
     return a > b ? a : b;
 }
 
+/* CPU nanoseconds per connection key (the SHA-256 of the four fields
+ * that every new memory entry costs) over the benchmark's keys. */
+static double sb_key_ns(const struct sb_data *d)
+{
+    char hex[EDR_CONNECTION_KEY_LEN + 1];
+    unsigned sink = 0;
+    double c0 = sb_cpu_s();
+    for (size_t i = 0; i < d->n; i++) {
+        edr_connection_key(&d->keys[i], hex);
+        sink += (unsigned char)hex[0];
+    }
+    double ns = (sb_cpu_s() - c0) * 1e9 / (double)d->n;
+    return sink == 0xFFFFFFFFu ? 0 : ns; /* keeps the loop */
+}
+
 static void sb_memory(const struct sb_data *d, int runs)
 {
     double put = 0, put_cpu = 0, get = 0, del = 0, bytes = 0;
@@ -210,6 +226,12 @@ static void sb_memory(const struct sb_data *d, int runs)
         store_close(st);
     }
     double json = (double)d->json_bytes / (double)d->n;
+    double key_ns = 1e30;
+    for (int r = 0; r < runs; r++) {
+        double k = sb_key_ns(d);
+        key_ns = k < key_ns ? k : key_ns;
+    }
+    sb_emit("memory", "connection_key_cpu_ns", key_ns, "ns", d->n, 1, runs);
     sb_emit("memory", "put_ops_per_s", put, "ops/s", d->n, 1, runs);
     sb_emit("memory", "put_ops_per_cpu_s", put_cpu, "ops/cpu-s", d->n, 1, runs);
     sb_emit("memory", "get_ops_per_s", get, "ops/s", d->n, 1, runs);
