@@ -7,16 +7,26 @@
  *      ingest rate with the changelog off);
  *   2. changelog on, until the ownership group's committed offsets reach
  *      the high watermarks: the ingest rate with the changelog written;
+ *   (with --kafka-data DIR, the broker's log.dirs: waits up to
+ *      --compact-wait S seconds, default 900, for the log cleaner to
+ *      compact the changelog: until its on-disk size has not shrunk for
+ *      45 s, the cleaner's backoff being 15 s);
  *   3. changelog on, --exit-when-caught-up: a memory worker restored from
- *      the changelog (nothing left to replay).
+ *      the changelog (nothing left to replay). restore_s is the whole
+ *      process (start, restore, catch-up check, exit); restore_inner_s and
+ *      restore_records are the worker's own "restored ..." log line.
  * usage: restore_bench [--live L] [--events N] [--worker PATH]
+ *                      [--kafka-data DIR] [--compact-wait S]
  * env:   EDR_KAFKA_BROKERS (EDR_REDIS_URL passed on)
- * Prints one JSON line. The topics are left for the broker's retention. */
+ * Prints progress on stderr and one JSON line on stdout. The topics are
+ * left for the broker's retention. */
+#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,8 +118,56 @@ static void prefill(rd_kafka_t *rk, const char *topic, long live, long n)
     rd_kafka_flush(rk, 120000);
 }
 
+/* Bytes of the *.log segment files of topic's partitions under data. */
+static long long topic_bytes(const char *data, const char *topic)
+{
+    long long sum = 0;
+    char dir[1024], f[2048];
+    for (int p = 0; p < PARTS; p++) {
+        snprintf(dir, sizeof(dir), "%s/%s-%d", data, topic, p);
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            size_t l = strlen(de->d_name);
+            struct stat st;
+            if (l < 4 || strcmp(de->d_name + l - 4, ".log") != 0)
+                continue;
+            snprintf(f, sizeof(f), "%s/%s", dir, de->d_name);
+            if (stat(f, &st) == 0)
+                sum += (long long)st.st_size;
+        }
+        closedir(d);
+    }
+    return sum;
+}
+
+/* Waits until the changelog's size has not shrunk for 45 s (or max_s);
+ * the seconds waited. */
+static double wait_compacted(const char *data, const char *topic, double max_s,
+                             long long *before, long long *after)
+{
+    double t0 = now_s(), last_drop = t0;
+    long long min = topic_bytes(data, topic);
+    *before = min;
+    while (now_s() - last_drop < 45 && now_s() - t0 < max_s) {
+        sleep(3);
+        long long b = topic_bytes(data, topic);
+        if (b < min - (1 << 20)) {
+            min = b;
+            last_drop = now_s();
+            fprintf(stderr, "restore_bench: changelog %lld MB after %.0f s\n",
+                    b >> 20, now_s() - t0);
+        }
+    }
+    *after = topic_bytes(data, topic);
+    return now_s() - t0;
+}
+
 static pid_t run_worker(const char *worker, const char *topic,
-                        const char *group, int changelog, int exit_caught_up)
+                        const char *group, int changelog, int exit_caught_up,
+                        const char *log_path)
 {
     pid_t pid = fork();
     if (pid != 0)
@@ -121,10 +179,12 @@ static pid_t run_worker(const char *worker, const char *topic,
     setenv("EDR_GROUP_ID", group, 1);
     setenv("EDR_STORE", "memory", 1);
     setenv("EDR_HTTP_ADDR", "off", 1);
-    setenv("EDR_LOG_LEVEL", "warn", 1);
+    setenv("EDR_LOG_LEVEL", log_path ? "info" : "warn", 1);
     if (!changelog)
         setenv("EDR_CHANGELOG_TOPIC", "off", 1);
     if (!freopen("/dev/null", "w", stdout))
+        _exit(127);
+    if (log_path && !freopen(log_path, "w", stderr))
         _exit(127);
     if (exit_caught_up)
         execl(worker, worker, "--exit-when-caught-up", (char *)NULL);
@@ -160,7 +220,8 @@ static int changelog_complete(rd_kafka_t *c, const char *topic,
 int main(int argc, char **argv)
 {
     long live = 100000, n = 1000000;
-    const char *worker = "./edr-worker-test";
+    const char *worker = "./edr-worker-test", *data = NULL;
+    double compact_max = 900;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--live"))
             live = atol(argv[i + 1]);
@@ -168,6 +229,10 @@ int main(int argc, char **argv)
             n = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--worker"))
             worker = argv[i + 1];
+        else if (!strcmp(argv[i], "--kafka-data"))
+            data = argv[i + 1];
+        else if (!strcmp(argv[i], "--compact-wait"))
+            compact_max = atof(argv[i + 1]);
     }
     if (live <= 0 || n < live) {
         fprintf(stderr, "usage: restore_bench [--live L] [--events N>=L] "
@@ -191,12 +256,16 @@ int main(int argc, char **argv)
         rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hw[p], 10000);
     }
 
+    fprintf(stderr, "restore_bench: %ld events prefilled in %.1f s\n", n,
+            t_fill);
     t0 = now_s();
-    double t_replay = wait_exit(run_worker(worker, topic, group, 0, 1), t0);
+    double t_replay =
+        wait_exit(run_worker(worker, topic, group, 0, 1, NULL), t0);
+    fprintf(stderr, "restore_bench: replay %.1f s\n", t_replay);
 
     rd_kafka_t *c = client(RD_KAFKA_CONSUMER, clgroup);
     t0 = now_s();
-    pid_t pid = run_worker(worker, topic, group, 1, 0);
+    pid_t pid = run_worker(worker, topic, group, 1, 0, NULL);
     double deadline = t0 + 1800;
     while (!changelog_complete(c, topic, hw) && now_s() < deadline)
         usleep(200000);
@@ -204,16 +273,48 @@ int main(int argc, char **argv)
     kill(pid, SIGTERM);
     wait_exit(pid, t0);
     rd_kafka_destroy(c);
+    fprintf(stderr, "restore_bench: changelog on %.1f s\n", t_on);
 
+    char cltopic[160];
+    snprintf(cltopic, sizeof(cltopic), "%s.changelog", topic);
+    long long b0 = -1, b1 = -1;
+    double t_compact = 0;
+    if (data)
+        t_compact = wait_compacted(data, cltopic, compact_max, &b0, &b1);
+
+    char log_path[256];
+    snprintf(log_path, sizeof(log_path), "/tmp/%s.restore.log", topic);
     t0 = now_s();
-    double t_restore = wait_exit(run_worker(worker, topic, group, 1, 1), t0);
+    double t_restore =
+        wait_exit(run_worker(worker, topic, group, 1, 1, log_path), t0);
+    unsigned long long entries = 0, records = 0;
+    double inner = -1;
+    FILE *f = fopen(log_path, "r");
+    char line[1024];
+    while (f && fgets(line, sizeof(line), f)) {
+        const char *r = strstr(line, "restored ");
+        if (r && sscanf(r,
+                        "restored %llu entries (%llu changelog records) in "
+                        "%lf s",
+                        &entries, &records, &inner) == 3)
+            break;
+    }
+    if (f)
+        fclose(f);
+    unlink(log_path);
 
     printf("{\"live\":%ld,\"events\":%ld,\"prefill_s\":%.2f,"
            "\"replay_s\":%.2f,\"replay_events_per_s\":%.0f,"
            "\"changelog_on_s\":%.2f,\"changelog_on_events_per_s\":%.0f,"
-           "\"restore_s\":%.2f}\n",
+           "\"ingest_on_over_off\":%.3f,"
+           "\"compact_wait_s\":%.1f,\"changelog_bytes_before\":%lld,"
+           "\"changelog_bytes_after\":%lld,"
+           "\"restore_s\":%.2f,\"restore_inner_s\":%.2f,"
+           "\"restore_entries\":%llu,\"restore_records\":%llu,"
+           "\"replay_over_restore\":%.2f}\n",
            live, n, t_fill, t_replay, (double)n / t_replay, t_on,
-           (double)n / t_on, t_restore);
+           (double)n / t_on, t_replay / t_on, t_compact, b0, b1, t_restore,
+           inner, entries, records, t_replay / t_restore);
     rd_kafka_destroy(rk);
     return 0;
 }

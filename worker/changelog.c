@@ -26,6 +26,7 @@
 
 enum {
     CL_TXN_NONE,           /* no transaction open */
+    CL_TXN_OPEN,           /* begun: records and offsets being added */
     CL_TXN_COMMIT_PENDING, /* commit timed out: commit again first */
     CL_TXN_ABORT_PENDING,  /* abort timed out: abort again first */
 };
@@ -46,6 +47,13 @@ struct changelog {
     int timeout_ms;
     int fatal;     /* the producer hit a fatal error */
     int txn_state; /* CL_TXN_*: what the last write left unfinished */
+    /* The open (or commit-pending) transaction: the source offsets it
+     * commits (the highest of each partition added), when it began, how
+     * many records it holds. txn_offs is NULL when none. */
+    rd_kafka_topic_partition_list_t *txn_offs;
+    int64_t txn_began_ms;
+    size_t txn_records;
+    uint64_t txn_ended; /* transactions committed or aborted */
 
     pthread_mutex_t mu; /* guards what follows (read by any thread) */
     struct cl_part *parts;
@@ -86,6 +94,8 @@ static void cl_drop_all(struct changelog *cl)
     cl->cgmd = NULL;
 }
 
+static int cl_abort(struct changelog *cl, char *errstr, size_t n);
+
 /* Rebalance callback of the ownership consumer, served inside
  * changelog_poll(). Eager protocol: every rebalance revokes everything,
  * then assigns the new set. The assignment is paused at once: this
@@ -113,6 +123,20 @@ static void cl_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         cl->assignments++;
         pthread_mutex_unlock(&cl->mu);
     } else {
+        /* The role ends here: what this worker wrote in the open
+         * transaction is committed now, with the generation that granted
+         * it (as Kafka Streams commits in onPartitionsRevoked), so the next
+         * owner starts from it. If that fails, the transaction is aborted
+         * and the next owner's catch-up (changelog.h) writes those changes
+         * from its own state. This is a network wait inside the callback,
+         * bounded by a few timeout_ms; the group waits for it. */
+        if (cl->txn_state == CL_TXN_OPEN ||
+            cl->txn_state == CL_TXN_COMMIT_PENDING) {
+            char ebuf[256];
+            if (changelog_commit(cl, ebuf, sizeof(ebuf)) != CHANGELOG_OK &&
+                cl->txn_state == CL_TXN_OPEN)
+                cl_abort(cl, ebuf, sizeof(ebuf));
+        }
         pthread_mutex_lock(&cl->mu);
         cl_drop_all(cl);
         pthread_mutex_unlock(&cl->mu);
@@ -306,7 +330,13 @@ int changelog_open(const struct changelog_conf *c, struct changelog **out,
 
     /* The transactional producer. */
     conf = rd_kafka_conf_new();
+    /* Defaults an -X property may override: the records are JSON (lz4
+     * sends and stores ~4x fewer bytes, and a restore reads fewer), and a
+     * transaction lasts EDR_CHANGELOG_COMMIT_MS anyway, so batches may
+     * wait a little longer to grow. */
     if (config_kafka_set(conf, "bootstrap.servers", c->brokers, errstr, n) ||
+        config_kafka_set(conf, "compression.type", "lz4", errstr, n) ||
+        config_kafka_set(conf, "linger.ms", "20", errstr, n) ||
         cl_props(conf, c, errstr, n) ||
         config_kafka_set(conf, "transactional.id", txn_id, errstr, n) ||
         config_kafka_set(conf, "enable.idempotence", "true", errstr, n) ||
@@ -396,6 +426,8 @@ void changelog_close(struct changelog *cl)
     pthread_mutex_unlock(&cl->mu);
     pthread_mutex_destroy(&cl->mu);
     free(cl->parts);
+    if (cl->txn_offs)
+        rd_kafka_topic_partition_list_destroy(cl->txn_offs);
     free(cl->source_topic);
     free(cl->changelog_topic);
     free(cl);
@@ -403,13 +435,34 @@ void changelog_close(struct changelog *cl)
 
 /* ---- write ------------------------------------------------------------- */
 
+/* The transaction ended (committed: its offsets become the partitions'
+ * committed positions; aborted: nothing of it is visible). */
+static void cl_txn_end(struct changelog *cl, int committed)
+{
+    if (committed && cl->txn_offs) {
+        pthread_mutex_lock(&cl->mu);
+        for (int i = 0; i < cl->txn_offs->cnt; i++) {
+            int32_t p = cl->txn_offs->elems[i].partition;
+            if (p >= 0 && p < cl->n_parts && cl->parts[p].owned)
+                cl->parts[p].committed = cl->txn_offs->elems[i].offset;
+        }
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (cl->txn_offs)
+        rd_kafka_topic_partition_list_destroy(cl->txn_offs);
+    cl->txn_offs = NULL;
+    cl->txn_records = 0;
+    cl->txn_state = CL_TXN_NONE;
+    cl->txn_ended++;
+}
+
 static int cl_abort(struct changelog *cl, char *errstr, size_t n)
 {
     rd_kafka_error_t *e =
         rd_kafka_abort_transaction(cl->producer, cl->timeout_ms);
 
     if (!e) {
-        cl->txn_state = CL_TXN_NONE;
+        cl_txn_end(cl, 0);
         return CHANGELOG_OK;
     }
     int fatal = rd_kafka_error_is_fatal(e);
@@ -470,7 +523,7 @@ static int cl_resolve(struct changelog *cl, char *errstr, size_t n)
             rd_kafka_commit_transaction(cl->producer, cl->timeout_ms);
         if (e)
             return cl_txn_fail(cl, e, "commit", errstr, n);
-        cl->txn_state = CL_TXN_NONE;
+        cl_txn_end(cl, 1);
     }
     return CHANGELOG_OK;
 }
@@ -528,13 +581,13 @@ static int cl_produce(struct changelog *cl, const struct changelog_change *ch,
     }
 }
 
-int changelog_write(struct changelog *cl, const struct changelog_change *ch,
-                    size_t n_ch, const struct store_offset *src, size_t n_src,
-                    size_t *written, char *errstr, size_t n)
+int changelog_add(struct changelog *cl, const struct changelog_change *ch,
+                  size_t n_ch, const struct store_offset *src, size_t n_src,
+                  size_t *written, char *errstr, size_t n)
 {
     rd_kafka_topic_partition_list_t *offs = NULL;
     size_t out = 0;
-    int rc;
+    int rc = CHANGELOG_OK;
 
     if (written)
         *written = 0;
@@ -542,9 +595,11 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
         edr_errf(errstr, n, "changelog: the producer had a fatal error");
         return CHANGELOG_FATAL;
     }
-    rc = cl_resolve(cl, errstr, n);
-    if (rc != CHANGELOG_OK)
-        return rc;
+    if (cl->txn_state != CL_TXN_OPEN) {
+        rc = cl_resolve(cl, errstr, n);
+        if (rc != CHANGELOG_OK)
+            return rc;
+    }
     for (size_t i = 0; i < n_ch; i++) {
         if (cl_src_index(src, n_src, ch[i].partition) < 0) {
             /* The offset commit is what fences a zombie: never write a
@@ -558,7 +613,8 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
     }
 
     /* The role at this call. The group metadata is only replaced inside
-     * changelog_poll(), on this same thread, so it stays valid here. */
+     * changelog_poll(), on this same thread, which commits (or aborts) the
+     * open transaction first when the role is revoked. */
     offs = rd_kafka_topic_partition_list_new((int)(n_src ? n_src : 1));
     pthread_mutex_lock(&cl->mu);
     rd_kafka_consumer_group_metadata_t *md = cl->cgmd;
@@ -572,15 +628,21 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
     if (offs->cnt == 0)
         goto done; /* nothing owned: nothing to write */
 
-    if (fault_hit(FAULT_TXN)) /* test build only: stores/fault.h */
-        rd_kafka_test_fatal_error(
-            cl->producer, RD_KAFKA_RESP_ERR_INVALID_TXN_STATE, "EDR_FAULT=txn");
-    rd_kafka_error_t *e = rd_kafka_begin_transaction(cl->producer);
-    if (e) {
-        rc = cl_txn_fail(cl, e, "begin transaction", errstr, n);
-        goto done;
+    if (cl->txn_state == CL_TXN_NONE) {
+        if (fault_hit(FAULT_TXN)) /* test build only: stores/fault.h */
+            rd_kafka_test_fatal_error(cl->producer,
+                                      RD_KAFKA_RESP_ERR_INVALID_TXN_STATE,
+                                      "EDR_FAULT=txn");
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(cl->producer);
+        if (e) {
+            rc = cl_txn_fail(cl, e, "begin transaction", errstr, n);
+            goto done;
+        }
+        cl->txn_state = CL_TXN_OPEN;
+        cl->txn_offs = rd_kafka_topic_partition_list_new(offs->cnt);
+        cl->txn_began_ms = edr_clock_ms();
+        cl->txn_records = 0;
     }
-    cl->txn_state = CL_TXN_ABORT_PENDING; /* until committed */
     int64_t deadline = edr_clock_ms() + cl->timeout_ms;
     for (size_t i = 0; i < n_ch; i++) {
         rd_kafka_topic_partition_t *o = rd_kafka_topic_partition_list_find(
@@ -589,6 +651,8 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
             continue; /* another worker writes that partition */
         rc = cl_produce(cl, &ch[i], o->offset, deadline, errstr, n);
         if (rc != CHANGELOG_OK) {
+            /* The whole open transaction goes, earlier calls' records
+             * included: the caller must rewrite them (changelog.h). */
             char abuf[256];
             int arc = cl_abort(cl, abuf, sizeof(abuf));
             if (rc != CHANGELOG_FATAL && arc == CHANGELOG_FATAL)
@@ -597,23 +661,86 @@ int changelog_write(struct changelog *cl, const struct changelog_change *ch,
         }
         out++;
     }
-    e = rd_kafka_send_offsets_to_transaction(cl->producer, offs, md,
-                                             cl->timeout_ms);
-    if (e) {
-        rc = cl_txn_fail(cl, e, "send offsets", errstr, n);
-        goto done;
+    for (int i = 0; i < offs->cnt; i++) {
+        rd_kafka_topic_partition_t *t = rd_kafka_topic_partition_list_find(
+            cl->txn_offs, cl->source_topic, offs->elems[i].partition);
+        if (!t)
+            rd_kafka_topic_partition_list_add(cl->txn_offs, cl->source_topic,
+                                              offs->elems[i].partition)
+                ->offset = offs->elems[i].offset;
+        else if (offs->elems[i].offset > t->offset)
+            t->offset = offs->elems[i].offset;
     }
-    cl->txn_state = CL_TXN_COMMIT_PENDING;
-    e = rd_kafka_commit_transaction(cl->producer, cl->timeout_ms);
-    if (e) {
-        rc = cl_txn_fail(cl, e, "commit", errstr, n);
-        goto done;
-    }
-    cl->txn_state = CL_TXN_NONE;
+    cl->txn_records += out;
     if (written)
         *written = out;
 
 done:
     rd_kafka_topic_partition_list_destroy(offs);
     return rc;
+}
+
+int changelog_commit(struct changelog *cl, char *errstr, size_t n)
+{
+    if (cl->fatal) {
+        edr_errf(errstr, n, "changelog: the producer had a fatal error");
+        return CHANGELOG_FATAL;
+    }
+    if (cl->txn_state != CL_TXN_OPEN)
+        return cl_resolve(cl, errstr, n);
+
+    pthread_mutex_lock(&cl->mu);
+    rd_kafka_consumer_group_metadata_t *md = cl->cgmd;
+    pthread_mutex_unlock(&cl->mu);
+    if (!md) {
+        /* The role went without a revoke that committed (cannot happen
+         * through changelog_poll; kept safe): nothing of it may show. */
+        char abuf[256];
+        if (cl_abort(cl, abuf, sizeof(abuf)) == CHANGELOG_FATAL)
+            return CHANGELOG_FATAL;
+        edr_errf(errstr, n, "changelog: the writer role was lost");
+        return CHANGELOG_FENCED;
+    }
+    rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(
+        cl->producer, cl->txn_offs, md, cl->timeout_ms);
+    if (e)
+        return cl_txn_fail(cl, e, "send offsets", errstr, n);
+    cl->txn_state = CL_TXN_COMMIT_PENDING;
+    e = rd_kafka_commit_transaction(cl->producer, cl->timeout_ms);
+    if (e)
+        return cl_txn_fail(cl, e, "commit", errstr, n);
+    cl_txn_end(cl, 1);
+    return CHANGELOG_OK;
+}
+
+int changelog_write(struct changelog *cl, const struct changelog_change *ch,
+                    size_t n_ch, const struct store_offset *src, size_t n_src,
+                    size_t *written, char *errstr, size_t n)
+{
+    size_t out = 0;
+    if (written)
+        *written = 0;
+    int rc = changelog_add(cl, ch, n_ch, src, n_src, &out, errstr, n);
+    if (rc == CHANGELOG_OK)
+        rc = changelog_commit(cl, errstr, n);
+    if (rc == CHANGELOG_OK && written)
+        *written = out;
+    return rc;
+}
+
+int64_t changelog_txn_age_ms(const struct changelog *cl)
+{
+    if (cl->txn_state != CL_TXN_OPEN)
+        return -1;
+    return edr_clock_ms() - cl->txn_began_ms;
+}
+
+size_t changelog_txn_records(const struct changelog *cl)
+{
+    return cl->txn_state == CL_TXN_OPEN ? cl->txn_records : 0;
+}
+
+uint64_t changelog_txn_ended(const struct changelog *cl)
+{
+    return cl->txn_ended;
 }

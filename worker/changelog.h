@@ -7,11 +7,16 @@
  * join the consumer group "<EDR_GROUP_ID>.changelog", used for nothing
  * else, subscribed to EDR_TOPIC only to receive an assignment (the
  * assigned partitions are paused at once, so no record is ever fetched
- * through it). For the partitions it owns, a worker writes each applied
- * batch in ONE Kafka transaction: the changelog records (same partition
- * number as the source event) plus, with
- * rd_kafka_send_offsets_to_transaction(), the source topic's next offsets
- * of those partitions committed for that group. The group metadata sent
+ * through it). For the partitions it owns, a worker writes the changes of
+ * its applied batches into one Kafka transaction that spans many batches
+ * (changelog_add; as Kafka Streams' commit.interval.ms, the caller commits
+ * it every so often, at most every batch: changelog_commit): the
+ * changelog records (same partition number as the source event) plus,
+ * with rd_kafka_send_offsets_to_transaction() at commit, the source
+ * topic's next offsets of those partitions (the highest added) committed
+ * for that group. Records and offsets become visible together or not at
+ * all, so what a read_committed reader sees always reflects exactly the
+ * committed offsets. The group metadata sent
  * is the one of the generation that granted the ownership (taken in the
  * rebalance callback), so after any later rebalance the group coordinator
  * rejects the offsets (KIP-447: ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID)
@@ -44,12 +49,22 @@
  * tombstone when absent). If q <= c, write nothing for the partition until
  * the worker's position passes c.
  *
+ * A revoke of the role (inside changelog_poll) commits the open
+ * transaction first, with the generation that granted it.
+ *
+ * An abort (TRANSIENT, or a FENCED zombie) drops the WHOLE open
+ * transaction, the records of earlier changelog_add calls included. After
+ * a TRANSIENT one the caller treats its owned partitions like newly gained
+ * ones: changelog_committed() is then its own last commit (c), and the
+ * catch-up above rewrites [c, q).
+ *
  * Threads: one thread (the Kafka loop) calls changelog_open, _poll,
- * _write and _close; changelog_owned, _committed, _assignments and _pending may
- * be called from any thread. The rebalance callback runs inside
- * changelog_poll() on the caller's thread and does no network wait.
- * changelog_poll() must be called more often than max.poll.interval.ms
- * (librdkafka default 300 s), else the worker leaves the ownership group.
+ * _add, _commit, _write, _txn_* and _close; changelog_owned, _committed,
+ * _assignments and _pending may be called from any thread. The rebalance
+ * callback runs inside changelog_poll() on the caller's thread and does no
+ * network wait. changelog_poll() must be called more often than
+ * max.poll.interval.ms (librdkafka default 300 s), else the worker leaves the
+ * ownership group.
  *
  * Errors: statuses below, details in the caller's errstr (topic names and
  * broker reasons only, never record contents). No logging. */
@@ -124,9 +139,10 @@ int changelog_open(const struct changelog_conf *conf, struct changelog **out,
  * committed position read), else 0. Any thread. */
 int changelog_owned(struct changelog *cl, int32_t p);
 
-/* The source topic's next offset that the changelog of p reflected when
- * this worker gained p (the previous owner's commit); -1 when nothing was
- * ever committed for p or p is not owned. Any thread. */
+/* The source topic's next offset that the changelog of p reflects as far
+ * as this worker knows: the previous owner's commit when this worker
+ * gained p, then this worker's own commits; -1 when nothing was ever
+ * committed for p or p is not owned. Any thread. */
 int64_t changelog_committed(struct changelog *cl, int32_t p);
 
 /* How many assignments of the ownership group this worker received (each
@@ -144,8 +160,34 @@ int changelog_pending(struct changelog *cl);
  * when the producer hit a fatal error. */
 int changelog_poll(struct changelog *cl, char *errstr, size_t n);
 
-/* Writes the changes of one applied batch, and commits the source topic's
- * next offsets src[0..n_src) for the ownership group, in one transaction.
+/* Adds the changes of one applied batch to the open transaction (begun
+ * here when none is open), with the source topic's next offsets
+ * src[0..n_src) to be committed with it. Nothing is visible until
+ * changelog_commit(). Only changes and offsets of partitions owned at the
+ * call are added (*written, may be NULL, = how many records). Nothing
+ * owned: CHANGELOG_OK, no transaction begun. Every change's partition
+ * must have its entry in src (else FATAL). On any error the whole open
+ * transaction is aborted (see the header comment: the caller rewrites). */
+int changelog_add(struct changelog *cl, const struct changelog_change *ch,
+                  size_t n_ch, const struct store_offset *src, size_t n_src,
+                  size_t *written, char *errstr, size_t n);
+
+/* Commits the open transaction (send_offsets_to_transaction, then the
+ * commit); CHANGELOG_OK at once when none is open (after finishing what an
+ * earlier call left pending). Blocks up to a few op_timeout_ms. Statuses
+ * above; on FENCED and on TRANSIENT (other than a commit timeout, which
+ * the next call resolves first) nothing of the transaction is visible. */
+int changelog_commit(struct changelog *cl, char *errstr, size_t n);
+
+/* The open transaction: its age in ms (-1: none open), its records (0:
+ * none), and how many transactions ended (committed or aborted) so far. */
+int64_t changelog_txn_age_ms(const struct changelog *cl);
+size_t changelog_txn_records(const struct changelog *cl);
+uint64_t changelog_txn_ended(const struct changelog *cl);
+
+/* changelog_add then changelog_commit: the changes of one batch, and the
+ * source topic's next offsets src[0..n_src), in one transaction (with
+ * whatever an earlier changelog_add left open).
  * Every change's partition must have its entry in src (else FATAL: a
  * caller bug; the offset commit is what fences a zombie, so records never
  * go out without it). Only changes and offsets of partitions owned at the

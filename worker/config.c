@@ -81,6 +81,10 @@ static const struct setting settings[] = {
     STR_SETTING("EDR_CHANGELOG_TOPIC", "--changelog-topic", changelog_topic,
                 NULL, "<EDR_TOPIC>.changelog", 0,
                 "compacted changelog topic (schemas/README.md §4), or off"),
+    {"EDR_CHANGELOG_COMMIT_MS", "--changelog-commit-ms", SETTING_INT,
+     offsetof(struct config, changelog_commit_ms), "100", NULL, 0, 60000, 0,
+     "worker-specific: commit the changelog transaction every N ms (0 to "
+     "60000; 0: every batch)"},
     {"EDR_ACCEPT_GAP", "--accept-gap", SETTING_BOOL,
      offsetof(struct config, accept_gap), "false", "off", 0, 1, 0,
      "start although the state has a gap (§4); the flag alone means on"},

@@ -35,8 +35,12 @@ struct config {
     /* (v2) EDR_CALLBACK_AUTH_CODE --callback-auth-code: a secret, never
      * logged or echoed; NULL: EDC callbacks off */
     char *callback_auth_code;
-    int accept_gap;     /* (v2) EDR_ACCEPT_GAP --accept-gap: 0 or 1 */
-    int rpc_threads;    /* EDR_RPC_THREADS --rpc-threads */
+    int accept_gap;  /* (v2) EDR_ACCEPT_GAP --accept-gap: 0 or 1 */
+    int rpc_threads; /* EDR_RPC_THREADS --rpc-threads */
+    /* EDR_CHANGELOG_COMMIT_MS --changelog-commit-ms (worker-specific, not
+     * in the contract): the changelog transaction is committed at least
+     * this often (0: after every batch) */
+    int changelog_commit_ms;
     int timeout_ms;     /* EDR_TIMEOUT_MS --timeout-ms (edrctl) */
     long ready_max_lag; /* EDR_READY_MAX_LAG --ready-max-lag */
     /* -X name=value, repeatable: librdkafka properties, in order. */

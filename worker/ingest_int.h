@@ -141,6 +141,9 @@ struct ingest {
     uint64_t cl_assign_seen; /* changelog_assignments() last seen */
     double cl_warn_until;    /* rate limit of changelog warnings */
     uint64_t cl_written;     /* changelog records written */
+    double cl_retry_at;      /* no handover catch-up before this */
+    uint64_t cl_commits;     /* changelog transactions committed */
+    double cl_commit_s;      /* time spent committing them */
 
     uint64_t applied; /* events applied (good ones) */
     uint64_t dead;    /* events dead-lettered */
@@ -277,10 +280,12 @@ int ingest_changelog_open(struct ingest *in);
  * owned partitions (changelog.h). Sets in->fatal on a fatal error. Call
  * every round and during backoffs; no-op without a changelog. */
 void ingest_changelog_poll(struct ingest *in);
-/* After a successful apply of in->items: writes the current state of
+/* After a successful apply of in->items: adds the current state of
  * every key the batch touched in the partitions this worker owns, with
- * their next offsets. ROUND_OK (also when fenced or stopped while
- * retrying), ROUND_FATAL. */
+ * their next offsets, to the open changelog transaction, and commits it
+ * when EDR_CHANGELOG_COMMIT_MS has passed. ROUND_OK (also when fenced or
+ * when the transaction failed: the partitions are then caught up),
+ * ROUND_FATAL. */
 int ingest_changelog_write(struct ingest *in);
 void ingest_changelog_close(struct ingest *in);
 

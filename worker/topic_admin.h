@@ -20,6 +20,11 @@
  * from a 1 MiB event plus its key fields (worker/changelog.c). */
 #define TOPIC_ADMIN_CHANGELOG_MAX_BYTES "2097152"
 
+/* The configuration a created changelog gets, {name, value} pairs ending
+ * with {NULL, NULL}: compacted, and with segments and a cleaner ratio that
+ * let compaction act within minutes (topic_admin.c says why). */
+extern const char *const topic_admin_changelog_configs[][2];
+
 enum topic_admin_status {
     TOPIC_ADMIN_OK = 0,         /* present and valid */
     TOPIC_ADMIN_CREATED = 1,    /* was absent, now created and ready */

@@ -23,7 +23,7 @@
  *   one-partition source; the owner is frozen (not polled) past
  *   max.poll.interval.ms, the other takes the role and writes; the frozen
  *   one's write then returns CHANGELOG_FENCED and a read_committed restore
- *   shows none of its late records;
+ *   shows none of its late records.
  * - a fatal producer error (EDR_FAULT=txn) is recoverable by a new writer
  *   of the same id; being fenced by a twin with that id is not.
  * Topics and groups have unique names. Every wait is on a condition with
@@ -519,6 +519,94 @@ static void test_round_trip(void)
     rd_kafka_destroy(rk);
 }
 
+/* One transaction over several changelog_add calls: nothing before the
+ * commit, everything (the highest offsets) after it; an open transaction
+ * that is never committed leaves nothing. */
+static void test_txn_spans_batches(void)
+{
+    rd_kafka_t *rk = admin_new();
+    char *src = test_unique_name("cl_src");
+    char *cl = test_unique_name("cl_log");
+    char *group = test_unique_name("cl_grp");
+    char err[512] = "";
+
+    create_topic(rk, src, 2, NULL);
+    CU_ASSERT_EQUAL_FATAL(
+        topic_admin_ensure_changelog(rk, src, cl, err, sizeof(err)),
+        TOPIC_ADMIN_CREATED);
+    struct changelog *w = writer_open(src, cl, group, "w1", NULL, 0);
+    CU_ASSERT_FATAL(wait_owns(w, NULL, 2));
+    CU_ASSERT_EQUAL(changelog_txn_age_ms(w), -1);
+    uint64_t ended = changelog_txn_ended(w);
+
+    struct changelog_change b1[] = {
+        put(0, "cp-a", "{\"transferProcessId\":\"tp-a1\"}"),
+        put(1, "cp-b", "{\"transferProcessId\":\"tp-b1\"}"),
+    };
+    struct store_offset o1[] = {{0, 4, -1}, {1, 2, -1}};
+    struct changelog_change b2[] = {
+        put(0, "cp-a", "{\"transferProcessId\":\"tp-a2\"}"),
+    };
+    struct store_offset o2[] = {{0, 6, -1}};
+    size_t written = 0;
+    CU_ASSERT_EQUAL(changelog_add(w, b1, 2, o1, 2, &written, err, sizeof(err)),
+                    CHANGELOG_OK);
+    CU_ASSERT_EQUAL(written, 2);
+    CU_ASSERT_EQUAL(changelog_add(w, b2, 1, o2, 1, &written, err, sizeof(err)),
+                    CHANGELOG_OK);
+    CU_ASSERT_EQUAL(written, 1);
+    CU_ASSERT_EQUAL(changelog_txn_records(w), 3);
+    CU_ASSERT(changelog_txn_age_ms(w) >= 0);
+    CU_ASSERT_EQUAL(changelog_txn_ended(w), ended); /* still open */
+    CU_ASSERT_EQUAL(changelog_committed(w, 0), -1);
+
+    CU_ASSERT_EQUAL_FATAL(changelog_commit(w, err, sizeof(err)), CHANGELOG_OK);
+    CU_ASSERT_EQUAL(changelog_txn_age_ms(w), -1);
+    CU_ASSERT_EQUAL(changelog_txn_records(w), 0);
+    CU_ASSERT_EQUAL(changelog_txn_ended(w), ended + 1);
+    /* Its own commits are the positions the changelog now reflects. */
+    CU_ASSERT_EQUAL(changelog_committed(w, 0), 6);
+    CU_ASSERT_EQUAL(changelog_committed(w, 1), 2);
+    /* Nothing open: a commit is a no-op. */
+    CU_ASSERT_EQUAL(changelog_commit(w, err, sizeof(err)), CHANGELOG_OK);
+    CU_ASSERT_EQUAL(changelog_txn_ended(w), ended + 1);
+
+    struct restored r;
+    struct changelog_restore_result res;
+    CU_ASSERT_EQUAL_FATAL(restore(src, cl, group, &r, &res), CHANGELOG_OK);
+    CU_ASSERT_EQUAL(res.records, 3);
+    CU_ASSERT_EQUAL(r.n, 2);
+    const char *a = restored_entry(&r, "cp-a", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_STRING_EQUAL(a, "{\"transferProcessId\":\"tp-a2\"}");
+    CU_ASSERT_EQUAL_FATAL(res.n_positions, 2);
+    CU_ASSERT_EQUAL(res.positions[0].next_offset, 6);
+    CU_ASSERT_EQUAL(res.positions[1].next_offset, 2);
+    changelog_restore_result_clear(&res);
+
+    /* Added, never committed: the close aborts it, nothing shows. */
+    struct changelog_change b3[] = {
+        put(1, "cp-c", "{\"transferProcessId\":\"tp-c1\"}"),
+    };
+    struct store_offset o3[] = {{1, 9, -1}};
+    CU_ASSERT_EQUAL(changelog_add(w, b3, 1, o3, 1, &written, err, sizeof(err)),
+                    CHANGELOG_OK);
+    CU_ASSERT_EQUAL(written, 1);
+    changelog_close(w);
+    CU_ASSERT_EQUAL_FATAL(restore(src, cl, group, &r, &res), CHANGELOG_OK);
+    CU_ASSERT_EQUAL(r.n, 2);
+    CU_ASSERT_PTR_NULL(restored_entry(&r, "cp-c", NULL));
+    CU_ASSERT_EQUAL(res.records, 3);
+    CU_ASSERT_EQUAL_FATAL(res.n_positions, 2);
+    CU_ASSERT_EQUAL(res.positions[1].next_offset, 2);
+    changelog_restore_result_clear(&res);
+
+    free(src);
+    free(cl);
+    free(group);
+    rd_kafka_destroy(rk);
+}
+
 /* A fatal producer error (EDR_FAULT=txn, as a broker restart can leave
  * librdkafka's transaction manager in INVALID_TXN_STATE) is one a new
  * writer clears: changelog_recoverable says so, and a writer reopened
@@ -861,6 +949,8 @@ static void register_suites(void)
     CU_add_test(s, "ensure refuses a wrong topic", test_ensure_invalid);
     CU_add_test(s, "retention settings", test_retention);
     CU_add_test(s, "write and restore round trip", test_round_trip);
+    CU_add_test(s, "a transaction spans several batches",
+                test_txn_spans_batches);
     CU_add_test(s, "zombie writer is fenced", test_zombie_fenced);
     CU_add_test(s, "a fatal producer error is recoverable",
                 test_fatal_recoverable);

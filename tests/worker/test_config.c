@@ -40,6 +40,7 @@ static const char *const all_vars[] = {"EDR_KAFKA_BROKERS",
                                        "EDR_READY_MAX_LAG",
                                        "EDR_CHANGELOG_TOPIC",
                                        "EDR_ACCEPT_GAP",
+                                       "EDR_CHANGELOG_COMMIT_MS",
                                        "EDR_CALLBACK_AUTH_KEY",
                                        "EDR_CALLBACK_AUTH_CODE"};
 #define N_VARS (sizeof(all_vars) / sizeof(all_vars[0]))
@@ -398,7 +399,28 @@ static void test_v2_settings(void)
         load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), topic),
         CONFIG_OK);
     CU_ASSERT_STRING_EQUAL(cfg.changelog_topic, "t1.changelog");
+    CU_ASSERT_EQUAL(cfg.changelog_commit_ms, 100);
     config_clear(&cfg);
+    /* The changelog commit interval (worker-specific): env, flag, bounds. */
+    setenv("EDR_CHANGELOG_COMMIT_MS", "250", 1);
+    static const char *const cm_none[] = {NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), cm_none),
+        CONFIG_OK);
+    CU_ASSERT_EQUAL(cfg.changelog_commit_ms, 250);
+    config_clear(&cfg);
+    static const char *const cm_zero[] = {"--changelog-commit-ms", "0", NULL};
+    CU_ASSERT_EQUAL_FATAL(
+        load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), cm_zero),
+        CONFIG_OK);
+    CU_ASSERT_EQUAL(cfg.changelog_commit_ms, 0);
+    config_clear(&cfg);
+    unsetenv("EDR_CHANGELOG_COMMIT_MS");
+    static const char *const cm_neg[] = {"--changelog-commit-ms", "-1", NULL};
+    static const char *const cm_big[] = {"--changelog-commit-ms", "60001",
+                                         NULL};
+    expect_invalid(CONFIG_WORKER, "EDR_CHANGELOG_COMMIT_MS", cm_neg);
+    expect_invalid(CONFIG_WORKER, "EDR_CHANGELOG_COMMIT_MS", cm_big);
     static const char *const off[] = {"--changelog-topic", "off", NULL};
     CU_ASSERT_EQUAL_FATAL(
         load(&cfg, CONFIG_WORKER, NULL, errstr, sizeof(errstr), off),
