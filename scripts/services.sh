@@ -401,7 +401,11 @@ cluster_ready() {
 cluster_start_node() {
     local n="$1" d="$CLUSTER_DIR/node$1" i pid
     rm -f "$d/kafka.pid"
-    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$d/kafka.pid" \
+    # The JVM inherits no descriptor above 2: a lock the caller holds
+    # (flock /tmp/edr-cluster.lock ...) must not outlive the caller.
+    setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}
+        ((fd > 2)) && eval "exec $fd>&-"; done 2>/dev/null
+        echo $$ >"$1"; shift; exec "$@"' _ "$d/kafka.pid" \
         java $CLUSTER_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -Djava.awt.headless=true -Dkafka.logs.dir="$d/logs" \
         -Dlog4j2.configurationFile="$d/log4j2.properties" \

@@ -389,6 +389,19 @@ void changelog_close(struct changelog *cl)
     free(cl);
 }
 
+int changelog_fatal_code(struct changelog *cl)
+{
+    char buf[256];
+    if (!cl || !cl->producer)
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_resp_err_t code =
+        rd_kafka_fatal_error(cl->producer, buf, sizeof(buf));
+    /* A fatal error an API call reported but the handle does not name. */
+    if (!code && cl->fatal)
+        code = RD_KAFKA_RESP_ERR__FATAL;
+    return code;
+}
+
 /* ---- write ------------------------------------------------------------- */
 
 static int cl_abort(struct changelog *cl, char *errstr, size_t n)

@@ -145,6 +145,40 @@ int ingest_changelog_open(struct ingest *in)
     }
 }
 
+/* A fatal error of the transactional producer that is not fencing
+ * (librdkafka 2.0.2 makes an INVALID_TXN_STATE answer to the abort after a
+ * transaction coordinator failover fatal, librdkafka issue 4849): the
+ * writer is closed and opened again, which aborts the open transaction
+ * (init_transactions bumps the epoch). Every partition goes back to
+ * CL_NEW, so the handover catch-up rewrites what the failed transaction
+ * did not commit. 1 when reopened (or stopped meanwhile: no writer then);
+ * 0 when the error stays fatal (fencing, or not the producer's). */
+static int reopen_after_fatal(struct ingest *in)
+{
+    rd_kafka_resp_err_t code =
+        (rd_kafka_resp_err_t)changelog_fatal_code(in->cl);
+    if (code == RD_KAFKA_RESP_ERR_NO_ERROR ||
+        code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+        code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH ||
+        code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        return 0;
+    log_warn("changelog: the transactional producer failed (%s); opening "
+             "a new writer",
+             rd_kafka_err2name(code));
+    changelog_close(in->cl);
+    in->cl = NULL;
+    int rc = ingest_changelog_open(in);
+    if (rc == ROUND_STOPPED)
+        return 1; /* in->cl stays NULL: nothing more is written */
+    if (rc != ROUND_OK || !in->cl)
+        return 0;
+    in->cl_assign_seen = UINT64_MAX; /* the next poll resets every state */
+    for (int32_t p = 0; p < in->n_clp; p++)
+        in->clp[p].state = CL_NEW;
+    metrics_retry("kafka");
+    return 1;
+}
+
 void ingest_changelog_close(struct ingest *in)
 {
     if (in->cl) {
@@ -342,6 +376,10 @@ static int write_keys(struct ingest *in, const struct cl_keys *ks,
             break;
         }
         if (rc != CHANGELOG_TRANSIENT) {
+            if (rc == CHANGELOG_FATAL && reopen_after_fatal(in)) {
+                rc = CHANGELOG_FENCED; /* not written: the catch-up will */
+                break;
+            }
             log_error("changelog: fatal error: %s", errstr);
             break;
         }
@@ -486,7 +524,8 @@ void ingest_changelog_poll(struct ingest *in)
     int rc = changelog_poll(in->cl, errstr, sizeof(errstr));
     if (rc == CHANGELOG_FATAL) {
         log_error("changelog: %s", errstr);
-        in->fatal = 1;
+        if (!reopen_after_fatal(in))
+            in->fatal = 1;
         return;
     }
     if (rc == CHANGELOG_TRANSIENT && cl_warn_allowed(in))
