@@ -375,10 +375,25 @@ cluster_ready() {
         CLUSTER_NOT_READY="no controller quorum leader"
         return 1
     fi
-    if ! md="$(kcat -L -b "$(cluster_brokers)" -m 5 2>/dev/null)"; then
-        CLUSTER_NOT_READY="no metadata answer"
-        return 1
-    fi
+    # Each broker on its own: after a quorum loss a surviving broker still
+    # serves the old metadata (all brokers, full ISRs); a restarted one
+    # answers only once it has caught up and is unfenced.
+    local n
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        if ! md="$(kcat -L -b "127.0.0.1:$(cluster_port "$n")" -m 5 2>/dev/null)"; then
+            CLUSTER_NOT_READY="no metadata answer from node $n"
+            return 1
+        fi
+        cluster_md_ok "$md" || {
+            CLUSTER_NOT_READY="node $n: $CLUSTER_NOT_READY"
+            return 1
+        }
+    done
+}
+
+# cluster_md_ok METADATA: kcat -L output with every node and full ISRs.
+cluster_md_ok() {
+    local md="$1"
     CLUSTER_NOT_READY="$(awk -v want="$CLUSTER_NODES" '
         /^ [0-9]+ brokers:/ { brokers = $1 }
         /^    partition / {

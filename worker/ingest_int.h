@@ -139,6 +139,7 @@ struct ingest {
     uint64_t cl_assign_seen; /* changelog_assignments() last seen */
     double cl_warn_until;    /* rate limit of changelog warnings */
     uint64_t cl_written;     /* changelog records written */
+    int cl_created;          /* this start created the changelog topic */
 
     uint64_t applied; /* events applied (good ones) */
     uint64_t dead;    /* events dead-lettered */

@@ -139,6 +139,15 @@ int ingest_restore(struct ingest *in)
     const struct config *cfg = in->cfg;
     if (!cfg->changelog_topic || in->group_mode || !needs_restore(in))
         return ROUND_OK;
+    if (in->cl_created) {
+        /* Empty; and on a cluster the brokers may not all know it yet (a
+         * metadata request right after the creation can answer "does not
+         * exist"). */
+        log_info("restore: the changelog %s was just created: nothing to "
+                 "restore",
+                 cfg->changelog_topic);
+        return ROUND_OK;
+    }
 
     struct changelog_restore_conf conf = {
         .brokers = cfg->brokers,
