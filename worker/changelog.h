@@ -145,11 +145,11 @@ int changelog_pending(struct changelog *cl);
 int changelog_poll(struct changelog *cl, char *errstr, size_t n);
 
 /* After a FATAL: the producer's fatal error code (an rd_kafka_resp_err_t
- * from rd_kafka_fatal_error),
- * or RD_KAFKA_RESP_ERR_NO_ERROR when the producer is fine (the FATAL came
- * from elsewhere: memory, a caller bug). Only a fatal error other than
- * fencing (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH: another process with
- * this transactional.id) can be cured by a new writer. */
+ * from rd_kafka_fatal_error), or RD_KAFKA_RESP_ERR_NO_ERROR when the
+ * producer is fine (the FATAL came from elsewhere: memory, a caller bug).
+ * Only a fatal error other than fencing (PRODUCER_FENCED,
+ * INVALID_PRODUCER_EPOCH: another process with this transactional.id) can
+ * be cured by a new writer. */
 int changelog_fatal_code(struct changelog *cl);
 
 /* Writes the changes of one applied batch, and commits the source topic's
