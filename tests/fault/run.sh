@@ -31,6 +31,9 @@ if [[ "${1:-}" == --cluster ]]; then
     flock -w 1800 8 || { echo "run.sh: /tmp/edr-cluster.lock is held" >&2; exit 1; }
     eval "$("$ROOT/scripts/services.sh" env --cluster)"
     started=""
+    if [[ " $* " == *" --list "* ]]; then
+        exec "$VENV/bin/python" -u "$ROOT/tests/fault/cluster.py" "$@"
+    fi
     if ! "$ROOT/scripts/services.sh" status --cluster >/dev/null 2>&1; then
         if ! "$ROOT/scripts/services.sh" status --cluster 2>/dev/null | grep -q running; then
             started=1 # none of its nodes ran: stop them again at the end
