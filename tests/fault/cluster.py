@@ -233,7 +233,7 @@ class ClusterScenario(Scenario):
 
     # ---- probes: the resume time ----
 
-    def probe(self, label, t_ref, publish_timeout=600, serve_timeout=180):
+    def probe(self, label, t_ref, serve_timeout=180):
         """Publishes one model event per partition now and waits until the
         worker serves all of them; notes the time from t_ref (the fault's
         end, or start) to the last one served. Returns that time."""
