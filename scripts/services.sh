@@ -5,11 +5,29 @@
 #   Redis                                                127.0.0.1:16379
 #   PostgreSQL 15 (role and database "edr")              127.0.0.1:15432
 #
-# usage: scripts/services.sh up|down|status|env
+# usage: scripts/services.sh up|down|status|env [--cluster]
 #   up      start what is not running, wait until each answers (idempotent)
 #   down    stop the processes whose pid files this script keeps
 #   status  one line per service
 #   env     eval-able exports for tests and scripts: eval "$(... env)"
+#
+# --cluster (or EDR_LOCAL_CLUSTER=1): a three-node Kafka cluster (issue 19)
+# instead of the single broker; Redis and PostgreSQL stay those of "up":
+#   Kafka 4.1.1, 3 combined broker+controller KRaft nodes, same jars
+#     brokers      127.0.0.1:19192,127.0.0.1:19193,127.0.0.1:19194
+#     controllers  127.0.0.1:19292,127.0.0.1:19293,127.0.0.1:19294
+#   default.replication.factor=3, min.insync.replicas=2 (also for the
+#   offsets and transaction state topics). "up --cluster" starts the nodes
+#   that are not running and waits until the controller quorum has a
+#   leader, the three brokers are registered and every partition of every
+#   topic has a leader and its full ISR; "down --cluster" stops only the
+#   cluster; "status --cluster" adds a line per node; "env --cluster"
+#   points EDR_KAFKA_BROKERS at the three brokers. State: .local/kafka-cluster.
+#   Memory: -Xms128m -Xmx384m per node (EDR_KAFKA_CLUSTER_HEAP). Measured
+#   on the 2-core, 24 GiB machine (ps RSS): 310-340 MB per JVM just after
+#   a cold start, 430-520 MB after a full tests/fault/run.sh --cluster, so
+#   about 1.5 GB for the three (the single broker's -Xmx768m is not
+#   needed: each node leads a third of the partitions). Cold start ~15 s.
 #
 # State (data, logs, pid files, the cached Kafka jars) lives in .local/,
 # which git ignores. The ports above are the defaults (see below). Timeouts: EDR_KAFKA_TIMEOUT, EDR_REDIS_TIMEOUT,
@@ -162,10 +180,14 @@ share.coordinator.state.topic.min.isr=1
 # running broker keeps its value until restarted.
 log.retention.check.interval.ms=1000
 EOF
-    cat >"$KAFKA_DIR/log4j2.properties" <<'EOF'
-# Written by scripts/services.sh: broker log to ${kafka.logs.dir}/server.log.
-status = warn
-name = edr-local-kafka
+    kafka_log4j2 edr-local-kafka >"$KAFKA_DIR/log4j2.properties"
+}
+
+# kafka_log4j2 NAME: the broker's log configuration (to stdout).
+kafka_log4j2() {
+    printf '%s\n' "# Written by scripts/services.sh: broker log to \${kafka.logs.dir}/server.log." \
+        "status = warn" "name = $1"
+    cat <<'EOF'
 appender.server.type = RollingFile
 appender.server.name = server
 appender.server.fileName = ${sys:kafka.logs.dir}/server.log
@@ -256,6 +278,264 @@ kafka_up() {
     wait_until "$KAFKA_TIMEOUT" 0.2 \
         "kafka: running but no metadata answer on 127.0.0.1:$KAFKA_PORT, see $KAFKA_LOG" \
         kafka_ready
+}
+
+# ---------------------------------------------------------------- Kafka cluster
+# Three combined broker+controller nodes (issue 19), each with its folder
+# .local/kafka-cluster/node<N>/ (server.properties, data, logs, kafka.pid).
+# Ports: broker N on CLUSTER_PORT_BASE+N-1, controller N on
+# CLUSTER_CPORT_BASE+N-1; fixed, away from the stack's 19092/19093 and the
+# fault suite's private servers (19096/19097, 16395, 15447).
+
+CLUSTER_NODES=3
+CLUSTER_PORT_BASE="${EDR_LOCAL_CLUSTER_PORT_BASE:-19192}"
+CLUSTER_CPORT_BASE="${EDR_LOCAL_CLUSTER_CONTROLLER_PORT_BASE:-19292}"
+CLUSTER_DIR="$LOCAL/kafka-cluster"
+# Heap: the measured RSS is in the header of this file.
+CLUSTER_HEAP="${EDR_KAFKA_CLUSTER_HEAP:--Xms128m -Xmx384m}"
+
+cluster_port() { echo $((CLUSTER_PORT_BASE + $1 - 1)); }
+cluster_cport() { echo $((CLUSTER_CPORT_BASE + $1 - 1)); }
+cluster_brokers() {
+    local n out=""
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        out+="${out:+,}127.0.0.1:$(cluster_port "$n")"
+    done
+    echo "$out"
+}
+# node_alive N: node N's JVM is running (prints its pid).
+node_alive() { pid_alive "$CLUSTER_DIR/node$1/kafka.pid" "node$1/server.properties"; }
+
+cluster_write_config() {
+    local n="$1" d="$CLUSTER_DIR/node$1" voters="" i
+    for ((i = 1; i <= CLUSTER_NODES; i++)); do
+        voters+="${voters:+,}$i@127.0.0.1:$(cluster_cport "$i")"
+    done
+    mkdir -p "$d/data" "$d/logs"
+    cat >"$d/server.properties" <<EOF
+# Written by scripts/services.sh (--cluster); overwritten on the next "up".
+process.roles=broker,controller
+node.id=$n
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(cluster_port "$n"),CONTROLLER://127.0.0.1:$(cluster_cport "$n")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(cluster_port "$n")
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$d/data
+num.partitions=6
+auto.create.topics.enable=true
+default.replication.factor=3
+min.insync.replicas=2
+unclean.leader.election.enable=false
+group.initial.rebalance.delay.ms=0
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=3
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+# As the single broker: retention runs every second.
+log.retention.check.interval.ms=1000
+EOF
+    kafka_log4j2 "edr-local-kafka-$n" >"$d/log4j2.properties"
+}
+
+# The controller quorum's leader as the live nodes see it: each voter
+# keeps its election state in data/__cluster_metadata-0/quorum-state.
+# Prints the leader's node id when a majority of the voters name the same
+# live leader in the same epoch.
+cluster_quorum_leader() {
+    local n f st best="" agree=0 want=$((CLUSTER_NODES / 2 + 1))
+    local -A votes=()
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        node_alive "$n" >/dev/null || continue
+        f="$CLUSTER_DIR/node$n/data/__cluster_metadata-0/quorum-state"
+        [[ -s "$f" ]] || continue
+        st="$(grep -o '"leaderId":-\{0,1\}[0-9]*,"leaderEpoch":[0-9]*' "$f" |
+            tr -dc '0-9,-')" || continue
+        [[ "${st%%,*}" =~ ^[0-9]+$ ]] || continue
+        votes[$st]=$((${votes[$st]:-0} + 1))
+    done
+    for st in "${!votes[@]}"; do
+        if ((votes[$st] > agree)); then
+            agree=${votes[$st]}
+            best="$st"
+        fi
+    done
+    ((agree >= want)) || return 1
+    node_alive "${best%%,*}" >/dev/null || return 1
+    echo "${best%%,*}"
+}
+
+# Metadata with every node registered and every partition of every topic
+# led, with its whole replica set in sync. CLUSTER_NOT_READY says why not.
+CLUSTER_NOT_READY=""
+cluster_ready() {
+    local md
+    if ! cluster_quorum_leader >/dev/null; then
+        CLUSTER_NOT_READY="no controller quorum leader"
+        return 1
+    fi
+    # Each broker on its own: after a quorum loss a surviving broker still
+    # serves the old metadata (all brokers, full ISRs); a restarted one
+    # answers only once it has caught up and is unfenced.
+    local n
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        if ! md="$(kcat -L -b "127.0.0.1:$(cluster_port "$n")" -m 5 2>/dev/null)"; then
+            CLUSTER_NOT_READY="no metadata answer from node $n"
+            return 1
+        fi
+        cluster_md_ok "$md" || {
+            CLUSTER_NOT_READY="node $n: $CLUSTER_NOT_READY"
+            return 1
+        }
+    done
+}
+
+# cluster_md_ok METADATA: kcat -L output with every node and full ISRs.
+cluster_md_ok() {
+    local md="$1"
+    CLUSTER_NOT_READY="$(awk -v want="$CLUSTER_NODES" '
+        /^ [0-9]+ brokers:/ { brokers = $1 }
+        /^    partition / {
+            parts++
+            n = split($0, a, /, /)
+            leader = a[2]; sub(/leader /, "", leader)
+            rep = a[3]; sub(/replicas: /, "", rep)
+            isr = a[4]; sub(/isrs: /, "", isr)
+            if (leader == "-1") { noleader++; next }
+            if (split(isr, s, ",") < split(rep, r, ",")) short++
+        }
+        END {
+            if (brokers != want) printf "%d of %d brokers registered", brokers, want
+            else if (noleader) printf "%d of %d partitions without a leader", noleader, parts
+            else if (short) printf "%d of %d partitions with a short ISR", short, parts
+        }' <<<"$md")"
+    [[ -z "$CLUSTER_NOT_READY" ]]
+}
+
+cluster_start_node() {
+    local n="$1" d="$CLUSTER_DIR/node$1" i pid
+    rm -f "$d/kafka.pid"
+    # The JVM inherits no descriptor above 2: a lock the caller holds
+    # (flock /tmp/edr-cluster.lock ...) must not outlive the caller.
+    setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}
+        ((fd > 2)) && eval "exec $fd>&-"; done 2>/dev/null
+        echo $$ >"$1"; shift; exec "$@"' _ "$d/kafka.pid" \
+        java $CLUSTER_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true -Dkafka.logs.dir="$d/logs" \
+        -Dlog4j2.configurationFile="$d/log4j2.properties" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$d/server.properties" \
+        </dev/null >>"$d/logs/stdout.log" 2>&1 9>&- &
+    for ((i = 0; i < 50; i++)); do
+        [[ -s "$d/kafka.pid" ]] && break
+        sleep 0.1
+    done
+    pid="$(cat "$d/kafka.pid" 2>/dev/null || true)"
+    log "kafka node $n: started pid ${pid:-?} on 127.0.0.1:$(cluster_port "$n")"
+}
+
+cluster_up() {
+    local n d t0 id started=0 cold=""
+    t0="$(now)"
+    command -v java >/dev/null || die "kafka: java not found (run scripts/install-deps.sh)"
+    command -v kcat >/dev/null || die "kafka: kcat not found (run scripts/install-deps.sh)"
+    kafka_fetch_jars
+    mkdir -p "$CLUSTER_DIR"
+    [[ -s "$CLUSTER_DIR/cluster.id" ]] ||
+        head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' >"$CLUSTER_DIR/cluster.id"
+    id="$(cat "$CLUSTER_DIR/cluster.id")"
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        d="$CLUSTER_DIR/node$n"
+        node_alive "$n" >/dev/null && continue
+        if port_open "$(cluster_port "$n")" || port_open "$(cluster_cport "$n")"; then
+            die "kafka node $n: port $(cluster_port "$n") or $(cluster_cport "$n")" \
+                "is taken by a process this script did not start"
+        fi
+        cluster_write_config "$n"
+        if [[ ! -f "$d/data/meta.properties" ]]; then
+            kafka_java kafka.tools.StorageTool format -t "$id" \
+                -c "$d/server.properties" >"$d/logs/format.log" 2>&1 ||
+                die "kafka node $n: storage format failed, see $d/logs/format.log"
+            cold=" (first start)"
+        fi
+        cluster_start_node "$n"
+        started=$((started + 1))
+    done
+    ((started > 0)) || log "kafka cluster: all $CLUSTER_NODES nodes already running"
+    local deadline=$((SECONDS + KAFKA_TIMEOUT))
+    until cluster_ready; do
+        for ((n = 1; n <= CLUSTER_NODES; n++)); do
+            node_alive "$n" >/dev/null ||
+                die "kafka node $n is not running (exited during start-up?)," \
+                    "see $CLUSTER_DIR/node$n/logs"
+        done
+        ((SECONDS < deadline)) ||
+            die "kafka cluster: not ready after ${KAFKA_TIMEOUT} s ($CLUSTER_NOT_READY)," \
+                "see $CLUSTER_DIR/node*/logs/server.log"
+        sleep 0.3
+    done
+    log "kafka cluster: ready in $(elapsed "$t0") s$cold, controller quorum" \
+        "leader node $(cluster_quorum_leader), brokers $(cluster_brokers)"
+}
+
+cluster_down() {
+    local n pids=() pid i alive
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        if pid="$(node_alive "$n")"; then
+            kill -CONT "$pid" 2>/dev/null || true # a node a test left frozen
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+        fi
+    done
+    # All at once: the last node's controlled shutdown would otherwise
+    # wait for a quorum that the earlier ones took away.
+    for ((i = 0; i < 300; i++)); do
+        alive=0
+        for pid in "${pids[@]}"; do [[ -d "/proc/$pid" ]] && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do
+        if [[ -d "/proc/$pid" ]]; then
+            log "kafka cluster: pid $pid ignored SIGTERM for 30 s, sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -f "$CLUSTER_DIR"/node*/kafka.pid
+    log "kafka cluster: stopped (${#pids[@]} nodes were running)"
+}
+
+# One status line per node; 1 when a node is down or the cluster not ready.
+cluster_status() {
+    local n pid bad=0 leader
+    leader="$(cluster_quorum_leader || true)"
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        if pid="$(node_alive "$n")"; then
+            status_line "kafka-$n" "127.0.0.1:$(cluster_port "$n")" running \
+                "pid $pid${leader:+, quorum leader node $leader}, log $CLUSTER_DIR/node$n/logs/server.log"
+        else
+            bad=1
+            status_line "kafka-$n" "127.0.0.1:$(cluster_port "$n")" stopped \
+                "log $CLUSTER_DIR/node$n/logs/server.log"
+        fi
+    done
+    if ((!bad)) && ! cluster_ready; then
+        status_line cluster "$(cluster_port 1)-$(cluster_port "$CLUSTER_NODES")" \
+            starting "$CLUSTER_NOT_READY"
+        bad=1
+    fi
+    return "$bad"
+}
+
+cluster_running() {
+    local n
+    for ((n = 1; n <= CLUSTER_NODES; n++)); do
+        node_alive "$n" >/dev/null && return 0
+    done
+    return 1
 }
 
 # ---------------------------------------------------------------- Redis
@@ -420,17 +700,33 @@ pg_down() {
 
 # ---------------------------------------------------------------- commands
 
+CLUSTER="${EDR_LOCAL_CLUSTER:-0}"
+[[ "$CLUSTER" == 1 ]] || CLUSTER=0
+
+# With --cluster, "up" starts only the cluster when Redis and PostgreSQL
+# already answer (another checkout's stack, say), else the whole stack.
 cmd_up() {
     local t0
     t0="$(now)"
-    redis_up
-    pg_up
-    kafka_up
+    if ((CLUSTER)); then
+        redis_ready || redis_up
+        pg_ready || pg_up
+        cluster_up
+    else
+        redis_up
+        pg_up
+        kafka_up
+    fi
     log "all up in $(elapsed "$t0") s"
     cmd_status
 }
 
+# "down --cluster" stops only the cluster.
 cmd_down() {
+    if ((CLUSTER)); then
+        cluster_down
+        return 0
+    fi
     stop_pid kafka "$KAFKA_PID" "$KAFKA_DIR/server.properties"
     stop_pid redis "$REDIS_PID" "redis-server"
     pg_down
@@ -443,7 +739,9 @@ status_line() {
 cmd_status() {
     local pid state bad=0
     status_line service address state detail
-    if pid="$(pid_alive "$KAFKA_PID" "$KAFKA_DIR/server.properties")"; then
+    if ((CLUSTER)); then
+        cluster_status || bad=1
+    elif pid="$(pid_alive "$KAFKA_PID" "$KAFKA_DIR/server.properties")"; then
         kafka_ready && state=ready || { state=starting; bad=1; }
         status_line kafka "127.0.0.1:$KAFKA_PORT" "$state" "pid $pid, log $KAFKA_LOG"
     else
@@ -453,6 +751,8 @@ cmd_status() {
     if pid="$(pid_alive "$REDIS_PID" "redis-server")"; then
         redis_ready && state=ready || { state=starting; bad=1; }
         status_line redis "127.0.0.1:$REDIS_PORT" "$state" "pid $pid, log $REDIS_LOG"
+    elif ((CLUSTER)) && redis_ready; then
+        status_line redis "127.0.0.1:$REDIS_PORT" ready "not started from this checkout"
     else
         bad=1
         status_line redis "127.0.0.1:$REDIS_PORT" stopped "log $REDIS_LOG"
@@ -461,16 +761,24 @@ cmd_status() {
         pid="$(head -n 1 "$PG_DATA/postmaster.pid")" && [[ -d "/proc/$pid" ]]; then
         pg_ready && state=ready || { state=starting; bad=1; }
         status_line postgres "127.0.0.1:$PG_PORT" "$state" "pid $pid, log $PG_LOG"
+    elif ((CLUSTER)) && pg_ready; then
+        status_line postgres "127.0.0.1:$PG_PORT" ready "not started from this checkout"
     else
         bad=1
         status_line postgres "127.0.0.1:$PG_PORT" stopped "log $PG_LOG"
+    fi
+    if ((!CLUSTER)) && cluster_running; then
+        cluster_status || true # informational: the stack is the single broker
     fi
     return "$bad"
 }
 
 cmd_env() {
+    local brokers="127.0.0.1:$KAFKA_PORT"
+    ((CLUSTER)) && brokers="$(cluster_brokers)"
+    ((CLUSTER)) && echo "export EDR_KAFKA_CLUSTER_DIR=$CLUSTER_DIR"
     cat <<EOF
-export EDR_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export EDR_KAFKA_BROKERS=$brokers
 export EDR_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 export EDR_PG_DSN=$(pg_dsn)
 export EDR_PG_BIN=$(pg_bin)
@@ -486,7 +794,11 @@ usage() {
 }
 
 main() {
-    [[ $# -eq 1 ]] || usage
+    if [[ $# -eq 2 && "$2" == --cluster ]]; then
+        CLUSTER=1
+    elif [[ $# -ne 1 ]]; then
+        usage
+    fi
     case "$1" in
     up | down)
         mkdir -p "$LOCAL"

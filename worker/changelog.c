@@ -349,6 +349,7 @@ int changelog_open(const struct changelog_conf *c, struct changelog **out,
     conf = NULL; /* owned by the producer, or destroyed */
     if (!cl->producer)
         goto done;
+    config_log_producer(cl->producer, "changelog");
 
     /* The ownership consumer: group protocol only. */
     conf = rd_kafka_conf_new();

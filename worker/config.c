@@ -174,6 +174,23 @@ int config_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value,
                : -1;
 }
 
+void config_log_producer(rd_kafka_t *rk, const char *who)
+{
+    static const char *const names[] = {"acks", "enable.idempotence",
+                                        "message.timeout.ms"};
+    char vals[3][32];
+    const rd_kafka_conf_t *conf = rd_kafka_conf(rk);
+
+    for (int i = 0; i < 3; i++) {
+        size_t sz = sizeof(vals[i]);
+        if (rd_kafka_conf_get(conf, names[i], vals[i], &sz) != RD_KAFKA_CONF_OK)
+            snprintf(vals[i], sizeof(vals[i]), "?");
+    }
+    log_info("kafka %s producer: acks=%s enable.idempotence=%s "
+             "message.timeout.ms=%s",
+             who, vals[0], vals[1], vals[2]);
+}
+
 int config_apply_kafka_props(const struct config *cfg, rd_kafka_conf_t *conf,
                              char *errstr, size_t errstr_size)
 {

@@ -70,6 +70,11 @@ int config_apply_kafka_props(const struct config *cfg, rd_kafka_conf_t *conf,
 int config_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value,
                      char *errstr, size_t errstr_size);
 
+/* Logs at info the delivery settings producer rk really runs with, as
+ * rd_kafka_conf_get returns them after rd_kafka_new (acks,
+ * enable.idempotence, message.timeout.ms): who names it in the line. */
+void config_log_producer(rd_kafka_t *rk, const char *who);
+
 /* The name part of a -X "name=value" into out (truncated to out_size). */
 void config_kafka_prop_name(const char *prop, char *out, size_t out_size);
 

@@ -82,6 +82,7 @@ struct dlq *dlq_open(const struct config *cfg, char *errstr, size_t errstr_size)
     if (!d->rk)
         goto fail;
     conf = NULL; /* now owned by d->rk */
+    config_log_producer(d->rk, "dlq");
     return d;
 
 fail:

@@ -129,9 +129,11 @@ int ingest_changelog_check(struct ingest *in)
     for (;;) {
         rc = topic_admin_ensure_changelog(
             in->rk, cfg->topic, cfg->changelog_topic, errstr, sizeof(errstr));
-        if (rc == TOPIC_ADMIN_CREATED)
+        if (rc == TOPIC_ADMIN_CREATED) {
             log_info("kafka: created the changelog topic %s",
                      cfg->changelog_topic);
+            in->cl_created = 1;
+        }
         if (rc >= 0)
             return ROUND_OK;
         if (rc == TOPIC_ADMIN_INVALID) {

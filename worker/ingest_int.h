@@ -144,6 +144,7 @@ struct ingest {
     double cl_retry_at;      /* no handover catch-up before this */
     uint64_t cl_commits;     /* changelog transactions committed */
     double cl_commit_s;      /* time spent committing them */
+    int cl_created;          /* this start created the changelog topic */
 
     uint64_t applied; /* events applied (good ones) */
     uint64_t dead;    /* events dead-lettered */

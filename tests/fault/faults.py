@@ -503,6 +503,7 @@ class Scenario:
                   "seed": self.seed}
         model = Model(self.seed, self.n_events, self.n_conns,
                       self.id[-24:])
+        self.model = model  # for scenarios that add events (cluster.py)
         observer = None
         try:
             self.setup()

@@ -4,6 +4,11 @@
 #   tests/fault/run.sh --long       every scenario x store, 60,000 events each
 #   tests/fault/run.sh --seed N     replay a run (the seed is printed first)
 #   tests/fault/run.sh --list       the scenarios
+#   tests/fault/run.sh --cluster    the three-broker scenarios (cluster.py,
+#                                   issue 19): starts the cluster of
+#                                   scripts/services.sh up --cluster if it
+#                                   is not running (and stops it after),
+#                                   holds /tmp/edr-cluster.lock
 # Other flags go to faults.py (--only NAME[/STORE],..., --events N, ...).
 # Needs: scripts/services.sh up (its env is read here when not exported),
 # edr-worker-test (the test build: EDR_FAULT, --exit-when-caught-up) built in $EDR_BUILD_DIR (default build/), Python 3 with venv;
@@ -19,6 +24,25 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka, redis' 2>/dev/null; then
     rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q confluent-kafka redis
+fi
+if [[ "${1:-}" == --cluster ]]; then
+    shift
+    exec 8>/tmp/edr-cluster.lock
+    flock -w 1800 8 || { echo "run.sh: /tmp/edr-cluster.lock is held" >&2; exit 1; }
+    eval "$("$ROOT/scripts/services.sh" env --cluster)"
+    started=""
+    if [[ " $* " == *" --list "* ]]; then
+        exec "$VENV/bin/python" -u "$ROOT/tests/fault/cluster.py" "$@"
+    fi
+    if ! "$ROOT/scripts/services.sh" status --cluster >/dev/null 2>&1; then
+        if ! "$ROOT/scripts/services.sh" status --cluster 2>/dev/null | grep -q running; then
+            started=1 # none of its nodes ran: stop them again at the end
+        fi
+        "$ROOT/scripts/services.sh" up --cluster >/dev/null
+    fi
+    trap '[[ -n "$started" ]] && "$ROOT/scripts/services.sh" down --cluster' EXIT
+    "$VENV/bin/python" -u "$ROOT/tests/fault/cluster.py" "$@"
+    exit $?
 fi
 if [[ -z "${EDR_KAFKA_BROKERS:-}" || -z "${EDR_REDIS_URL:-}" || -z "${EDR_PG_DSN:-}" ]]; then
     eval "$("$ROOT/scripts/services.sh" env)"
