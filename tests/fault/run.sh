@@ -4,6 +4,8 @@
 #   tests/fault/run.sh --long       every scenario x store, 60,000 events each
 #   tests/fault/run.sh --seed N     replay a run (the seed is printed first)
 #   tests/fault/run.sh --list       the scenarios
+#   tests/fault/run.sh --soak MIN   the soak (soak.py): MIN minutes, two workers,
+#                                   faults, RSS/fds/threads/lag sampled
 # Other flags go to faults.py (--only NAME[/STORE],..., --events N, ...).
 # Needs: scripts/services.sh up (its env is read here when not exported),
 # edr-worker-test (the test build: EDR_FAULT, --exit-when-caught-up) built in $EDR_BUILD_DIR (default build/), Python 3 with venv;
@@ -20,7 +22,15 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka, redis' 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q confluent-kafka redis
 fi
+SCRIPT=faults.py
+if [[ "${1:-}" == "--soak" ]]; then
+    SCRIPT=soak.py
+    shift
+    # The plot.
+    "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null ||
+        "$VENV/bin/python" -m pip install -q matplotlib
+fi
 if [[ -z "${EDR_KAFKA_BROKERS:-}" || -z "${EDR_REDIS_URL:-}" || -z "${EDR_PG_DSN:-}" ]]; then
     eval "$("$ROOT/scripts/services.sh" env)"
 fi
-exec "$VENV/bin/python" -u "$ROOT/tests/fault/faults.py" "$@"
+exec "$VENV/bin/python" -u "$ROOT/tests/fault/$SCRIPT" "$@"
