@@ -668,12 +668,17 @@ def leak_verdicts(samples, args):
     worker's consumer lag is at most max(1000, --rate), a second of
     events (it caught up). With fewer than
     --min-samples of them the series is not judged. A metric (rss_kb,
-    fds, threads) rises monotonically when BOTH
+    fds, threads) rises monotonically when ALL of
       - the least-squares slope over the post-warm-up samples exceeds
-        LEAK_SLOPE_PER_H (8 MiB/h, 4 fds/h, 4 threads/h), AND
+        LEAK_SLOPE_PER_H (8 MiB/h, 4 fds/h, 4 threads/h),
       - the median of the last third exceeds the median of the first
         third by more than max(LEAK_RISE_MIN, --leak-pct % of it)
-        (2 MiB, 2 fds, 1 thread; 10 %)."""
+        (2 MiB, 2 fds, 1 thread; 10 %),
+      - and the medians of the three thirds increase, each by more than
+        a quarter of that limit (first < middle < last): a single step that then stays flat (the
+        allocator's high-water mark after a catch-up burst) is reported
+        as a step, not a leak; a leak that grows in steps at every fault
+        still rises through all three thirds."""
     caught_up = max(1000.0, args.rate)
     series = {}
     for r in samples:
@@ -692,7 +697,8 @@ def leak_verdicts(samples, args):
         for m in METRICS:
             pts = [(r["t_s"], r[m]) for r in post if r[m] != ""]
             v = {"worker": wname, "series": s, "metric": m,
-                 "samples": len(pts), "slope_h": 0.0, "m1": 0.0, "m3": 0.0,
+                 "samples": len(pts), "slope_h": 0.0, "m1": 0.0, "m2": 0.0,
+                 "m3": 0.0,
                  "first": rows[0][m], "last": rows[-1][m],
                  "max": max((r[m] for r in rows if r[m] != ""), default=0)}
             if len(pts) < args.min_samples:
@@ -704,11 +710,18 @@ def leak_verdicts(samples, args):
             third = max(1, len(vs) // 3)
             v["slope_h"] = fit_slope(ts, vs) * 3600.0
             v["m1"] = statistics.median(vs[:third])
+            v["m2"] = statistics.median(vs[third:len(vs) - third])
             v["m3"] = statistics.median(vs[-third:])
             rise = v["m3"] - v["m1"]
             limit = max(LEAK_RISE_MIN[m], v["m1"] * args.leak_pct / 100.0)
-            v["verdict"] = "LEAK" if (v["slope_h"] > LEAK_SLOPE_PER_H[m] and
-                                      rise > limit) else "flat"
+            if v["slope_h"] > LEAK_SLOPE_PER_H[m] and rise > limit and \
+                    v["m2"] - v["m1"] > limit / 4 and \
+                    v["m3"] - v["m2"] > limit / 4:
+                v["verdict"] = "LEAK"
+            elif v["slope_h"] > LEAK_SLOPE_PER_H[m] and rise > limit:
+                v["verdict"] = "step (no rise after it)"
+            else:
+                v["verdict"] = "flat"
             out.append(v)
     return out
 
@@ -737,6 +750,9 @@ def leak_self_test(args):
                             28 + (1 if t > 200 else 0), 15), set()),
         "ramp": (lambda t: (base(t)[0] + 20000 * min(1.0, t / 60.0), 28,
                             15), set()),
+        "big-step": (lambda t: (base(t)[0] + (90000 if t > 330 else 0),
+                                28, 15), set()),
+        "fd-staircase": (lambda t: (30000, 28 + t // 100, 15), {"fds"}),
         "rss-leak": (lambda t: (base(t)[0] + 12.0 * t, 28, 15),
                      {"rss_kb"}),
         "fd-leak": (lambda t: (30000, 28 + t // 60, 15), {"fds"}),
@@ -757,6 +773,16 @@ def leak_self_test(args):
 
 
 # ---------------------------------------------------------------- output
+
+
+def leak_table(add, leaks):
+    add("| worker | series | metric | samples | slope /h | median of "
+        "thirds (first / middle / last) | verdict |")
+    add("|---|---|---|---|---|---|---|")
+    for v in leaks:
+        add("| %s | %d | %s | %d | %.1f | %.0f / %.0f / %.0f | %s |" % (
+            v["worker"], v["series"], v["metric"], v["samples"],
+            v["slope_h"], v["m1"], v["m2"], v["m3"], v["verdict"]))
 
 
 def write_summary(s):
@@ -809,13 +835,7 @@ def write_summary(s):
             trio("fds"), trio("threads"), max(lags) if lags else "-",
             ln.lookups_ok, ln.lookups_failed))
     add("\n## Leak rule per series (post-warm-up samples)\n")
-    add("| worker | series | metric | samples | slope /h | first-third "
-        "median | last-third median | verdict |")
-    add("|---|---|---|---|---|---|---|---|")
-    for v in getattr(s, "leaks", []):
-        add("| %s | %d | %s | %d | %.1f | %.0f | %.0f | %s |" % (
-            v["worker"], v["series"], v["metric"], v["samples"],
-            v["slope_h"], v["m1"], v["m3"], v["verdict"]))
+    leak_table(add, getattr(s, "leaks", []))
     add("\n## Faults and checks\n")
     add("| t (s) | kind | what |")
     add("|---|---|---|")
@@ -887,17 +907,52 @@ def replot(d, args):
             for k in ("series", "alive", "rss_kb", "fds", "threads", "lag"):
                 r[k] = int(r[k]) if r[k] != "" else ""
             s.samples.append(r)
-    with open(os.path.join(d, "events.csv")) as f:
-        for r in csv.DictReader(f):
-            s.events.append((float(r["t_s"]), r["kind"], r["text"]))
+    ev = os.path.join(d, "events.csv")  # written at the end of a run
+    if os.path.exists(ev):
+        with open(ev) as f:
+            for r in csv.DictReader(f):
+                s.events.append((float(r["t_s"]), r["kind"], r["text"]))
     s.failures = [e for e in s.events
                   if e[1] == "check" and ": pass in " not in e[2]]
     leaks = leak_verdicts(s.samples, args)
     s.failures += [v for v in leaks if v["verdict"] == "LEAK"]
     for v in leaks:
-        print("%-8s %2d %-7s %3d samples slope %10.1f/h m1 %9.0f m3 %9.0f "
-              "%s" % (v["worker"], v["series"], v["metric"], v["samples"],
-                      v["slope_h"], v["m1"], v["m3"], v["verdict"]))
+        print("%-8s %2d %-7s %3d samples slope %10.1f/h medians %.0f / %.0f "
+              "/ %.0f %s" % (v["worker"], v["series"], v["metric"],
+                             v["samples"], v["slope_h"], v["m1"], v["m2"],
+                             v["m3"], v["verdict"]))
+    path = os.path.join(d, "summary.md")
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+        a, b = "## Leak rule per series", "## Faults and checks"
+        if a in text and b in text:
+            lines = []
+            leak_table(lines.append, leaks)
+            text = (text[:text.index(a)] +
+                    a + " (post-warm-up samples; recomputed by --replot)"
+                    "\n\n" + "\n".join(lines) + "\n\n" +
+                    text[text.index(b):])
+            # The outcome: the run's failures other than leaks, plus the
+            # leaks of this rule.
+            head, _, rest = text.partition("**Outcome: ")
+            outcome, _, rest = rest.partition("\n")
+            bullets, rest = [], rest.lstrip("\n")
+            while rest.startswith("- "):
+                line, _, rest = rest.partition("\n")
+                if not line.startswith("- monotonic rise"):
+                    bullets.append(line)
+            bullets += ["- monotonic rise: %s series %d %s: slope %.1f/h, "
+                        "medians %.0f / %.0f / %.0f" % (
+                            v["worker"], v["series"], v["metric"],
+                            v["slope_h"], v["m1"], v["m2"], v["m3"])
+                        for v in leaks if v["verdict"] == "LEAK"]
+            text = (head + "**Outcome: %s**\n\n" %
+                    ("FAIL" if bullets else "pass") +
+                    "".join(b_ + "\n" for b_ in bullets) +
+                    ("\n" if bullets else "") + rest)
+            with open(path, "w") as f:
+                f.write(text)
     plot(s)
     return 1 if s.failures else 0
 
