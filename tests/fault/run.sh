@@ -9,6 +9,8 @@
 #                                   scripts/services.sh up --cluster if it
 #                                   is not running (and stops it after),
 #                                   holds /tmp/edr-cluster.lock
+#   tests/fault/run.sh --soak MIN   the soak (soak.py): MIN minutes, two workers,
+#                                   faults, RSS/fds/threads/lag sampled
 # Other flags go to faults.py (--only NAME[/STORE],..., --events N, ...).
 # Needs: scripts/services.sh up (its env is read here when not exported),
 # edr-worker-test (the test build: EDR_FAULT, --exit-when-caught-up) built in $EDR_BUILD_DIR (default build/), Python 3 with venv;
@@ -44,7 +46,15 @@ if [[ "${1:-}" == --cluster ]]; then
     "$VENV/bin/python" -u "$ROOT/tests/fault/cluster.py" "$@"
     exit $?
 fi
+SCRIPT=faults.py
+if [[ "${1:-}" == "--soak" ]]; then
+    SCRIPT=soak.py
+    shift
+    # The plot.
+    "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null ||
+        "$VENV/bin/python" -m pip install -q matplotlib
+fi
 if [[ -z "${EDR_KAFKA_BROKERS:-}" || -z "${EDR_REDIS_URL:-}" || -z "${EDR_PG_DSN:-}" ]]; then
     eval "$("$ROOT/scripts/services.sh" env)"
 fi
-exec "$VENV/bin/python" -u "$ROOT/tests/fault/faults.py" "$@"
+exec "$VENV/bin/python" -u "$ROOT/tests/fault/$SCRIPT" "$@"
