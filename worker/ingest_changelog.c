@@ -54,6 +54,7 @@
 #include "base/clock.h"
 #include "schemas/event.h"
 #include "worker/changelog.h"
+#include "worker/changelog_keys.h"
 #include "worker/config.h"
 #include "worker/config_parse.h"
 #include "worker/log.h"
@@ -264,97 +265,6 @@ static int cl_warn_allowed(struct ingest *in)
         return 0;
     in->cl_warn_until = now + CL_WARN_EVERY_S;
     return 1;
-}
-
-/* ---- the changes of a set of keys ------------------------------------- */
-
-/* One key to write: its four fields (owned copies when own) and the
- * connection key that sorts and deduplicates them. */
-struct cl_key {
-    char ck[EDR_CONNECTION_KEY_LEN + 1];
-    int32_t partition;
-    struct edr_key key;
-    int own;
-};
-
-struct cl_keys {
-    struct cl_key *v;
-    size_t n, cap;
-};
-
-static void cl_keys_clear(struct cl_keys *ks)
-{
-    for (size_t i = 0; i < ks->n; i++)
-        if (ks->v[i].own) {
-            free((char *)ks->v[i].key.counter_party_id);
-            free((char *)ks->v[i].key.counter_party_address);
-            free((char *)ks->v[i].key.query_checksum);
-            free((char *)ks->v[i].key.policy_checksum);
-        }
-    free(ks->v);
-    memset(ks, 0, sizeof(*ks));
-}
-
-/* Adds k (copied when own); -1 when out of memory. */
-static int cl_keys_add(struct cl_keys *ks, int32_t partition,
-                       const struct edr_key *k, int own)
-{
-    if (ks->n == ks->cap) {
-        size_t cap = ks->cap ? ks->cap * 2 : 64;
-        struct cl_key *v = realloc(ks->v, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        ks->v = v;
-        ks->cap = cap;
-    }
-    struct cl_key *e = &ks->v[ks->n];
-    memset(e, 0, sizeof(*e));
-    e->partition = partition;
-    edr_connection_key(k, e->ck);
-    if (own) {
-        e->own = 1;
-        e->key.counter_party_id = strdup(k->counter_party_id);
-        e->key.counter_party_address = strdup(k->counter_party_address);
-        e->key.query_checksum = strdup(k->query_checksum);
-        e->key.policy_checksum = strdup(k->policy_checksum);
-        ks->n++;
-        if (!e->key.counter_party_id || !e->key.counter_party_address ||
-            !e->key.query_checksum || !e->key.policy_checksum)
-            return -1; /* counted, so cl_keys_clear frees the others */
-        return 0;
-    }
-    e->key = *k;
-    ks->n++;
-    return 0;
-}
-
-static int cl_key_cmp(const void *a, const void *b)
-{
-    const struct cl_key *x = a, *y = b;
-    return strcmp(x->ck, y->ck);
-}
-
-/* Sorts and removes duplicate keys (a key's changes all land in one
- * partition: its current state is written once). */
-static void cl_keys_unique(struct cl_keys *ks)
-{
-    if (ks->n < 2)
-        return;
-    qsort(ks->v, ks->n, sizeof(*ks->v), cl_key_cmp);
-    size_t o = 1;
-    for (size_t i = 1; i < ks->n; i++) {
-        if (strcmp(ks->v[i].ck, ks->v[o - 1].ck) == 0) {
-            if (ks->v[i].own) { /* a duplicate's copies go now */
-                free((char *)ks->v[i].key.counter_party_id);
-                free((char *)ks->v[i].key.counter_party_address);
-                free((char *)ks->v[i].key.query_checksum);
-                free((char *)ks->v[i].key.policy_checksum);
-            }
-            continue;
-        }
-        ks->v[o++] = ks->v[i];
-    }
-    ks->n = o;
 }
 
 /* After a transaction of this worker failed (TRANSIENT: aborted, or its
