@@ -144,7 +144,8 @@ struct ingest {
     double cl_retry_at;      /* no handover catch-up before this */
     uint64_t cl_commits;     /* changelog transactions committed */
     double cl_commit_s;      /* time spent committing them */
-    int cl_created;          /* this start created the changelog topic */
+    int cl_created; /* this start created the changelog topic (until the
+                       start-time restore) */
 
     uint64_t applied; /* events applied (good ones) */
     uint64_t dead;    /* events dead-lettered */

@@ -342,10 +342,11 @@ static int run_restore(struct ingest *in, int running, int *restored)
     /* postgres (group mode) has no changelog (schemas/README.md §4) */
     if (!cfg->changelog_topic || in->group_mode)
         return ROUND_OK;
-    if (in->cl_created) {
-        /* Empty; and on a cluster the brokers may not all know it yet (a
-         * metadata request right after the creation can answer "does not
-         * exist"). */
+    if (in->cl_created && !running) {
+        /* Empty at start; and on a cluster the brokers may not all know it
+         * yet (a metadata request right after the creation can answer
+         * "does not exist"). Later, other workers may have filled it. */
+        in->cl_created = 0;
         log_info("restore: the changelog %s was just created: nothing to "
                  "restore",
                  cfg->changelog_topic);
