@@ -5,6 +5,7 @@
 #include "schemas/edr_key.h"
 #include "stores/store.h"
 #include "tests/support/cunit_main.h"
+#include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
 #include "tests/support/proc_util.h"
 #include "worker/changelog_restore.h"
@@ -18,15 +19,10 @@
 
 rd_kafka_t *ru_producer_new(const char *brokers)
 {
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
-                      sizeof(errstr));
-    rd_kafka_conf_set(conf, "linger.ms", "1", errstr, sizeof(errstr));
-    rd_kafka_conf_set_dr_msg_cb(conf, model_dr_cb);
-    return rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    static const char *const props[] = {"enable.idempotence", "true",
+                                        "linger.ms", "1", NULL};
+    return test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props, model_dr_cb,
+                                 NULL, NULL, 0);
 }
 
 int ru_produce(rd_kafka_t *rk, const char *topic, const struct model *m, int k,
@@ -68,9 +64,8 @@ int ru_produce_events(rd_kafka_t *rk, const char *topic, struct model *m, int n,
         if (ru_produce(rk, topic, m, k, NULL, buf, len, NULL, NULL) != 0)
             return -1;
         if (delay_ms) {
-            struct timespec ts = {0, delay_ms * 1000000L};
             rd_kafka_poll(rk, 0);
-            nanosleep(&ts, NULL);
+            edr_sleep_ms((unsigned)delay_ms);
         }
     }
     return rd_kafka_flush(rk, 30000) == 0 ? 0 : -1;

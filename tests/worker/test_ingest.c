@@ -17,6 +17,7 @@
 #include "tests/support/ingest_model.h"
 #include "tests/support/kafka_util.h"
 #include "tests/support/ops_util.h"
+#include "tests/support/restore_util.h"
 #include "tests/support/proc_util.h"
 #include "worker/redis_url.h"
 
@@ -35,63 +36,6 @@
 
 #define N_KEYS 30
 #define PG_OUTAGE_PORT 15440
-
-static rd_kafka_t *producer_new(const char *brokers)
-{
-    static const char *const props[] = {"enable.idempotence", "true",
-                                        "linger.ms", "1", NULL};
-    return test_kafka_client_new(RD_KAFKA_PRODUCER, brokers, props, model_dr_cb,
-                                 NULL, NULL, 0);
-}
-
-/* Produces value with the connection key (or raw key when k < 0) and
- * optional header x-test; s (may be NULL) gets the delivery. */
-static int produce(rd_kafka_t *rk, const char *topic, const struct model *m,
-                   int k, const char *raw_key, const void *val, size_t len,
-                   const char *xtest, struct sent *s)
-{
-    char ckey[EDR_CONNECTION_KEY_LEN + 1];
-    const char *key = raw_key;
-    if (k >= 0) {
-        struct edr_key ek = model_conn_key(&m->c[k]);
-        edr_connection_key(&ek, ckey);
-        key = ckey;
-    }
-    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
-    rd_kafka_header_add(h, "content-type", -1, "application/cloudevents+json",
-                        -1);
-    if (xtest)
-        rd_kafka_header_add(h, "x-test", -1, xtest, -1);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-        RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
-    if (err) {
-        rd_kafka_headers_destroy(h);
-        return -1;
-    }
-    rd_kafka_poll(rk, 0);
-    return 0;
-}
-
-/* Produces n model events, then flushes. */
-static int produce_events(rd_kafka_t *rk, const char *topic, struct model *m,
-                          int n, int delay_ms)
-{
-    for (int i = 0; i < n; i++) {
-        char buf[1024];
-        int k;
-        size_t len = model_next(m, buf, sizeof(buf), &k);
-        if (produce(rk, topic, m, k, NULL, buf, len, NULL, NULL) != 0)
-            return -1;
-        if (delay_ms) {
-            rd_kafka_poll(rk, 0);
-            edr_sleep_ms((unsigned)delay_ms);
-        }
-    }
-    return rd_kafka_flush(rk, 30000) == 0 ? 0 : -1;
-}
 
 /* ---- workers --------------------------------------------------------------
  */
@@ -253,15 +197,15 @@ static void test_memory_store(void)
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers && test_env("EDR_REDIS_URL"));
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 200, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 200, 0), 0);
 
     const char *env[] = {r.env_topic,        r.env_dlq,           r.env_prefix,
                          "EDR_STORE=memory", "EDR_HTTP_ADDR=off", NULL};
     pid_t pid = worker_start(env, NULL, r.log);
     /* Events produced while it runs are applied too. */
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 2), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 150, 2), 0);
 
     redisContext *rc = model_redis_connect();
     CU_ASSERT_FATAL(rc && !rc->err);
@@ -337,9 +281,9 @@ static void test_new_partitions(void)
     CU_ASSERT_FATAL(brokers && test_env("EDR_REDIS_URL"));
     CU_ASSERT_FATAL(test_kafka_create_topic(brokers, r.topic, 2, errstr,
                                             sizeof(errstr)) == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 60, 0), 0);
     const char *env[] = {r.env_topic,        r.env_dlq,           r.env_prefix,
                          "EDR_STORE=memory", "EDR_HTTP_ADDR=off", NULL};
     pid_t pid = worker_start(env, NULL, r.log);
@@ -357,14 +301,14 @@ static void test_new_partitions(void)
     /* A fresh producer sees 6 partitions and spreads the keys anew; a key
      * moving partition is fine here: its earlier events are all applied. */
     rd_kafka_destroy(rk);
-    rk = producer_new(brokers);
+    rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
     CU_ASSERT_EQUAL_FATAL(wait_partition_count(rk, r.topic, 6, 30), 0);
     /* The worker assigns the new ones itself (its metadata refresh). */
     CU_ASSERT_EQUAL(
         test_wait_log(r.log, "kafka: assigned partitions", "5@start", 1, 30000),
         0);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 80, 0), 0);
     bad = -1;
     for (int i = 0; i < 60 && bad != 0; i++) {
         bad = model_verify_rpc(rc, r.prefix, &m, 0);
@@ -392,18 +336,18 @@ static void test_file_store_restart(void)
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 120, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 120, 0), 0);
 
     const char *env[] = {r.env_topic, r.env_dlq,        r.env_prefix,
                          r.env_file,  "EDR_STORE=file", "EDR_HTTP_ADDR=off",
                          NULL};
     pid_t pid = worker_start(env, NULL, r.log);
     /* Killed while events keep coming. */
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 5), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 150, 5), 0);
     worker_kill(pid);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 80, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 80, 0), 0);
     /* Restarted: resumes from the saved offsets. */
     pid = worker_start(env, catch_up, r.log);
     CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
@@ -415,7 +359,7 @@ static void test_file_store_restart(void)
 
     /* Once more, killed right after a start: nothing lost either. */
     pid = worker_start(env, NULL, r.log);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 3), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 60, 3), 0);
     worker_kill(pid);
     pid = worker_start(env, catch_up, r.log);
     CU_ASSERT_EQUAL(test_wait_exit(pid, 60000), 0);
@@ -492,9 +436,9 @@ static void test_postgres_group(void)
     const char *dsn = test_env("EDR_PG_DSN");
     CU_ASSERT_FATAL(brokers && dsn);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 150, 0), 0);
 
     /* Short session timeout: the survivor takes over the killed worker's
      * partitions within seconds. */
@@ -524,9 +468,9 @@ static void test_postgres_group(void)
     /* Both joined and share the partitions. */
     CU_ASSERT_EQUAL(wait_assigned(r.log, "worker-a", 30), 0);
     CU_ASSERT_EQUAL(wait_assigned(r.log, "worker-b", 30), 0);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 5), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 150, 5), 0);
     worker_kill(a);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 100, 0), 0);
 
     int bad = wait_pg(dsn, r.table, &m, 60);
     CU_ASSERT_EQUAL(bad, 0);
@@ -620,7 +564,7 @@ static void test_postgres_fence(void)
     const char *dsn = test_env("EDR_PG_DSN");
     CU_ASSERT_FATAL(brokers && dsn);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
     CU_ASSERT_EQUAL(produce_fence(rk, r.topic, 0, 10), 0);
     const char *env[] = {r.env_topic,
@@ -680,7 +624,7 @@ static void test_dead_letters(void)
     const char *brokers = test_env("EDR_KAFKA_BROKERS");
     CU_ASSERT_FATAL(brokers != NULL);
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
 
     static const char *const bad_events[] = {
@@ -705,15 +649,15 @@ static void test_dead_letters(void)
     memset(sent, 0, sizeof(sent));
     char xt[N_BAD][16];
     for (int i = 0; i < N_BAD; i++) {
-        CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 8, 0), 0);
+        CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 8, 0), 0);
         snprintf(xt[i], sizeof(xt[i]), "bad-%d", i);
         char key[16];
         snprintf(key, sizeof(key), "k%d", i);
-        CU_ASSERT_EQUAL(produce(rk, r.topic, &m, -1, key, bad_events[i],
-                                strlen(bad_events[i]), xt[i], &sent[i]),
+        CU_ASSERT_EQUAL(ru_produce(rk, r.topic, &m, -1, key, bad_events[i],
+                                   strlen(bad_events[i]), xt[i], &sent[i]),
                         0);
     }
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 8, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 8, 0), 0);
     for (int i = 0; i < N_BAD; i++)
         CU_ASSERT_EQUAL(sent[i].err, 1);
 
@@ -868,9 +812,9 @@ static void test_dead_letter_too_large(void)
                                             sizeof(errstr)) == 0);
     CU_ASSERT_FATAL(
         create_topic_with(brokers, r.dlq, 1, "max.message.bytes", "2048") == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 20, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 20, 0), 0);
     /* 4 KiB of valid JSON that is no event (no id, no data). */
     static char big[4096 + 1];
     const char *head = "{\"specversion\":\"1.0\",\"pad\":\"";
@@ -881,8 +825,8 @@ static void test_dead_letter_too_large(void)
     CU_ASSERT_EQUAL_FATAL(strlen(big), 4096);
     struct sent sent = {0};
     CU_ASSERT_EQUAL(
-        produce(rk, r.topic, &m, -1, "big", big, 4096, "big-one", &sent), 0);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 20, 0), 0);
+        ru_produce(rk, r.topic, &m, -1, "big", big, 4096, "big-one", &sent), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 20, 0), 0);
     CU_ASSERT_EQUAL(sent.err, 1);
 
     const char *env[] = {r.env_topic, r.env_dlq,        r.env_prefix,
@@ -1047,7 +991,7 @@ static void test_dead_letter_hold(void)
                                             sizeof(errstr)) == 0);
     CU_ASSERT_FATAL(
         create_topic_with(brokers, r.dlq, 1, "max.message.bytes", "64") == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
     CU_ASSERT_EQUAL(produce_hold(rk, r.topic, 0, 0, 4), 0);
     static const char bad[] = "not json{";
@@ -1137,9 +1081,9 @@ static void test_postgres_outage(void)
     char addr[64], env_http[100];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", ops_free_port());
     snprintf(env_http, sizeof(env_http), "EDR_HTTP_ADDR=%s", addr);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 100, 0), 0);
 
     const char *env[] = {
         r.env_topic, r.env_dlq, r.env_prefix,         r.env_table, r.env_group,
@@ -1150,7 +1094,7 @@ static void test_postgres_outage(void)
     CU_ASSERT_EQUAL(wait_metric(addr, "edr_store_ok", 1, 10, &v), 0);
 
     CU_ASSERT_EQUAL(ops_pg_stop(&pg), 0);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 150, 2), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 150, 2), 0);
     /* The outage is noticed (the gauge, /readyz) and waited out, never a
      * crash. */
     CU_ASSERT_EQUAL(wait_metric(addr, "edr_store_ok", 0, 30, &v), 0);
@@ -1191,9 +1135,9 @@ static void test_postgres_rebalance_outage(void)
     CU_ASSERT_FATAL(setup_topic(&r) == 0);
     CU_ASSERT_FATAL(
         outage_pg_create(&pg, dsn, sizeof(dsn), env_dsn, sizeof(env_dsn)) == 0);
-    rd_kafka_t *rk = producer_new(brokers);
+    rd_kafka_t *rk = ru_producer_new(brokers);
     CU_ASSERT_FATAL(rk != NULL);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 100, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 100, 0), 0);
     char log_a[300];
     snprintf(log_a, sizeof(log_a), "%s.a", r.log);
     const char *env_a[] = {r.env_topic,          r.env_dlq,
@@ -1217,7 +1161,7 @@ static void test_postgres_rebalance_outage(void)
 
     CU_ASSERT_EQUAL(ops_pg_stop(&pg), 0);
     worker_kill(b);
-    CU_ASSERT_EQUAL(produce_events(rk, r.topic, &m, 60, 0), 0);
+    CU_ASSERT_EQUAL(ru_produce_events(rk, r.topic, &m, 60, 0), 0);
     /* B's partitions come to A (session timeout, 6 s) while the store is
      * down ... */
     CU_ASSERT_EQUAL(
